@@ -1,0 +1,33 @@
+# Two commands on a fresh machine with Python 3.11 and make: `make run`, `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench clean
+
+$(STAMP): pyproject.toml examples/plugin-template/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]" -e examples/plugin-template
+	touch $(STAMP)
+
+run: $(STAMP)
+	CRMKIT_DEV_MODE=true $(BIN)/crmkit db upgrade
+	CRMKIT_DEV_MODE=true $(BIN)/crmkit demo
+	CRMKIT_DEV_MODE=true $(BIN)/crmkit serve --host 127.0.0.1 --port 8000
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check crmkit tests bench examples/plugin-template
+	$(BIN)/ruff format --check crmkit tests bench examples/plugin-template
+	$(BIN)/mypy crmkit
+
+bench: $(STAMP)
+	$(BIN)/python bench/hook_dispatch.py
+	$(BIN)/python bench/graphql_customers.py
+
+clean:
+	rm -rf $(VENV) .crmkit .pytest_cache .mypy_cache .ruff_cache

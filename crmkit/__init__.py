@@ -1,0 +1,76 @@
+"""crmkit: what plugin authors import.
+
+Everything a plugin needs is here or in :mod:`crmkit.core.hookspecs`; the rest of the
+package may change between versions.
+"""
+
+from crmkit.core.customers.models import (
+    Activity,
+    ActivityKind,
+    Channel,
+    Customer,
+    CustomerKind,
+    LifecycleStage,
+)
+from crmkit.core.events import DomainEvent, emit
+from crmkit.core.hookspecs import event_hookspec, hookimpl, hookspec
+from crmkit.db import Model, TenantOwned, TenantSession, utcnow, uuid7
+from crmkit.errors import (
+    BadUserInput,
+    Conflict,
+    ConsentRequired,
+    CrmError,
+    Forbidden,
+    NotFound,
+    PermanentJobError,
+    PluginNotEnabled,
+    RateLimited,
+    Unauthenticated,
+)
+from crmkit.graphql.context import RequestContext
+from crmkit.graphql.contrib import GraphQLContribution, field
+from crmkit.graphql.pagination import Connection, connection, decode_cursor, page_size
+from crmkit.plugins.info import CronSpec, JobSpec, PluginInfo, Scope, TenantContext
+from crmkit.version import __version__
+
+__all__ = [
+    "Activity",
+    "ActivityKind",
+    "BadUserInput",
+    "Channel",
+    "Conflict",
+    "Connection",
+    "ConsentRequired",
+    "CrmError",
+    "CronSpec",
+    "Customer",
+    "CustomerKind",
+    "DomainEvent",
+    "Forbidden",
+    "GraphQLContribution",
+    "JobSpec",
+    "LifecycleStage",
+    "Model",
+    "NotFound",
+    "PermanentJobError",
+    "PluginInfo",
+    "PluginNotEnabled",
+    "RateLimited",
+    "RequestContext",
+    "Scope",
+    "TenantContext",
+    "TenantOwned",
+    "TenantSession",
+    "Unauthenticated",
+    "__version__",
+    "connection",
+    "decode_cursor",
+    "emit",
+    "event_hookspec",
+    "field",
+    "hookimpl",
+    "hookspec",
+    "page_size",
+    "utcnow",
+    "uuid7",
+]

@@ -1,0 +1,51 @@
+"""The litestar application factory: ``crmkit.app:create_app``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, get
+from litestar.datastructures import State
+
+from crmkit.auth.tokens import TokenService
+from crmkit.graphql.handler import graphiql, graphql_post
+from crmkit.jobs.backends import InlineQueue
+from crmkit.platform import Platform
+
+
+@get("/healthz", include_in_schema=False)
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def create_app(platform: Platform | None = None) -> Litestar:
+    """Build the ASGI app. Without a platform one is made from the environment and
+    closed at shutdown; a given platform stays the caller's."""
+    owned = platform is None
+    platform = platform or Platform()
+    logging.basicConfig(level=logging.INFO)
+    _ = platform.schemas  # compose the installed plugins' types now, not on a request
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        queue = platform.queue
+        scheduler = None
+        if isinstance(queue, InlineQueue):  # no worker process: cron runs here
+            scheduler = asyncio.create_task(queue.run_scheduler())
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.cancel()
+            if owned:
+                await platform.close()
+
+    return Litestar(
+        route_handlers=[graphql_post, graphiql, healthz],
+        lifespan=[lifespan],
+        state=State({"platform": platform, "tokens": TokenService(platform.settings)}),
+        openapi_config=None,
+    )

@@ -1,0 +1,259 @@
+"""The ``crmkit`` command: the platform operator's tool."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from functools import wraps
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from crmkit.errors import CrmError
+from crmkit.platform import Platform
+from crmkit.settings import get_settings
+
+T = TypeVar("T")
+
+app = typer.Typer(help="crmkit: multi-tenant CRM platform.", no_args_is_help=True)
+db_app = typer.Typer(help="Database migrations (core and every installed plugin).")
+tenants_app = typer.Typer(help="Tenants (institutions).")
+plugins_app = typer.Typer(help="Installed plugins and per-tenant enablement.")
+token_app = typer.Typer(help="Access tokens.")
+app.add_typer(db_app, name="db")
+app.add_typer(tenants_app, name="tenants")
+app.add_typer(plugins_app, name="plugins")
+app.add_typer(token_app, name="token")
+
+
+def run(fn: Callable[[Platform], Coroutine[Any, Any, T]]) -> T:
+    """Run ``fn`` with a platform; a CrmError becomes a one-line message and exit code 2."""
+
+    async def main() -> T:
+        platform = Platform(get_settings())
+        try:
+            return await fn(platform)
+        finally:
+            await platform.close()
+
+    try:
+        return asyncio.run(main())
+    except CrmError as exc:
+        typer.secho(f"error ({exc.code}): {exc.message}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+def parse_sets(values: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs; values are read as JSON when they parse, else as strings."""
+    settings: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            typer.secho(f"error (BAD_USER_INPUT): --set {item!r} is not key=value", fg="red", err=True)
+            raise typer.Exit(2)
+        try:
+            settings[key] = json.loads(raw)
+        except ValueError:
+            settings[key] = raw
+    return settings
+
+
+# --- serving ------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+    port: int = typer.Option(8000),
+    workers: int = typer.Option(1, help="Processes (with CRMKIT_REDIS_URL set only)."),
+) -> None:
+    """Serve the API (GraphQL at /graphql)."""
+    import uvicorn
+
+    uvicorn.run("crmkit.app:create_app", factory=True, host=host, port=port, workers=workers)
+
+
+@app.command()
+def worker() -> None:
+    """Run the arq worker: plugins' jobs, event delivery and cron (needs CRMKIT_REDIS_URL)."""
+    from arq.worker import Worker
+
+    from crmkit.jobs.backends import worker_settings
+
+    settings = get_settings()
+    if not settings.redis_url:
+        typer.secho("error: set CRMKIT_REDIS_URL; without Redis jobs run inside `crmkit serve`", fg="red", err=True)
+        raise typer.Exit(2)
+    platform = Platform(settings)
+    Worker(**worker_settings(platform)).run()
+
+
+# --- database -----------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(target: str = typer.Argument("heads")) -> None:
+    """Apply migrations (default: the core's and every installed plugin's heads)."""
+    from crmkit import migrations
+
+    run(lambda p: migrations.upgrade(p.db.engine, p.registry, target))
+    typer.echo(f"database at {target}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(target: str = typer.Argument(..., help="A revision, `PLUGIN@base`, or `base`.")) -> None:
+    """Revert migrations to ``target``."""
+    from crmkit import migrations
+
+    run(lambda p: migrations.downgrade(p.db.engine, p.registry, target))
+    typer.echo(f"database at {target}")
+
+
+# --- tenants ------------------------------------------------------------------------
+
+
+@tenants_app.command("create")
+def tenants_create(slug: str, name: str) -> None:
+    """Create a tenant."""
+    from crmkit.tenants.service import create_tenant
+
+    tenant = run(lambda p: create_tenant(p.db, slug, name))
+    typer.echo(f"created tenant {tenant.slug} ({tenant.id})")
+
+
+@tenants_app.command("list")
+def tenants_list() -> None:
+    """List tenants."""
+    from crmkit.tenants.service import list_tenants
+
+    for tenant in run(lambda p: list_tenants(p.db)):
+        typer.echo(f"{tenant.slug}\t{tenant.status.value}\t{tenant.id}\t{tenant.name}")
+
+
+@tenants_app.command("suspend")
+def tenants_suspend(tenant: str) -> None:
+    """Suspend a tenant: its tokens are refused from the next request on."""
+    from crmkit.tenants.models import TenantStatus
+    from crmkit.tenants.service import set_status
+
+    run(lambda p: set_status(p.db, tenant, TenantStatus.SUSPENDED))
+    typer.echo(f"suspended {tenant}")
+
+
+@tenants_app.command("reactivate")
+def tenants_reactivate(tenant: str) -> None:
+    """Reactivate a suspended tenant."""
+    from crmkit.tenants.models import TenantStatus
+    from crmkit.tenants.service import set_status
+
+    run(lambda p: set_status(p.db, tenant, TenantStatus.ACTIVE))
+    typer.echo(f"reactivated {tenant}")
+
+
+# --- plugins ------------------------------------------------------------------------
+
+
+@plugins_app.command("list")
+def plugins_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Installed plugins: version, compatibility, hooks, enabled tenants, recent failures."""
+    from crmkit.plugins.report import plugin_report
+
+    report = run(plugin_report)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=str))
+        return
+    for plugin in report["plugins"]:
+        typer.echo(f"{plugin['name']} {plugin['version']}  (requires crmkit {plugin['requires']})")
+        typer.echo(f"  {plugin['description']}")
+        typer.echo(f"  hooks: {', '.join(plugin['hooks']) or '-'}")
+        typer.echo(f"  enabled for: {', '.join(plugin['enabled_tenants']) or '-'}")
+        for failure in plugin["recent_failures"]:
+            typer.echo(
+                f"  failure {failure['occurred_at']} {failure['tenant']} {failure['job']} "
+                f"try {failure['attempt']}{' (gave up)' if failure['gave_up'] else ''}: {failure['error']}"
+            )
+    for refused in report["refused"]:
+        typer.secho(f"{refused['name']} REFUSED: {refused['reason']}", fg="red")
+
+
+def _settings_command(action: Callable[..., Awaitable[Any]], verb: str) -> Callable[..., None]:
+    def command(
+        tenant: str,
+        plugin: str,
+        set_: Annotated[list[str] | None, typer.Option("--set", help="key=value (repeatable)")] = None,
+    ) -> None:
+        values = parse_sets(set_ or [])
+        stored = run(lambda p: action(p, tenant, plugin, values))
+        typer.echo(f"{verb} {plugin} for {tenant}: {json.dumps(stored)}")
+
+    return command
+
+
+def _register_plugin_commands() -> None:
+    from crmkit.plugins import enablement
+
+    plugins_app.command("enable", help="Enable a plugin for a tenant, with settings.")(
+        _settings_command(enablement.enable, "enabled")
+    )
+    plugins_app.command("configure", help="Change settings of a tenant's plugin.")(
+        _settings_command(enablement.configure, "configured")
+    )
+
+    @plugins_app.command("disable")
+    def disable(tenant: str, plugin: str) -> None:
+        """Disable a plugin for a tenant (its data is kept)."""
+        run(lambda p: enablement.disable(p, tenant, plugin))
+        typer.echo(f"disabled {plugin} for {tenant}")
+
+
+_register_plugin_commands()
+
+
+# --- tokens -------------------------------------------------------------------------
+
+
+@token_app.command("issue")
+def token_issue(
+    tenant: Annotated[str, typer.Option(help="Tenant slug or id.")],
+    scopes: Annotated[str, typer.Option(help="Comma-separated scopes.")] = "",
+    all_scopes: Annotated[bool, typer.Option("--all-scopes", help="Every scope of the core and the tenant's plugins.")] = False,
+    subject: Annotated[str, typer.Option(help="Who the token speaks for.")] = "operator:cli",
+    minutes: Annotated[int | None, typer.Option(help="Lifetime (default from settings).")] = None,
+) -> None:
+    """Print an access token for a tenant (operator tool)."""
+    from crmkit.auth.tokens import issue_for_tenant
+
+    wanted = None if all_scopes else [s.strip() for s in scopes.split(",") if s.strip()]
+    token = run(lambda p: issue_for_tenant(p, tenant, wanted, subject=subject, minutes=minutes))
+    typer.echo(token)
+
+
+# --- demo ---------------------------------------------------------------------------
+
+
+@app.command()
+def demo(port: int = typer.Option(8000, help="Port the printed curl line targets.")) -> None:
+    """Create the demo-bank tenant with sample data and every plugin; print a token."""
+    from crmkit.demo import setup_demo
+
+    token = run(setup_demo)
+    query = '{ customers(first: 5) { nodes { displayName lifecycleStage tags } } }'
+    body = json.dumps({"query": query})
+    typer.echo("\nTenant demo-bank is ready. Access token (all scopes, 24 h):\n")
+    typer.echo(token)
+    typer.echo("\nFirst query:\n")
+    typer.echo(
+        f"curl -s http://127.0.0.1:{port}/graphql -H 'Authorization: Bearer {token}' "
+        f"-H 'Content-Type: application/json' -d {shlex.quote(body)}\n"
+    )
+    typer.echo(f"GraphiQL (development mode): http://127.0.0.1:{port}/graphql")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,1 @@
+"""The small core: customers, consent and audit, and the hook contract."""

@@ -1,0 +1,1 @@
+"""Customers, their activity timeline, segment tags and lifecycle stage."""

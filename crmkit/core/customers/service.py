@@ -1,0 +1,317 @@
+"""Customer and activity operations, shared by GraphQL, the CLI and jobs.
+
+Each write runs the tenant's validation hooks inside the transaction and emits its
+domain event into the outbox, so the change, its checks and its event stand or fall
+together.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import exists, func, select
+
+from crmkit.core.customers.models import (
+    Activity,
+    ActivityKind,
+    Channel,
+    Customer,
+    CustomerKind,
+    CustomerTag,
+    LifecycleStage,
+)
+from crmkit.core.events import emit
+from crmkit.db import utcnow
+from crmkit.errors import BadUserInput, Conflict, NotFound
+from crmkit.plugins.caller import TenantHooks
+
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{4,24}$")
+TAG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+CURRENCY = re.compile(r"^[A-Z]{3}$")
+MAX_TAGS = 20
+MAX_ATTRIBUTES_BYTES = 8192
+
+UNSET: Any = object()
+"""Marks an update field the caller did not send (``None`` clears it)."""
+
+
+@dataclass
+class CustomerFilter:
+    tag: str | None = None
+    stage: LifecycleStage | None = None
+    text: str | None = None
+    include_archived: bool = False
+
+
+def _clean(value: str | None, field: str, max_len: int) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    if len(value) > max_len:
+        raise BadUserInput(f"{field} is longer than {max_len} characters", field=field)
+    return value
+
+
+def _tags(values: Iterable[str]) -> list[str]:
+    tags = sorted({v.strip().lower() for v in values})
+    for tag in tags:
+        if not TAG.match(tag):
+            raise BadUserInput(
+                f"tag {tag!r} must be 1-64 lowercase letters, digits, '-' or '_'", field="tags"
+            )
+    if len(tags) > MAX_TAGS:
+        raise BadUserInput(f"a customer has at most {MAX_TAGS} tags", field="tags")
+    return tags
+
+
+def _check_contact(customer: Customer) -> None:
+    if customer.email is not None and not EMAIL.match(customer.email):
+        raise BadUserInput("email is not an e-mail address", field="email")
+    if customer.phone is not None and not PHONE.match(customer.phone):
+        raise BadUserInput("phone must be digits, optionally with a leading +", field="phone")
+
+
+def _set_display_name(customer: Customer) -> None:
+    if customer.kind is CustomerKind.ORGANISATION:
+        if not customer.organisation_name:
+            raise BadUserInput("an organisation needs organisationName", field="organisationName")
+        customer.display_name = customer.organisation_name
+    else:
+        names = [n for n in (customer.given_name, customer.family_name) if n]
+        if not names:
+            raise BadUserInput("a person needs givenName or familyName", field="givenName")
+        customer.display_name = " ".join(names)
+
+
+TEXT_FIELDS = {
+    "given_name": 200,
+    "family_name": 200,
+    "organisation_name": 300,
+    "email": 320,
+    "phone": 32,
+    "postal_address": 500,
+    "relationship_manager": 200,
+}
+
+
+async def create_customer(
+    hooks: TenantHooks,
+    *,
+    kind: CustomerKind,
+    tags: Sequence[str] = (),
+    lifecycle_stage: LifecycleStage = LifecycleStage.NEW,
+    external_ref: str | None = None,
+    **fields: str | None,
+) -> Customer:
+    """Create a customer; retried with the same ``external_ref`` it returns the first one."""
+    session = hooks.ctx.session
+    external_ref = _clean(external_ref, "externalRef", 100)
+    if external_ref is not None:
+        existing = await session.scalar(select(Customer).where(Customer.external_ref == external_ref))
+        if existing is not None:
+            return existing
+    unknown = set(fields) - set(TEXT_FIELDS)
+    if unknown:
+        raise BadUserInput(f"unknown customer fields: {', '.join(sorted(unknown))}")
+    customer = Customer(
+        kind=kind,
+        lifecycle_stage=lifecycle_stage,
+        external_ref=external_ref,
+        **{name: _clean(value, name, TEXT_FIELDS[name]) for name, value in fields.items()},
+    )
+    customer.tags = [CustomerTag(tag=t) for t in _tags(tags)]
+    _set_display_name(customer)
+    _check_contact(customer)
+    session.add(customer)
+    changed = frozenset({"kind", "lifecycle_stage", "tags", *fields})
+    await hooks.call("validate_customer", customer=customer, changed=changed)
+    await session.flush()
+    emit(session, "customer_created", "Customer", customer.id)
+    return customer
+
+
+async def get_customer(hooks: TenantHooks, customer_id: uuid.UUID) -> Customer:
+    customer = await hooks.ctx.session.get(Customer, (hooks.ctx.tenant_id, customer_id))
+    if customer is None:
+        raise NotFound(f"no customer {customer_id}")
+    return customer
+
+
+async def update_customer(
+    hooks: TenantHooks,
+    customer_id: uuid.UUID,
+    *,
+    expected_version: int | None = None,
+    tags: Sequence[str] | None = None,
+    kind: CustomerKind | None = None,
+    lifecycle_stage: LifecycleStage | None = None,
+    **fields: str | None,
+) -> Customer:
+    """Apply the fields given; with ``expected_version`` a concurrent edit is a CONFLICT."""
+    customer = await get_customer(hooks, customer_id)
+    if expected_version is not None and expected_version != customer.version:
+        raise Conflict(
+            f"the customer is at version {customer.version}, not {expected_version}; "
+            "reload it and apply your change again",
+            version=customer.version,
+        )
+    changed: set[str] = set()
+    for name, value in fields.items():
+        if name not in TEXT_FIELDS:
+            raise BadUserInput(f"unknown customer field {name}")
+        if value is UNSET:
+            continue
+        cleaned = _clean(value, name, TEXT_FIELDS[name])
+        if getattr(customer, name) != cleaned:
+            setattr(customer, name, cleaned)
+            changed.add(name)
+    if kind is not None and kind is not customer.kind:
+        customer.kind = kind
+        changed.add("kind")
+    if lifecycle_stage is not None and lifecycle_stage is not customer.lifecycle_stage:
+        customer.lifecycle_stage = lifecycle_stage
+        changed.add("lifecycle_stage")
+    if tags is not None:
+        new_tags = _tags(tags)
+        if new_tags != customer.tag_names:
+            customer.tags = [CustomerTag(tag=t) for t in new_tags]
+            changed.add("tags")
+    if not changed:
+        return customer
+    _set_display_name(customer)
+    _check_contact(customer)
+    customer.updated_at = utcnow()
+    await hooks.call("validate_customer", customer=customer, changed=frozenset(changed))
+    await hooks.ctx.session.flush()
+    emit(hooks.ctx.session, "customer_updated", "Customer", customer.id, changed=sorted(changed))
+    return customer
+
+
+async def archive_customer(hooks: TenantHooks, customer_id: uuid.UUID) -> Customer:
+    """Hide a customer from lists; archiving twice is a no-op."""
+    customer = await get_customer(hooks, customer_id)
+    if customer.archived_at is None:
+        customer.archived_at = utcnow()
+        await hooks.ctx.session.flush()
+        emit(hooks.ctx.session, "customer_archived", "Customer", customer.id)
+    return customer
+
+
+async def list_customers(
+    hooks: TenantHooks, filter: CustomerFilter, *, after: uuid.UUID | None, limit: int
+) -> Sequence[Customer]:
+    query = select(Customer).order_by(Customer.id).limit(limit)
+    if after is not None:
+        query = query.where(Customer.id > after)
+    if not filter.include_archived:
+        query = query.where(Customer.archived_at.is_(None))
+    if filter.stage is not None:
+        query = query.where(Customer.lifecycle_stage == filter.stage)
+    if filter.tag is not None:
+        query = query.where(
+            exists().where(
+                CustomerTag.tenant_id == Customer.tenant_id,
+                CustomerTag.customer_id == Customer.id,
+                CustomerTag.tag == filter.tag.strip().lower(),
+            )
+        )
+    if filter.text:
+        text = filter.text.strip().lower()
+        if len(text) > 100:
+            raise BadUserInput("text filter is longer than 100 characters", field="text")
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(func.lower(Customer.display_name).like(pattern, escape="\\"))
+    return (await hooks.ctx.session.scalars(query)).all()
+
+
+async def record_activity(
+    hooks: TenantHooks,
+    *,
+    customer_id: uuid.UUID,
+    kind: ActivityKind,
+    channel: Channel,
+    occurred_at: datetime | None = None,
+    amount: str | Decimal | None = None,
+    currency: str | None = None,
+    attributes: dict[str, Any] | None = None,
+    external_ref: str | None = None,
+) -> Activity:
+    """Add to a customer's timeline; retried with the same ``external_ref`` it returns the
+    first one."""
+    session = hooks.ctx.session
+    await get_customer(hooks, customer_id)
+    external_ref = _clean(external_ref, "externalRef", 100)
+    if external_ref is not None:
+        existing = await session.scalar(select(Activity).where(Activity.external_ref == external_ref))
+        if existing is not None:
+            if existing.customer_id != customer_id:
+                raise Conflict("externalRef already names an activity of another customer", field="externalRef")
+            return existing
+    value: Decimal | None = None
+    if amount is not None:
+        try:
+            value = Decimal(str(amount))
+        except InvalidOperation:
+            raise BadUserInput(f"amount {amount!r} is not a decimal number", field="amount") from None
+        if not value.is_finite() or abs(value) >= Decimal(10) ** 14:
+            raise BadUserInput("amount is out of range", field="amount")
+        if currency is None:
+            raise BadUserInput("an amount needs its currency", field="currency")
+    if currency is not None:
+        if not CURRENCY.match(currency):
+            raise BadUserInput("currency must be an ISO 4217 code such as EUR", field="currency")
+        if value is None:
+            raise BadUserInput("a currency needs an amount", field="amount")
+    now = utcnow()
+    when = occurred_at or now
+    if when.tzinfo is None:
+        raise BadUserInput("occurredAt needs a time zone offset", field="occurredAt")
+    if when > now + timedelta(minutes=5):
+        raise BadUserInput("occurredAt is in the future", field="occurredAt")
+    attributes = attributes or {}
+    if len(json.dumps(attributes, default=str)) > MAX_ATTRIBUTES_BYTES:
+        raise BadUserInput(f"attributes exceed {MAX_ATTRIBUTES_BYTES} bytes", field="attributes")
+    activity = Activity(
+        customer_id=customer_id,
+        kind=kind,
+        channel=channel,
+        occurred_at=when,
+        amount=value,
+        currency=currency,
+        attributes=attributes,
+        external_ref=external_ref,
+    )
+    session.add(activity)
+    await hooks.call("validate_activity", activity=activity)
+    await session.flush()
+    emit(session, "activity_recorded", "Activity", activity.id, customer_id=str(customer_id), kind=kind.value)
+    return activity
+
+
+async def list_activities(
+    hooks: TenantHooks,
+    customer_id: uuid.UUID,
+    *,
+    kind: ActivityKind | None,
+    after: uuid.UUID | None,
+    limit: int,
+) -> Sequence[Activity]:
+    await get_customer(hooks, customer_id)
+    query = (
+        select(Activity).where(Activity.customer_id == customer_id).order_by(Activity.id.desc()).limit(limit)
+    )
+    if after is not None:
+        query = query.where(Activity.id < after)
+    if kind is not None:
+        query = query.where(Activity.kind == kind)
+    return (await hooks.ctx.session.scalars(query)).all()

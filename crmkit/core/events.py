@@ -1,0 +1,71 @@
+"""Domain events and the transactional outbox they are written to.
+
+:func:`emit` adds the event to the current transaction, so the change and its events
+commit together or not at all. After commit the relay hands them to the job queue
+(:mod:`crmkit.jobs.relay`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Index, String, Uuid
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from crmkit.db import Model, TenantOwned, utcnow, uuid7
+
+PENDING_EVENTS = "crmkit_pending_events"
+
+
+class OutboxEvent(TenantOwned, Model):
+    __tablename__ = "outbox_events"
+    __table_args__ = (Index("ix_outbox_events_relayed_at_created_at", "relayed_at", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid7)
+    type: Mapped[str] = mapped_column(String(100))
+    subject_type: Mapped[str] = mapped_column(String(100))
+    subject_id: Mapped[str] = mapped_column(String(100))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    relayed_at: Mapped[datetime | None] = mapped_column()
+
+
+@dataclass(frozen=True)
+class DomainEvent:
+    """An event as handlers see it. ``id`` is stable across redeliveries."""
+
+    id: uuid.UUID
+    type: str
+    tenant_id: uuid.UUID
+    subject_type: str
+    subject_id: str
+    data: dict[str, Any]
+    occurred_at: datetime
+
+    @classmethod
+    def from_row(cls, row: OutboxEvent) -> DomainEvent:
+        return cls(
+            id=row.id,
+            type=row.type,
+            tenant_id=row.tenant_id,
+            subject_type=row.subject_type,
+            subject_id=row.subject_id,
+            data=dict(row.data),
+            occurred_at=row.created_at,
+        )
+
+
+def emit(
+    session: AsyncSession, type: str, subject_type: str, subject_id: Any, **data: Any
+) -> OutboxEvent:
+    """Write a domain event into the session's transaction; ``type`` names an event hook."""
+    row = OutboxEvent(
+        type=type, subject_type=subject_type, subject_id=str(subject_id), data=data
+    )
+    session.add(row)
+    session.info.setdefault(PENDING_EVENTS, []).append(row)
+    return row

@@ -1,0 +1,150 @@
+"""The plugin contract: every hook crmkit calls, each documented where it is declared.
+
+A plugin implements hooks with ``@crmkit.hookimpl`` on module-level functions named
+after the hook. Arguments are passed by name, so an implementation takes only the
+arguments it uses. Any implementation may be ``async def``; crmkit awaits it.
+
+Three rules hold for every hook that names a tenant:
+
+* it is called only for plugins the tenant has enabled;
+* ``ctx`` is a :class:`crmkit.TenantContext` whose ``session`` sees only that
+  tenant's rows and whose ``settings`` are *your* plugin's settings for the tenant;
+* an exception from a validation hook vetoes the write; raise
+  :class:`crmkit.BadUserInput` (or another :class:`crmkit.CrmError`) with a message a
+  person can act on.
+
+Event hooks are marked with :func:`event_hookspec`. They run after commit, through the
+job queue, each plugin on its own: one plugin that raises is retried alone (with
+backoff) and never stops the others. Delivery is at least once: use ``event.id`` to
+stay idempotent. A plugin may declare event hooks of its own for other plugins with
+the same marker, in a module named by ``PluginInfo.hookspecs``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pluggy
+
+if TYPE_CHECKING:
+    from crmkit.core.customers.models import Activity, Customer
+    from crmkit.core.events import DomainEvent
+    from crmkit.graphql.contrib import GraphQLContribution
+    from crmkit.plugins.info import CronSpec, JobSpec, Scope, TenantContext
+
+PROJECT = "crmkit"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+F = TypeVar("F", bound=Callable[..., Any])
+EVENT_HOOK_MARK = "crmkit_event_hook"
+
+
+def event_hookspec(function: F) -> F:
+    """Declare a domain-event hook: called after commit, once per enabled plugin."""
+    setattr(function, EVENT_HOOK_MARK, True)
+    return hookspec(function)
+
+
+# --- declarations: read once at start-up, for every installed plugin ----------------
+
+
+@hookspec
+def register_scopes() -> Iterable[Scope]:
+    """Return the OAuth scopes this plugin defines.
+
+    A field, mutation or job names the scope it needs; tokens carry scopes by name.
+    Prefix yours with the plugin name (``notes:read``) so they cannot collide.
+    """
+
+
+@hookspec
+def register_graphql() -> GraphQLContribution:
+    """Return this plugin's GraphQL contribution: query and mutation fields, fields
+    added to ``Customer``, and extra types.
+
+    Build fields with :func:`crmkit.field`, which names the scope each needs. The
+    fields appear only in the schema of tenants that enabled the plugin. Resolvers of
+    ``Customer`` fields get the customer as ``root`` and must batch their reads with
+    ``info.context.load(...)`` so a page of customers costs one query, not one per row.
+    """
+
+
+@hookspec
+def register_jobs() -> Iterable[JobSpec | CronSpec]:
+    """Return the plugin's background jobs and cron jobs.
+
+    Jobs run in a tenant's scope with a :class:`crmkit.TenantContext`; cron jobs run
+    once per tenant that has the plugin enabled. Payloads travel as JSON/msgpack, so
+    they hold ids and plain values, never objects.
+    """
+
+
+# --- tenant lifecycle: called for the one plugin concerned ---------------------------
+
+
+@hookspec
+def plugin_enabled(ctx: TenantContext) -> None:
+    """The tenant enabled this plugin; ``ctx.settings`` holds the validated settings.
+
+    Runs inside the enabling transaction: raising refuses the enablement. Also called
+    when a tenant re-enables the plugin; data kept from before is still there.
+    """
+
+
+@hookspec
+def plugin_settings_changed(ctx: TenantContext, previous: Any) -> None:
+    """The tenant changed this plugin's settings; ``previous`` holds the old ones.
+
+    Runs inside the transaction: raising refuses the change.
+    """
+
+
+@hookspec
+def plugin_disabled(ctx: TenantContext) -> None:
+    """The tenant disabled this plugin. Keep the data: re-enabling brings it back.
+
+    Runs inside the transaction. After it the plugin's fields leave the tenant's schema
+    and none of its hooks or jobs run for the tenant.
+    """
+
+
+# --- validation: inside the transaction, may veto the write --------------------------
+
+
+@hookspec
+def validate_customer(ctx: TenantContext, customer: Customer, changed: frozenset[str]) -> None:
+    """Check a customer about to be created or updated; raise to refuse the write.
+
+    ``changed`` names the attributes set by this write (all of them on creation).
+    """
+
+
+@hookspec
+def validate_activity(ctx: TenantContext, activity: Activity) -> None:
+    """Check an activity about to be recorded; raise to refuse the write."""
+
+
+# --- domain events: after commit, at least once, each plugin on its own -----------------
+
+
+@event_hookspec
+def customer_created(event: DomainEvent, ctx: TenantContext) -> None:
+    """A customer was created. ``event.subject_id`` is the customer id."""
+
+
+@event_hookspec
+def customer_updated(event: DomainEvent, ctx: TenantContext) -> None:
+    """A customer changed; ``event.data["changed"]`` lists the changed fields."""
+
+
+@event_hookspec
+def customer_archived(event: DomainEvent, ctx: TenantContext) -> None:
+    """A customer was archived: hidden from lists, kept for history."""
+
+
+@event_hookspec
+def activity_recorded(event: DomainEvent, ctx: TenantContext) -> None:
+    """An activity joined a customer's timeline; ``event.data`` has ``customer_id``
+    and ``kind``."""

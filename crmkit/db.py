@@ -1,0 +1,277 @@
+"""Database access: the shared declarative base, tenant-owned tables and sessions.
+
+Every tenant-owned model inherits :class:`TenantOwned`. A session bound to a tenant
+(:func:`Database.tenant_session`) adds ``tenant_id = <tenant>`` to every ORM query and
+refuses to flush a row of another tenant; a platform session (operator work) must say
+so explicitly. Row-level security on PostgreSQL is the second, independent wall.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, ParamSpec, TypeVar
+
+import enum
+
+from sqlalchemy import JSON, DateTime, Enum, MetaData, Uuid, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    ORMExecuteState,
+    Session,
+    UOWTransaction,
+    mapped_column,
+    with_loader_criteria,
+)
+from sqlalchemy.pool import NullPool
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def uuid7() -> uuid.UUID:
+    """A time-ordered UUID (RFC 9562 v7): ids sort by creation, so they make keyset cursors."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= ((rand >> 62) & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    return uuid.UUID(int=value)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(DateTime):
+    """Timezone-aware datetimes on every backend (SQLite drops the offset; we restore UTC)."""
+
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(timezone=True)
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        parent = super().result_processor(dialect, coltype)
+
+        def process(value: Any) -> Any:
+            if parent is not None:
+                value = parent(value)
+            if isinstance(value, datetime) and value.tzinfo is None:
+                value = value.replace(tzinfo=UTC)
+            return value
+
+        return process
+
+
+class Model(DeclarativeBase):
+    """The declarative base of the core and of every plugin's models."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[str]: JSON()}
+
+
+def str_enum(enum_cls: type[enum.StrEnum]) -> Enum:
+    """Stores a StrEnum by value as a checked VARCHAR: portable, and readable in SQL."""
+    return Enum(
+        enum_cls,
+        native_enum=False,
+        length=max(len(m.value) for m in enum_cls),
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
+
+
+class TenantOwned:
+    """Mixin for tenant-owned tables: a ``tenant_id`` column the tenant session enforces.
+
+    ``tenant_id`` leads every primary key, so every unique key includes the tenant (a
+    duplicate in another tenant never reveals itself) and rows cluster by tenant, as a
+    distributed PostgreSQL (Citus) needs. Load a row by id with
+    ``session.get(Model, (ctx.tenant_id, id))``.
+    """
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, sort_order=-1)
+
+
+AfterCommit = Callable[[AsyncSession], Awaitable[None]]
+
+
+class CrossTenantWrite(RuntimeError):
+    """A flush tried to write a row of a tenant other than the session's."""
+
+
+class UnscopedQuery(RuntimeError):
+    """A tenant-owned table was queried from a session bound to no tenant."""
+
+
+def _serialised(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        session: TenantSession = args[0]  # type: ignore[assignment]
+        task = asyncio.current_task()
+        if session._owner is task:  # re-entered (scalars() calls execute())
+            return await method(*args, **kwargs)
+        async with session._lock:
+            session._owner = task
+            try:
+                return await method(*args, **kwargs)
+            finally:
+                session._owner = None
+
+    return wrapper
+
+
+class TenantSession(AsyncSession):
+    """An AsyncSession that sibling GraphQL resolvers may share.
+
+    graphql-core resolves sibling fields concurrently; an AsyncSession allows one
+    operation at a time, so each operation waits for the previous one.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[Any] | None = None
+
+    @property
+    def tenant_id(self) -> uuid.UUID | None:
+        return self.sync_session.info.get("tenant_id")
+
+    execute = _serialised(AsyncSession.execute)  # type: ignore[assignment]
+    scalar = _serialised(AsyncSession.scalar)  # type: ignore[assignment]
+    scalars = _serialised(AsyncSession.scalars)  # type: ignore[assignment]
+    get = _serialised(AsyncSession.get)  # type: ignore[assignment]
+    get_one = _serialised(AsyncSession.get_one)  # type: ignore[assignment]
+    refresh = _serialised(AsyncSession.refresh)
+    delete = _serialised(AsyncSession.delete)
+    merge = _serialised(AsyncSession.merge)  # type: ignore[assignment]
+    flush = _serialised(AsyncSession.flush)
+    commit = _serialised(AsyncSession.commit)
+    rollback = _serialised(AsyncSession.rollback)
+    run_sync = _serialised(AsyncSession.run_sync)  # type: ignore[assignment]
+
+
+def _add_tenant_criteria(state: ORMExecuteState) -> None:
+    if not (state.is_select or state.is_update or state.is_delete):
+        return
+    if state.execution_options.get("crmkit_cross_tenant") or state.session.info.get(
+        "cross_tenant"
+    ):
+        return
+    tenant_id = state.session.info.get("tenant_id")
+    if tenant_id is None:
+        if any(
+            isinstance(m.class_, type) and issubclass(m.class_, TenantOwned)
+            for m in state.all_mappers
+        ):
+            raise UnscopedQuery("tenant-owned data queried outside a tenant scope")
+        return
+    state.statement = state.statement.options(
+        with_loader_criteria(
+            TenantOwned,
+            lambda cls: cls.tenant_id == tenant_id,
+            include_aliases=True,
+            track_closure_variables=False,
+        )
+    )
+
+
+def _check_tenant_writes(session: Session, flush_context: UOWTransaction, instances: Any) -> None:
+    if session.info.get("cross_tenant"):
+        return
+    tenant_id = session.info.get("tenant_id")
+    for obj in session.new:
+        if isinstance(obj, TenantOwned):
+            if tenant_id is None:
+                raise CrossTenantWrite("tenant-owned row written outside a tenant scope")
+            if obj.tenant_id is None:
+                obj.tenant_id = tenant_id
+    for obj in (*session.new, *session.dirty, *session.deleted):
+        if isinstance(obj, TenantOwned) and obj.tenant_id != tenant_id:
+            raise CrossTenantWrite(
+                f"refusing to write a {type(obj).__name__} of another tenant"
+            )
+
+
+event.listen(Session, "do_orm_execute", _add_tenant_criteria)
+event.listen(Session, "before_flush", _check_tenant_writes)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def create_engine(url: str, *, pool: bool = True) -> AsyncEngine:
+    kwargs: dict[str, Any] = {}
+    if not pool:
+        kwargs["poolclass"] = NullPool
+    engine = create_async_engine(url, **kwargs)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+class Database:
+    """An engine plus the two kinds of session crmkit hands out."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sessions = async_sessionmaker(engine, class_=TenantSession, expire_on_commit=False)
+        self.after_commit: AfterCommit | None = None
+
+    @property
+    def sync_engine(self) -> Engine:
+        return self.engine.sync_engine
+
+    def session_for(self, tenant_id: uuid.UUID) -> TenantSession:
+        session = self._sessions()
+        session.sync_session.info["tenant_id"] = tenant_id
+        return session
+
+    @asynccontextmanager
+    async def tenant_session(self, tenant_id: uuid.UUID) -> AsyncIterator[TenantSession]:
+        """A session scoped to one tenant; commits on success, rolls back on error."""
+        async with self.session_for(tenant_id) as session:
+            async with session.begin():
+                yield session
+            await self.committed(session)
+
+    async def committed(self, session: AsyncSession) -> None:
+        """Run after a tenant transaction commits: hands its outbox events to the relay."""
+        if self.after_commit is not None:
+            await self.after_commit(session)
+
+    @asynccontextmanager
+    async def platform_session(self) -> AsyncIterator[TenantSession]:
+        """A session that crosses tenants: operator tools and schedulers only."""
+        async with self._sessions() as session:
+            session.sync_session.info["cross_tenant"] = True
+            async with session.begin():
+                yield session
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,83 @@
+"""The ``demo-bank`` tenant: sample customers and activities, every plugin enabled."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, select
+
+from crmkit.auth.tokens import issue_for_tenant
+from crmkit.core.customers import service
+from crmkit.core.customers.models import ActivityKind, Channel, Customer, CustomerKind, LifecycleStage
+from crmkit.db import utcnow
+from crmkit.errors import NotFound
+from crmkit.platform import Platform
+from crmkit.plugins import enablement
+from crmkit.tenants.service import create_tenant, get_tenant
+
+SLUG = "demo-bank"
+GIVEN = ["Ada", "Bea", "Chen", "Dara", "Emil", "Farah", "Goran", "Hana", "Ivo", "Jun", "Kemal", "Lena"]
+FAMILY = ["Novak", "Okafor", "Park", "Quist", "Rossi", "Sato", "Tan", "Urban", "Vidal", "Weber"]
+COMPANIES = ["Northwind Traders", "Blue Harbour Logistics", "Kestrel Farms", "Orbit Dental"]
+TAGS = ["premium", "mortgage", "savings", "sme", "student", "private-banking"]
+
+
+async def setup_demo(platform: Platform, customers: int = 24) -> str:
+    """Idempotent: an existing demo-bank keeps its data; returns a 24-hour token."""
+    try:
+        tenant = await get_tenant(platform.db, SLUG)
+    except NotFound:
+        tenant = await create_tenant(platform.db, SLUG, "Demo Bank")
+    for plugin in platform.registry.names:
+        await enablement.enable(platform, SLUG, plugin)
+    async with platform.tenant_scope(tenant.id) as scope:
+        existing = await scope.session.scalar(select(func.count()).select_from(Customer))
+        if not existing:
+            await _sample(scope.hooks, customers)
+    if hasattr(platform.queue, "drain"):
+        await platform.queue.drain()
+    return await issue_for_tenant(platform, SLUG, None, subject="operator:demo", minutes=24 * 60)
+
+
+async def _sample(hooks: service.TenantHooks, count: int) -> None:
+    rng = random.Random(7)  # the same demo every time
+    stages = list(LifecycleStage)
+    now = utcnow()
+    for i in range(count):
+        if i % 6 == 5:
+            customer = await service.create_customer(
+                hooks,
+                kind=CustomerKind.ORGANISATION,
+                organisation_name=COMPANIES[(i // 6) % len(COMPANIES)],
+                email=f"office{i}@example.com",
+                tags=["sme"],
+                lifecycle_stage=rng.choice(stages),
+                external_ref=f"demo-{i}",
+            )
+        else:
+            given, family = rng.choice(GIVEN), rng.choice(FAMILY)
+            customer = await service.create_customer(
+                hooks,
+                kind=CustomerKind.PERSON,
+                given_name=given,
+                family_name=family,
+                email=f"{given.lower()}.{family.lower()}{i}@example.com",
+                phone=f"+4420790{i:05d}",
+                tags=rng.sample(TAGS, 2),
+                lifecycle_stage=rng.choice(stages),
+                relationship_manager=rng.choice(["r.mills", "s.ito", None]),
+                external_ref=f"demo-{i}",
+            )
+        for j in range(3):
+            await service.record_activity(
+                hooks,
+                customer_id=customer.id,
+                kind=ActivityKind.TRANSACTION if j else ActivityKind.LOGIN,
+                channel=rng.choice([Channel.APP, Channel.WEB, Channel.BRANCH]),
+                occurred_at=now - timedelta(days=rng.randint(1, 400)),
+                amount=Decimal(rng.randint(5, 5000)) if j else None,
+                currency="EUR" if j else None,
+                external_ref=f"demo-{i}-{j}",
+            )

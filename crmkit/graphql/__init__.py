@@ -1,0 +1,1 @@
+"""GraphQL: schema composition per plugin set, request context, scopes, errors, loaders."""

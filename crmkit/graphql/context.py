@@ -1,0 +1,66 @@
+"""The context every resolver gets as ``info.context``."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from strawberry.dataloader import DataLoader
+from strawberry.types.graphql import OperationType
+
+from crmkit.auth.tokens import Principal
+from crmkit.db import TenantSession
+from crmkit.plugins.caller import TenantHooks
+from crmkit.plugins.info import TenantContext
+
+if TYPE_CHECKING:
+    from crmkit.settings import Settings
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+BatchLoad = Callable[["RequestContext", Sequence[Any]], Awaitable[Sequence[Any]]]
+
+
+@dataclass
+class RequestContext:
+    """One GraphQL request: who calls, the tenant's session and hooks, data loaders.
+
+    The whole operation is one transaction in ``session``.
+    """
+
+    principal: Principal
+    session: TenantSession
+    hooks: TenantHooks
+    settings: Settings
+    request_id: str
+    operation_type: OperationType | None = None
+    _loaders: dict[BatchLoad, DataLoader[Any, Any]] = field(default_factory=dict)
+
+    @property
+    def tenant_id(self) -> uuid.UUID:
+        return self.principal.tenant_id
+
+    @property
+    def tenant(self) -> TenantContext:
+        """The core's tenant context (no plugin settings)."""
+        return self.hooks.ctx
+
+    def tenant_context(self, plugin: str) -> TenantContext:
+        """A plugin's tenant context, with that plugin's settings."""
+        return self.hooks.context_for(plugin)
+
+    def load(self, batch: BatchLoad, key: Any) -> Awaitable[Any]:
+        """Load ``key`` through this request's data loader for ``batch``.
+
+        ``batch(context, keys)`` returns one value per key, in order; keys requested
+        while the same resolution step runs are loaded together in one call.
+        """
+        loader = self._loaders.get(batch)
+        if loader is None:
+            loader = self._loaders[batch] = DataLoader(
+                load_fn=lambda keys: batch(self, keys)  # type: ignore[arg-type,return-value]
+            )
+        return loader.load(key)

@@ -1,0 +1,71 @@
+"""How the core and plugins contribute to the GraphQL schema."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field as dc_field
+from typing import Any
+
+import strawberry
+from strawberry.extensions.field_extension import FieldExtension
+from strawberry.types import Info
+from strawberry.types.field import StrawberryField
+
+from crmkit.errors import Forbidden
+
+
+class RequireScope(FieldExtension):
+    """Refuses the field with FORBIDDEN, naming the scope, unless the token carries it."""
+
+    def __init__(self, scope: str) -> None:
+        self.scope = scope
+
+    def _check(self, info: Info) -> None:
+        if self.scope not in info.context.principal.scopes:
+            raise Forbidden(f"this field needs the scope {self.scope!r}", scope=self.scope)
+
+    def resolve(self, next_: Callable[..., Any], source: Any, info: Info, **kwargs: Any) -> Any:
+        self._check(info)
+        return next_(source, info, **kwargs)
+
+    async def resolve_async(
+        self, next_: Callable[..., Awaitable[Any]], source: Any, info: Info, **kwargs: Any
+    ) -> Any:
+        self._check(info)
+        return await next_(source, info, **kwargs)
+
+
+def field(
+    resolver: Callable[..., Any] | None = None,
+    *,
+    scope: str,
+    name: str | None = None,
+    description: str | None = None,
+    graphql_type: Any | None = None,
+) -> Any:
+    """A GraphQL field that needs ``scope``: ``strawberry.field`` plus the scope check.
+
+    Every query field, mutation and ``Customer`` field a plugin contributes is made
+    with this, so no field can forget its scope.
+    """
+    return strawberry.field(
+        resolver=resolver,  # type: ignore[arg-type]
+        name=name,
+        description=description,
+        graphql_type=graphql_type,
+        extensions=[RequireScope(scope)],
+    )
+
+
+@dataclass
+class GraphQLContribution:
+    """A plugin's part of the schema; keys are Python (snake_case) field names.
+
+    ``customer`` fields are added to the core ``Customer`` type and receive the
+    customer as ``root``. ``types`` lists types reachable only through interfaces.
+    """
+
+    query: dict[str, StrawberryField] = dc_field(default_factory=dict)
+    mutation: dict[str, StrawberryField] = dc_field(default_factory=dict)
+    customer: dict[str, StrawberryField] = dc_field(default_factory=dict)
+    types: list[type] = dc_field(default_factory=list)

@@ -1,0 +1,82 @@
+"""Relay-style cursor connections over time-ordered (UUIDv7) ids.
+
+A cursor is an opaque encoding of the last id seen. It carries no tenant: another
+tenant's cursor only positions a query that still sees the caller's own rows.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Sequence
+from typing import Generic, TypeVar
+
+import strawberry
+
+from crmkit.errors import BadUserInput
+
+T = TypeVar("T")
+_PREFIX = b"c1:"
+
+
+def encode_cursor(id_: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(_PREFIX + id_.bytes).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> uuid.UUID:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        if raw.startswith(_PREFIX) and len(raw) == len(_PREFIX) + 16:
+            return uuid.UUID(bytes=raw[len(_PREFIX) :])
+    except (binascii.Error, ValueError):
+        pass
+    raise BadUserInput("the cursor is malformed; pass an endCursor from a previous page", field="after")
+
+
+def page_size(first: int | None, default: int, maximum: int) -> int:
+    if first is None:
+        return default
+    if not 1 <= first <= maximum:
+        raise BadUserInput(f"first must be between 1 and {maximum}", field="first")
+    return first
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[T]):
+    cursor: str
+    node: T
+
+
+@strawberry.type
+class Connection(Generic[T]):
+    edges: list[Edge[T]]
+    nodes: list[T]
+    page_info: PageInfo
+
+
+class HasId:
+    id: uuid.UUID
+
+
+N = TypeVar("N", bound=HasId)
+
+
+def connection(rows: Sequence[N], size: int) -> Connection[N]:
+    """Build a page from ``size + 1`` fetched rows (the extra one says a next page exists)."""
+    nodes = list(rows[:size])
+    edges = [Edge(cursor=encode_cursor(n.id), node=n) for n in nodes]
+    return Connection(
+        edges=edges,
+        nodes=nodes,
+        page_info=PageInfo(
+            has_next_page=len(rows) > size,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+    )

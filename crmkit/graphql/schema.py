@@ -1,0 +1,159 @@
+"""Schema composition: one strawberry schema per distinct set of enabled plugins.
+
+The installed plugins' contributions are gathered once into Python types (``Query``,
+``Mutation``, ``Customer``). Each plugin set then gets a :class:`PluginSetSchema` whose
+``get_fields`` leaves out the fields of plugins outside the set, so a tenant's schema
+holds exactly its enabled plugins' fields. Schemas are cached by plugin set, not by
+tenant.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from functools import cached_property, partial
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    SchemaExtension,
+    ValidationCache,
+)
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types.base import StrawberryObjectDefinition
+from strawberry.types.field import StrawberryField
+
+from crmkit.core.customers import graphql as core
+from crmkit.graphql.contrib import GraphQLContribution
+from crmkit.plugins.registry import PluginRegistry
+from crmkit.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ROOTS = ("query", "mutation", "customer")
+
+
+class CompositionError(RuntimeError):
+    """Two contributions claim the same field."""
+
+
+class InstalledTypes:
+    """The GraphQL types of every installed plugin, and which plugin owns which field."""
+
+    def __init__(self, registry: PluginRegistry) -> None:
+        fields: dict[str, dict[str, StrawberryField]] = {root: {} for root in ROOTS}
+        self.owner: dict[tuple[str, str], str] = {}
+        self.extra_types: dict[str, list[type]] = {}
+        for impl in registry.pm.hook.register_graphql.get_hookimpls():
+            contribution: GraphQLContribution = impl.function()
+            for root in ROOTS:
+                for name, field in getattr(contribution, root).items():
+                    if name in fields[root]:
+                        other = self.owner[(root, name)]
+                        raise CompositionError(
+                            f"plugins {other!r} and {impl.plugin_name!r} both define {root}.{name}"
+                        )
+                    fields[root][name] = field
+                    self.owner[(root, name)] = impl.plugin_name
+            self.extra_types[impl.plugin_name] = list(contribution.types)
+        self.fields = fields
+        self.customer = core.customer_type(fields["customer"])
+        self.query = self._root("Query", core.query_fields(self.customer), fields["query"])
+        self.mutation = self._root("Mutation", core.mutation_fields(self.customer), fields["mutation"])
+        self._root_of = {"Query": "query", "Mutation": "mutation", "Customer": "customer"}
+
+    def _root(self, name: str, core_fields: dict[str, StrawberryField], plugin_fields: dict[str, StrawberryField]) -> type:
+        clash = set(core_fields) & set(plugin_fields)
+        if clash:
+            raise CompositionError(f"plugins may not redefine core fields: {sorted(clash)}")
+        namespace: dict[str, Any] = {**core_fields, **plugin_fields}
+        return strawberry.type(type(name, (), namespace), name=name)
+
+    @cached_property
+    def plugin_of_field(self) -> dict[tuple[str, str], str]:
+        """(GraphQL type, GraphQL field name) -> owning plugin, for error messages."""
+        converter = StrawberryConfig().name_converter
+        type_names = {root: name for name, root in self._root_of.items()}
+        return {
+            (type_names[root], converter.get_graphql_name(field)): self.owner[(root, name)]
+            for root in ROOTS
+            for name, field in self.fields[root].items()
+        }
+
+    def owner_of(self, type_name: str, field: StrawberryField) -> str | None:
+        root = self._root_of.get(type_name)
+        if root is None:
+            return None
+        return self.owner.get((root, field.python_name))
+
+
+class PluginSetSchema(strawberry.Schema):
+    """A schema that shows only the core's and ``plugins``' fields."""
+
+    def __init__(self, types: InstalledTypes, plugins: frozenset[str], **kwargs: Any) -> None:
+        self._types = types
+        self.plugins = plugins
+        extra = [t for p in sorted(plugins) for t in types.extra_types.get(p, [])]
+        super().__init__(query=types.query, mutation=types.mutation, types=extra, **kwargs)
+
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        """Errors are logged where they are formatted (``crmkit.graphql.errors``): a
+        refused input is an answer, not a server fault, and gets no stack trace."""
+
+    def get_fields(self, type_definition: StrawberryObjectDefinition) -> list[StrawberryField]:
+        fields = []
+        for f in type_definition.fields:
+            owner = self._types.owner_of(type_definition.name, f)
+            if owner is None or owner in self.plugins:
+                fields.append(f)
+        return fields
+
+
+class RecordOperationType(SchemaExtension):
+    """Tells the HTTP handler whether the operation was a mutation (to drop its data on
+    error, since the whole operation rolled back)."""
+
+    def on_execute(self) -> Iterator[None]:
+        self.execution_context.context.operation_type = self.execution_context.operation_type
+        yield
+
+
+def _extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
+    """Created per request: the limiters keep state while they run."""
+    return [
+        RecordOperationType,
+        partial(MaxTokensLimiter, max_token_count=settings.graphql_max_tokens),
+        partial(ParserCache, maxsize=256),
+        partial(QueryDepthLimiter, max_depth=settings.graphql_max_depth),
+        partial(MaxAliasesLimiter, max_alias_count=settings.graphql_max_aliases),
+        partial(ValidationCache, maxsize=256),
+    ]
+
+
+class SchemaCache:
+    """Builds the installed types once and one schema per plugin set on first use."""
+
+    def __init__(self, registry: PluginRegistry, settings: Settings) -> None:
+        self.settings = settings
+        self.types = InstalledTypes(registry)
+        self._schemas: dict[frozenset[str], PluginSetSchema] = {}
+        self.builds = 0
+
+    def for_plugins(self, plugins: frozenset[str]) -> PluginSetSchema:
+        schema = self._schemas.get(plugins)
+        if schema is None:
+            schema = PluginSetSchema(
+                self.types,
+                plugins,
+                extensions=_extensions(self.settings),
+                config=StrawberryConfig(disable_field_suggestions=not self.settings.dev_mode),
+            )
+            self._schemas[plugins] = schema
+            self.builds += 1
+        return schema
+

@@ -1,0 +1,1 @@
+"""Background work: the job queue (arq or in-process), the outbox relay, cron."""

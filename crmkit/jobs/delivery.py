@@ -1,0 +1,50 @@
+"""Event delivery: one job per event fans out to one job per enabled plugin's handler.
+
+Each plugin's handler runs in its own job, so a plugin that raises is retried alone.
+An :class:`EventDelivery` row commits with the handler's own writes: a redelivered
+event is skipped for the plugins that already handled it.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from crmkit.core.events import DomainEvent, OutboxEvent
+from crmkit.db import utcnow
+from crmkit.plugins.info import JobSpec, TenantContext
+from crmkit.plugins.models import EventDelivery
+
+DELIVER_EVENT_JOB = "deliver_event"
+
+
+async def dispatch_event(ctx: TenantContext, event_id: str) -> None:
+    row = await ctx.session.get(OutboxEvent, (ctx.tenant_id, uuid.UUID(event_id)))
+    if row is None:  # another tenant's id reads as not found
+        return
+    assert ctx.hooks is not None
+    for impl in ctx.hooks.plugin_set.impls(row.type):
+        await ctx.jobs.enqueue(
+            f"core.{DELIVER_EVENT_JOB}",
+            tenant_id=ctx.tenant_id,
+            payload={"event_id": event_id, "plugin": impl.plugin},
+            job_id=f"deliver:{event_id}:{impl.plugin}",
+        )
+    row.relayed_at = utcnow()
+
+
+async def deliver_event(ctx: TenantContext, event_id: str, plugin: str) -> None:
+    event_uuid = uuid.UUID(event_id)
+    if await ctx.session.get(EventDelivery, (ctx.tenant_id, event_uuid, plugin)) is not None:
+        return
+    row = await ctx.session.get(OutboxEvent, (ctx.tenant_id, event_uuid))
+    if row is None:
+        return
+    assert ctx.hooks is not None
+    await ctx.hooks.call_plugin(plugin, row.type, event=DomainEvent.from_row(row))
+    ctx.session.add(EventDelivery(event_id=event_uuid, plugin=plugin))
+
+
+JOBS = [
+    JobSpec("dispatch_event", dispatch_event),
+    JobSpec(DELIVER_EVENT_JOB, deliver_event),
+]

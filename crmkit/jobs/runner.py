@@ -1,0 +1,174 @@
+"""Running one job for one tenant, the same way under both backends.
+
+A job runs inside its tenant's scope and transaction. It is skipped when its plugin
+is not enabled for the tenant. A failure is recorded in ``handler_failures`` (seen
+in ``crmkit plugins list``); it is retried with exponential backoff unless it raised
+:class:`crmkit.PermanentJobError` or used up its tries.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crmkit.core.events import PENDING_EVENTS, OutboxEvent
+from crmkit.db import utcnow
+from crmkit.errors import CrmError, PermanentJobError
+from crmkit.plugins.info import CronSpec, JobSpec
+from crmkit.plugins.models import HandlerFailure, TenantPlugin
+from crmkit.plugins.registry import CORE
+from crmkit.tenants.models import Tenant, TenantStatus
+
+if TYPE_CHECKING:
+    from crmkit.platform import Platform
+
+log = logging.getLogger(__name__)
+
+DISPATCH_EVENT = "core.dispatch_event"
+DELIVER_EVENT = "core.deliver_event"
+
+
+class Outcome(enum.Enum):
+    DONE = "done"
+    SKIPPED = "skipped"
+    RETRY = "retry"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    retry_in: float = 0.0
+
+
+class JobRunner:
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self.specs = platform.registry.jobs()
+
+    def max_tries(self, job: str) -> int:
+        spec = self.specs.get(job, (None, None))[1]
+        if isinstance(spec, JobSpec) and spec.max_tries:
+            return spec.max_tries
+        return self.platform.settings.job_max_tries
+
+    def backoff(self, attempt: int) -> float:
+        return float(self.platform.settings.job_retry_base_seconds * 2 ** (attempt - 1))
+
+    async def run(
+        self, job: str, tenant_id: uuid.UUID, payload: dict[str, Any], attempt: int
+    ) -> Result:
+        entry = self.specs.get(job)
+        if entry is None:
+            log.error("unknown job %s dropped", job)
+            return Result(Outcome.FAILED)
+        owner, spec = entry
+        # an event delivery is attributed to the plugin whose handler runs
+        plugin = payload.get("plugin", owner) if job == DELIVER_EVENT else owner
+        try:
+            async with self.platform.tenant_scope(tenant_id) as scope:
+                if plugin != CORE and plugin not in scope.state.plugins:
+                    return Result(Outcome.SKIPPED)
+                ctx = scope.hooks.context_for(owner) if owner != CORE else scope.ctx
+                await spec.function(ctx, **payload)
+            return Result(Outcome.DONE)
+        except Exception as exc:
+            permanent = isinstance(exc, PermanentJobError | CrmError)
+            gave_up = permanent or attempt >= self.max_tries(job)
+            log.warning(
+                "job %s for tenant %s failed (try %d%s): %r",
+                job, tenant_id, attempt, ", giving up" if gave_up else "", exc,
+            )
+            await self._record_failure(tenant_id, plugin, job, payload, attempt, gave_up, exc)
+            if gave_up:
+                return Result(Outcome.FAILED)
+            return Result(Outcome.RETRY, self.backoff(attempt))
+
+    async def _record_failure(
+        self,
+        tenant_id: uuid.UUID,
+        plugin: str,
+        job: str,
+        payload: dict[str, Any],
+        attempt: int,
+        gave_up: bool,
+        exc: BaseException,
+    ) -> None:
+        event_id = payload.get("event_id")
+        try:
+            async with self.platform.db.tenant_session(tenant_id) as session:
+                session.add(
+                    HandlerFailure(
+                        plugin=plugin,
+                        job=job,
+                        event_id=uuid.UUID(event_id) if event_id else None,
+                        attempt=attempt,
+                        gave_up=gave_up,
+                        error=f"{type(exc).__name__}: {exc}"[:2000],
+                    )
+                )
+        except Exception:
+            log.exception("could not record the failure of job %s", job)
+
+    async def relay_committed(self, session: AsyncSession) -> None:
+        """After commit: queue the dispatch of the events the transaction wrote."""
+        pending: list[OutboxEvent] = session.info.pop(PENDING_EVENTS, [])
+        for row in pending:
+            await self.platform.queue.enqueue(
+                DISPATCH_EVENT,
+                tenant_id=row.tenant_id,
+                payload={"event_id": str(row.id)},
+                job_id=f"dispatch:{row.id}",
+            )
+
+    async def sweep_outbox(self, older_than_seconds: float | None = None) -> int:
+        """Re-queue events a crash left unrelayed; runs periodically under both backends."""
+        age = older_than_seconds
+        if age is None:
+            age = self.platform.settings.outbox_sweep_seconds
+        cutoff = utcnow() - timedelta(seconds=age)
+        async with self.platform.db.platform_session() as session:
+            rows = (
+                await session.execute(
+                    select(OutboxEvent.id, OutboxEvent.tenant_id)
+                    .where(OutboxEvent.relayed_at.is_(None), OutboxEvent.created_at <= cutoff)
+                    .order_by(OutboxEvent.created_at)
+                    .limit(1000)
+                )
+            ).all()
+        for event_id, tenant_id in rows:
+            await self.platform.queue.enqueue(
+                DISPATCH_EVENT,
+                tenant_id=tenant_id,
+                payload={"event_id": str(event_id)},
+                job_id=f"dispatch:{event_id}",
+            )
+        return len(rows)
+
+    async def fan_out_cron(self, job: str) -> int:
+        """Queue a cron job once for each active tenant with its plugin enabled."""
+        owner, spec = self.specs[job]
+        assert isinstance(spec, CronSpec)
+        async with self.platform.db.platform_session() as session:
+            query = select(Tenant.id).where(Tenant.status == TenantStatus.ACTIVE)
+            if owner != CORE:
+                query = query.join(TenantPlugin, TenantPlugin.tenant_id == Tenant.id).where(
+                    TenantPlugin.plugin == owner, TenantPlugin.enabled
+                )
+            tenant_ids = list(await session.scalars(query))
+        stamp = utcnow().strftime("%Y%m%d%H%M")
+        for tenant_id in tenant_ids:
+            await self.platform.queue.enqueue(
+                job, tenant_id=tenant_id, payload={}, job_id=f"cron:{job}:{tenant_id}:{stamp}"
+            )
+        return len(tenant_ids)
+
+    def cron_specs(self) -> dict[str, CronSpec]:
+        return {name: spec for name, (_, spec) in self.specs.items() if isinstance(spec, CronSpec)}

@@ -1,0 +1,102 @@
+"""The platform object: settings, database, plugins, hook callers, schemas and jobs,
+wired once and passed explicitly to the app, the worker and the CLI."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from crmkit.db import Database, TenantSession, create_engine
+from crmkit.errors import NotFound, Unauthenticated
+from crmkit.plugins.caller import HookCallers, TenantHooks
+from crmkit.plugins.info import TenantContext
+from crmkit.plugins.registry import PluginRegistry, load_registry
+from crmkit.settings import Settings, get_settings
+from crmkit.tenants.models import TenantStatus
+from crmkit.tenants.service import TenantState, load_state
+
+if TYPE_CHECKING:
+    from crmkit.graphql.schema import SchemaCache
+    from crmkit.jobs.queue import JobQueue
+    from crmkit.jobs.runner import JobRunner
+
+
+@dataclass
+class TenantScope:
+    """One tenant's transaction: its session, state and hook caller."""
+
+    state: TenantState
+    session: TenantSession
+    hooks: TenantHooks
+
+    @property
+    def ctx(self) -> TenantContext:
+        return self.hooks.ctx
+
+
+class Platform:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        registry: PluginRegistry | None = None,
+        db: Database | None = None,
+    ) -> None:
+        self.settings = settings or get_settings()
+        self.registry = registry or load_registry()
+        if db is None:
+            if self.settings.database_url is None:  # the embedded SQLite file
+                self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+            db = Database(create_engine(self.settings.resolved_database_url))
+        self.db = db
+        self.hook_callers = HookCallers(self.registry)
+        self.db.after_commit = self.runner.relay_committed
+
+    @cached_property
+    def runner(self) -> JobRunner:
+        from crmkit.jobs.runner import JobRunner
+
+        return JobRunner(self)
+
+    @cached_property
+    def queue(self) -> JobQueue:
+        from crmkit.jobs.backends import make_queue
+
+        return make_queue(self)
+
+    @cached_property
+    def schemas(self) -> SchemaCache:
+        from crmkit.graphql.schema import SchemaCache
+
+        return SchemaCache(self.registry, self.settings)
+
+    @asynccontextmanager
+    async def tenant_scope(
+        self, tenant_id: uuid.UUID, *, require_active: bool = True
+    ) -> AsyncIterator[TenantScope]:
+        """Open a transaction for ``tenant_id``; commits on success, relays its events."""
+        async with self.db.tenant_session(tenant_id) as session:
+            yield await self.bind(session, tenant_id, require_active=require_active)
+
+    async def bind(
+        self, session: TenantSession, tenant_id: uuid.UUID, *, require_active: bool = True
+    ) -> TenantScope:
+        """Load the tenant's state in ``session`` and build its hook caller."""
+        state = await load_state(session, tenant_id)
+        if state is None:
+            raise NotFound("no such tenant")
+        if require_active and state.status is not TenantStatus.ACTIVE:
+            raise Unauthenticated(f"tenant is {state.status.value}")
+        ctx = TenantContext(tenant_id=tenant_id, session=session, jobs=self.queue)
+        hooks = self.hook_callers.for_plugins(state.plugins).bind(ctx, state.plugin_settings)
+        ctx.hooks = hooks
+        return TenantScope(state, session, hooks)
+
+    async def close(self) -> None:
+        if "queue" in self.__dict__:
+            await self.queue.close()
+        await self.db.dispose()

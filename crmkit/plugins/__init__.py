@@ -1,0 +1,1 @@
+"""Plugin machinery: discovery, compatibility, per-tenant enablement and hook calling."""

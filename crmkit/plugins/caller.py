@@ -1,0 +1,143 @@
+"""Calling hooks for one tenant: only the core and the plugins that tenant enabled.
+
+pluggy's ``subset_hook_caller`` filters the implementations on every call. Here the
+list for each hook is built once per distinct set of enabled plugins and cached, so a
+call is a loop over prepared functions (see ``bench/hook_dispatch.py``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import cached_property
+from typing import Any
+
+from pluggy import HookImpl
+
+from crmkit.plugins.info import TenantContext
+from crmkit.plugins.registry import CORE, PluginRegistry
+
+
+@dataclass(frozen=True)
+class PreparedImpl:
+    plugin: str
+    function: Callable[..., Any]
+    argnames: tuple[str, ...]
+
+
+class PluginSetHooks:
+    """Hook implementations of one plugin set, in pluggy's call order."""
+
+    def __init__(self, registry: PluginRegistry, plugins: frozenset[str]) -> None:
+        self.registry = registry
+        self.plugins = plugins
+        self._members = plugins | {CORE}
+        self._prepared: dict[str, list[PreparedImpl]] = {}
+
+    def impls(self, hook: str) -> list[PreparedImpl]:
+        prepared = self._prepared.get(hook)
+        if prepared is None:
+            caller = getattr(self.registry.pm.hook, hook)
+            hookimpls: list[HookImpl] = caller.get_hookimpls()
+            prepared = [
+                PreparedImpl(impl.plugin_name, impl.function, tuple(impl.argnames))
+                for impl in reversed(hookimpls)  # pluggy calls the last registered first
+                if impl.plugin_name in self._members
+            ]
+            self._prepared[hook] = prepared
+        return prepared
+
+    def bind(self, ctx: TenantContext, settings: dict[str, Any]) -> TenantHooks:
+        return TenantHooks(self, ctx, settings)
+
+
+class TenantHooks:
+    """The hook caller handed to one tenant's request or job.
+
+    Each implementation gets a ``ctx`` carrying its own plugin's settings.
+    """
+
+    def __init__(
+        self, plugin_set: PluginSetHooks, ctx: TenantContext, settings: dict[str, Any]
+    ) -> None:
+        self.plugin_set = plugin_set
+        self.ctx = ctx
+        self._raw_settings = settings
+        self._contexts: dict[str, TenantContext] = {}
+
+    @property
+    def enabled(self) -> frozenset[str]:
+        return self.plugin_set.plugins
+
+    def context_for(self, plugin: str) -> TenantContext:
+        ctx = self._contexts.get(plugin)
+        if ctx is None:
+            info = self.plugin_set.registry.infos[plugin]
+            settings = None
+            if info.settings is not None:
+                settings = info.settings.model_validate(self._raw_settings.get(plugin) or {})
+            ctx = replace(self.ctx, settings=settings, plugin=plugin)
+            self._contexts[plugin] = ctx
+        return ctx
+
+    async def call(self, hook: str, **kwargs: Any) -> list[Any]:
+        """Call every enabled implementation in order; the first exception propagates.
+
+        Returns the results that are not None, like pluggy. The loop is inlined and the
+        None check comes before ``isawaitable`` because this is the hot path of every
+        write and event (see ``bench/hook_dispatch.py``).
+        """
+        results = []
+        for impl in self.plugin_set.impls(hook):
+            args = {
+                name: self.context_for(impl.plugin) if name == "ctx" else kwargs[name]
+                for name in impl.argnames
+            }
+            result = impl.function(**args)
+            if result is not None and inspect.isawaitable(result):
+                result = await result
+            if result is not None:
+                results.append(result)
+        return results
+
+    async def call_plugin(self, plugin: str, hook: str, **kwargs: Any) -> Any:
+        """Call one plugin's implementation, if it is enabled and has one."""
+        for impl in self.plugin_set.impls(hook):
+            if impl.plugin == plugin:
+                args = {
+                    name: self.context_for(plugin) if name == "ctx" else kwargs[name]
+                    for name in impl.argnames
+                }
+                result = impl.function(**args)
+                if result is not None and inspect.isawaitable(result):
+                    result = await result
+                return result
+        return None
+
+
+class HookCallers:
+    """One :class:`PluginSetHooks` per distinct plugin set, built on first use."""
+
+    def __init__(self, registry: PluginRegistry) -> None:
+        self.registry = registry
+        self._by_set: dict[frozenset[str], PluginSetHooks] = {}
+
+    def for_plugins(self, plugins: frozenset[str]) -> PluginSetHooks:
+        hooks = self._by_set.get(plugins)
+        if hooks is None:
+            hooks = self._by_set[plugins] = PluginSetHooks(self.registry, plugins)
+        return hooks
+
+    @cached_property
+    def event_hooks(self) -> frozenset[str]:
+        """Names of the hooks marked with ``event_hookspec``, core and plugin-declared."""
+        from crmkit.core.hookspecs import EVENT_HOOK_MARK
+
+        names = set()
+        for name in dir(self.registry.pm.hook):
+            caller = getattr(self.registry.pm.hook, name)
+            spec = getattr(caller, "spec", None)
+            if spec is not None and getattr(spec.function, EVENT_HOOK_MARK, False):
+                names.add(name)
+        return frozenset(names)

@@ -1,0 +1,98 @@
+"""What a plugin says about itself. These types are re-exported from ``crmkit``."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from crmkit.db import TenantSession
+    from crmkit.jobs.queue import JobQueue
+    from crmkit.plugins.caller import TenantHooks
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """A plugin's identity and static resources, as ``plugin_info`` in its entry-point module.
+
+    ``requires`` is a PEP 440 specifier of the crmkit versions the plugin supports.
+    ``settings`` validates a tenant's settings when the plugin is enabled or configured.
+    ``migrations`` is the folder of the plugin's alembic branch (labelled ``name``).
+    ``hookspecs`` is a module of hooks the plugin declares for other plugins.
+    """
+
+    name: str
+    version: str
+    description: str
+    requires: str
+    settings: type[BaseModel] | None = None
+    migrations: Path | None = None
+    hookspecs: ModuleType | None = None
+
+
+@dataclass(frozen=True)
+class Scope:
+    """An OAuth scope a plugin (or the core) defines; fields and jobs require them by name."""
+
+    name: str
+    description: str
+
+
+@dataclass
+class TenantContext:
+    """What a hook, job or resolver may touch for one tenant.
+
+    ``session`` is bound to the tenant: its queries only see that tenant's rows.
+    ``settings`` is the calling plugin's validated settings for the tenant (``None`` for
+    plugins without a settings model, and for the core). ``hooks`` calls hooks of the
+    tenant's enabled plugins, for plugins that declare hooks of their own.
+    """
+
+    tenant_id: uuid.UUID
+    session: TenantSession
+    jobs: JobQueue
+    hooks: TenantHooks | None = None
+    settings: BaseModel | None = None
+    plugin: str | None = None
+
+    async def enqueue(self, job: str, **payload: Any) -> None:
+        """Queue one of the calling plugin's jobs for this tenant, by its short name.
+
+        The payload must be plain data (msgpack: str, numbers, bool, None, lists, dicts).
+        """
+        await self.jobs.enqueue(
+            f"{self.plugin or 'core'}.{job}", tenant_id=self.tenant_id, payload=payload
+        )
+
+
+JobFunction = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A background job: ``function(ctx: TenantContext, **payload)``, run in the tenant's scope."""
+
+    name: str
+    function: JobFunction
+    max_tries: int | None = None
+
+
+@dataclass(frozen=True)
+class CronSpec:
+    """A periodic job, run once per tenant that has the plugin enabled, one transaction each.
+
+    The schedule fields follow arq's ``cron``: sets of values, ``None`` meaning every.
+    """
+
+    name: str
+    function: JobFunction
+    minute: set[int] | None = None
+    hour: set[int] | None = None
+    weekday: set[int] | None = None
+    second: set[int] = field(default_factory=lambda: {0})

@@ -1,0 +1,67 @@
+"""Platform settings, read from the environment (prefix ``CRMKIT_``).
+
+The defaults are the embedded development setup: a SQLite file and generated keys in
+``data_dir``, jobs run in-process. Production sets ``CRMKIT_DATABASE_URL``,
+``CRMKIT_REDIS_URL`` and ``CRMKIT_SIGNING_KEY_FILE`` and leaves ``dev_mode`` off.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CRMKIT_", extra="ignore")
+
+    dev_mode: bool = Field(
+        default=False,
+        description="GraphiQL, field suggestions and generated keys; never in production.",
+    )
+    data_dir: Path = Path(".crmkit")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy async URL; defaults to a SQLite file in data_dir."
+    )
+    redis_url: str | None = Field(
+        default=None, description="Enables the arq job backend; without it jobs run in-process."
+    )
+    signing_key_file: Path | None = Field(
+        default=None, description="PEM EC P-256 private key that signs access tokens."
+    )
+    issuer: str = "crmkit"
+    access_token_minutes: int = Field(default=60, ge=1, le=24 * 60)
+
+    graphql_max_depth: int = 10
+    graphql_max_aliases: int = 15
+    graphql_max_tokens: int = 2000
+    page_size_default: int = 20
+    page_size_max: int = 100
+
+    job_max_tries: int = 5
+    job_retry_base_seconds: float = 1.0
+    outbox_sweep_seconds: int = 30
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'crmkit.db'}"
+
+    def resolved_signing_key_file(self) -> Path:
+        """The signing key's path; outside development a key must be configured."""
+        if self.signing_key_file is not None:
+            return self.signing_key_file
+        if not self.dev_mode:
+            raise RuntimeError(
+                "CRMKIT_SIGNING_KEY_FILE is not set; outside development mode crmkit "
+                "never generates its own signing key."
+            )
+        return self.data_dir / "dev-signing-key.pem"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

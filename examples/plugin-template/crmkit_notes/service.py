@@ -1,0 +1,38 @@
+"""Writing a note: the one path the mutation and the job share, so every note is
+checked the same way and every note emits ``note_added``."""
+
+from __future__ import annotations
+
+import uuid
+
+import crmkit
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crmkit_notes.models import Note
+from crmkit_notes.settings import NotesSettings
+
+
+async def add_note(
+    session: AsyncSession,
+    settings: NotesSettings,
+    *,
+    customer_id: uuid.UUID,
+    body: str,
+    author: str,
+    note_id: uuid.UUID | None = None,
+) -> Note:
+    """Add a note to an existing customer and emit ``note_added`` in the same transaction."""
+    body = body.strip()
+    if not body:
+        raise crmkit.BadUserInput("body must not be empty", field="body")
+    if len(body) > settings.max_note_length:
+        raise crmkit.BadUserInput(
+            f"body is longer than {settings.max_note_length} characters "
+            "(the tenant's max_note_length)",
+            field="body",
+        )
+    note = Note(id=note_id or crmkit.uuid7(), customer_id=customer_id, body=body, author=author)
+    session.add(note)
+    await session.flush()
+    crmkit.emit(session, "note_added", "Note", note.id, customer_id=str(customer_id))
+    return note

@@ -1,0 +1,28 @@
+"""The settings a tenant gives the plugin: ``crmkit plugins enable TENANT notes --set ...``.
+
+crmkit validates them with this model when the tenant enables or reconfigures the
+plugin, so code that reads them never sees a bad value.
+"""
+
+from __future__ import annotations
+
+import crmkit
+from pydantic import BaseModel, Field
+
+NAME = "notes"
+"""The plugin's name: its entry point, scope prefix, migration branch and job prefix."""
+
+
+class NotesSettings(BaseModel):
+    max_note_length: int = Field(
+        2000, ge=10, le=20000, description="Longest note body, in characters."
+    )
+    note_on_archive: bool = Field(
+        True, description="Add a note to a customer's notes when the customer is archived."
+    )
+
+
+def settings_of(ctx: crmkit.TenantContext) -> NotesSettings:
+    """This plugin's settings from a context (typed: ``ctx.settings`` is any plugin's)."""
+    assert isinstance(ctx.settings, NotesSettings)
+    return ctx.settings
