@@ -37,7 +37,7 @@ def format_error(
         body = error_body("CONFLICT", "the record changed meanwhile; reload and retry", request_id)
     elif isinstance(original, IntegrityError):
         body = error_body("CONFLICT", "the write conflicts with an existing record", request_id)
-    elif original is None:
+    elif original is None or not error.path:  # parse, validation or variable coercion
         body = _document_error(error, request_id, plugin_of_field)
     else:
         log.error(
