@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint typecheck bench clean
 
 $(STAMP): pyproject.toml examples/plugin-template/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check crmkit tests bench examples/plugin-template
 	$(BIN)/ruff format --check crmkit tests bench examples/plugin-template
+
+# not yet in CI: mypy still reports errors in crmkit (see the kernel issue's note)
+typecheck: $(STAMP)
 	$(BIN)/mypy crmkit
 
 bench: $(STAMP)

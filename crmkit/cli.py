@@ -7,7 +7,6 @@ import json
 import shlex
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from functools import wraps
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -52,7 +51,9 @@ def parse_sets(values: list[str]) -> dict[str, Any]:
     for item in values:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            typer.secho(f"error (BAD_USER_INPUT): --set {item!r} is not key=value", fg="red", err=True)
+            typer.secho(
+                f"error (BAD_USER_INPUT): --set {item!r} is not key=value", fg="red", err=True
+            )
             raise typer.Exit(2)
         try:
             settings[key] = json.loads(raw)
@@ -85,7 +86,11 @@ def worker() -> None:
 
     settings = get_settings()
     if not settings.redis_url:
-        typer.secho("error: set CRMKIT_REDIS_URL; without Redis jobs run inside `crmkit serve`", fg="red", err=True)
+        typer.secho(
+            "error: set CRMKIT_REDIS_URL; without Redis jobs run inside `crmkit serve`",
+            fg="red",
+            err=True,
+        )
         raise typer.Exit(2)
     platform = Platform(settings)
     Worker(**worker_settings(platform)).run()
@@ -104,7 +109,9 @@ def db_upgrade(target: str = typer.Argument("heads")) -> None:
 
 
 @db_app.command("downgrade")
-def db_downgrade(target: str = typer.Argument(..., help="A revision, `PLUGIN@base`, or `base`.")) -> None:
+def db_downgrade(
+    target: str = typer.Argument(..., help="A revision, `PLUGIN@base`, or `base`."),
+) -> None:
     """Revert migrations to ``target``."""
     from crmkit import migrations
 
@@ -171,9 +178,10 @@ def plugins_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
         typer.echo(f"  hooks: {', '.join(plugin['hooks']) or '-'}")
         typer.echo(f"  enabled for: {', '.join(plugin['enabled_tenants']) or '-'}")
         for failure in plugin["recent_failures"]:
+            gave_up = " (gave up)" if failure["gave_up"] else ""
             typer.echo(
                 f"  failure {failure['occurred_at']} {failure['tenant']} {failure['job']} "
-                f"try {failure['attempt']}{' (gave up)' if failure['gave_up'] else ''}: {failure['error']}"
+                f"try {failure['attempt']}{gave_up}: {failure['error']}"
             )
     for refused in report["refused"]:
         typer.secho(f"{refused['name']} REFUSED: {refused['reason']}", fg="red")
@@ -183,7 +191,9 @@ def _settings_command(action: Callable[..., Awaitable[Any]], verb: str) -> Calla
     def command(
         tenant: str,
         plugin: str,
-        set_: Annotated[list[str] | None, typer.Option("--set", help="key=value (repeatable)")] = None,
+        set_: Annotated[
+            list[str] | None, typer.Option("--set", help="key=value (repeatable)")
+        ] = None,
     ) -> None:
         values = parse_sets(set_ or [])
         stored = run(lambda p: action(p, tenant, plugin, values))
@@ -219,7 +229,9 @@ _register_plugin_commands()
 def token_issue(
     tenant: Annotated[str, typer.Option(help="Tenant slug or id.")],
     scopes: Annotated[str, typer.Option(help="Comma-separated scopes.")] = "",
-    all_scopes: Annotated[bool, typer.Option("--all-scopes", help="Every scope of the core and the tenant's plugins.")] = False,
+    all_scopes: Annotated[
+        bool, typer.Option("--all-scopes", help="Every scope of the core and the tenant's plugins.")
+    ] = False,
     subject: Annotated[str, typer.Option(help="Who the token speaks for.")] = "operator:cli",
     minutes: Annotated[int | None, typer.Option(help="Lifetime (default from settings).")] = None,
 ) -> None:
@@ -240,7 +252,7 @@ def demo(port: int = typer.Option(8000, help="Port the printed curl line targets
     from crmkit.demo import setup_demo
 
     token = run(setup_demo)
-    query = '{ customers(first: 5) { nodes { displayName lifecycleStage tags } } }'
+    query = "{ customers(first: 5) { nodes { displayName lifecycleStage tags } } }"
     body = json.dumps({"query": query})
     typer.echo("\nTenant demo-bank is ready. Access token (all scopes, 24 h):\n")
     typer.echo(token)

@@ -9,6 +9,7 @@ so explicitly. Row-level security on PostgreSQL is the second, independent wall.
 from __future__ import annotations
 
 import asyncio
+import enum
 import functools
 import os
 import time
@@ -18,11 +19,14 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
-import enum
-
 from sqlalchemy import JSON, DateTime, Enum, MetaData, Uuid, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -174,9 +178,7 @@ class TenantSession(AsyncSession):
 def _add_tenant_criteria(state: ORMExecuteState) -> None:
     if not (state.is_select or state.is_update or state.is_delete):
         return
-    if state.execution_options.get("crmkit_cross_tenant") or state.session.info.get(
-        "cross_tenant"
-    ):
+    if state.execution_options.get("crmkit_cross_tenant") or state.session.info.get("cross_tenant"):
         return
     tenant_id = state.session.info.get("tenant_id")
     if tenant_id is None:
@@ -208,9 +210,7 @@ def _check_tenant_writes(session: Session, flush_context: UOWTransaction, instan
                 obj.tenant_id = tenant_id
     for obj in (*session.new, *session.dirty, *session.deleted):
         if isinstance(obj, TenantOwned) and obj.tenant_id != tenant_id:
-            raise CrossTenantWrite(
-                f"refusing to write a {type(obj).__name__} of another tenant"
-            )
+            raise CrossTenantWrite(f"refusing to write a {type(obj).__name__} of another tenant")
 
 
 event.listen(Session, "do_orm_execute", _add_tenant_criteria)

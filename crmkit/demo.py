@@ -10,7 +10,13 @@ from sqlalchemy import func, select
 
 from crmkit.auth.tokens import issue_for_tenant
 from crmkit.core.customers import service
-from crmkit.core.customers.models import ActivityKind, Channel, Customer, CustomerKind, LifecycleStage
+from crmkit.core.customers.models import (
+    ActivityKind,
+    Channel,
+    Customer,
+    CustomerKind,
+    LifecycleStage,
+)
 from crmkit.db import utcnow
 from crmkit.errors import NotFound
 from crmkit.platform import Platform
@@ -18,7 +24,20 @@ from crmkit.plugins import enablement
 from crmkit.tenants.service import create_tenant, get_tenant
 
 SLUG = "demo-bank"
-GIVEN = ["Ada", "Bea", "Chen", "Dara", "Emil", "Farah", "Goran", "Hana", "Ivo", "Jun", "Kemal", "Lena"]
+GIVEN = [
+    "Ada",
+    "Bea",
+    "Chen",
+    "Dara",
+    "Emil",
+    "Farah",
+    "Goran",
+    "Hana",
+    "Ivo",
+    "Jun",
+    "Kemal",
+    "Lena",
+]
 FAMILY = ["Novak", "Okafor", "Park", "Quist", "Rossi", "Sato", "Tan", "Urban", "Vidal", "Weber"]
 COMPANIES = ["Northwind Traders", "Blue Harbour Logistics", "Kestrel Farms", "Orbit Dental"]
 TAGS = ["premium", "mortgage", "savings", "sme", "student", "private-banking"]
@@ -42,7 +61,7 @@ async def setup_demo(platform: Platform, customers: int = 24) -> str:
 
 
 async def _sample(hooks: service.TenantHooks, count: int) -> None:
-    rng = random.Random(7)  # the same demo every time
+    rng = random.Random(7)  # noqa: S311  (the same demo every time; not security)
     stages = list(LifecycleStage)
     now = utcnow()
     for i in range(count):

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import httpx
+import pytest
 from sqlalchemy import event
 
 from crmkit import migrations
@@ -31,7 +31,9 @@ from crmkit.settings import Settings
 from crmkit.tenants.service import create_tenant
 from tests import recorder_plugin
 
-PG_ADMIN_URL = os.environ.get("CRMKIT_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "CRMKIT_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 PG_DB = os.environ.get("CRMKIT_TEST_PG_DB", "crmkit_test")
 REDIS_URL = os.environ.get("CRMKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVICES = os.environ.get("CRMKIT_TEST_REQUIRE_SERVICES") == "1"

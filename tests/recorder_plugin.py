@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 import crmkit
 
+
 class RecorderSettings(BaseModel):
     threshold: int = Field(10, ge=0, le=100)
     label: str = "rec"
@@ -58,11 +59,15 @@ async def count_calls(ctx: crmkit.TenantContext, marker: str) -> None:
     CALLS[ctx.tenant_id].append(("job", marker))
 
 
+async def nightly(ctx: crmkit.TenantContext) -> None:
+    CALLS[ctx.tenant_id].append(("job", "nightly"))
+
+
 @crmkit.hookimpl
 def register_jobs() -> Iterable[crmkit.JobSpec | crmkit.CronSpec]:
     return [
         crmkit.JobSpec("count_calls", count_calls),
-        crmkit.CronSpec("nightly", count_calls, hour={3}, minute={0}),
+        crmkit.CronSpec("nightly", nightly, hour={3}, minute={0}),
     ]
 
 
@@ -82,7 +87,9 @@ def plugin_disabled(ctx: crmkit.TenantContext) -> None:
 
 
 @crmkit.hookimpl
-def validate_customer(ctx: crmkit.TenantContext, customer: crmkit.Customer, changed: frozenset[str]) -> None:
+def validate_customer(
+    ctx: crmkit.TenantContext, customer: crmkit.Customer, changed: frozenset[str]
+) -> None:
     if customer.given_name == "Veto":
         raise crmkit.BadUserInput("the recorder refuses customers named Veto", field="givenName")
     CALLS[ctx.tenant_id].append(("validate_customer", frozenset(changed)))

@@ -30,20 +30,39 @@ async def create(env: Env, tenant: Any, **fields: Any) -> dict[str, Any]:
 
 async def test_create_read_update_archive(env: Env) -> None:
     tenant = await env.tenant()
-    created = await create(env, tenant, givenName="Ada", familyName="Lovelace", email="ada@example.com", tags=["Premium", "savings"])
+    created = await create(
+        env,
+        tenant,
+        givenName="Ada",
+        familyName="Lovelace",
+        email="ada@example.com",
+        tags=["Premium", "savings"],
+    )
     assert created["displayName"] == "Ada Lovelace"
     assert created["tags"] == ["premium", "savings"]
     assert created["lifecycleStage"] == "NEW"
 
-    got = await env.gql('query($id: UUID!) { customer(id: $id) { displayName email version } }', {"id": created["id"]}, tenant=tenant)
-    assert got["data"]["customer"] == {"displayName": "Ada Lovelace", "email": "ada@example.com", "version": 1}
+    got = await env.gql(
+        "query($id: UUID!) { customer(id: $id) { displayName email version } }",
+        {"id": created["id"]},
+        tenant=tenant,
+    )
+    assert got["data"]["customer"] == {
+        "displayName": "Ada Lovelace",
+        "email": "ada@example.com",
+        "version": 1,
+    }
 
     updated = await env.gql(
         'mutation($id: UUID!) { updateCustomer(id: $id, input: {lifecycleStage: AT_RISK, familyName: "King"}, expectedVersion: 1) { displayName lifecycleStage version } }',
         {"id": created["id"]},
         tenant=tenant,
     )
-    assert updated["data"]["updateCustomer"] == {"displayName": "Ada King", "lifecycleStage": "AT_RISK", "version": 2}
+    assert updated["data"]["updateCustomer"] == {
+        "displayName": "Ada King",
+        "lifecycleStage": "AT_RISK",
+        "version": 2,
+    }
 
     stale = await env.gql(
         'mutation($id: UUID!) { updateCustomer(id: $id, input: {familyName: "X"}, expectedVersion: 1) { version } }',
@@ -52,7 +71,11 @@ async def test_create_read_update_archive(env: Env) -> None:
     )
     assert stale["errors"][0]["extensions"]["code"] == "CONFLICT"
 
-    archived = await env.gql('mutation($id: UUID!) { archiveCustomer(id: $id) { archivedAt } }', {"id": created["id"]}, tenant=tenant)
+    archived = await env.gql(
+        "mutation($id: UUID!) { archiveCustomer(id: $id) { archivedAt } }",
+        {"id": created["id"]},
+        tenant=tenant,
+    )
     assert archived["data"]["archiveCustomer"]["archivedAt"]
     listed = await env.gql(PAGE, tenant=tenant)
     assert listed["data"]["customers"]["nodes"] == []
@@ -73,7 +96,9 @@ async def test_pagination_walks_every_customer_once(env: Env) -> None:
     seen: list[str] = []
     after = None
     while True:
-        page = (await env.gql(PAGE, {"first": 3, "after": after}, tenant=tenant))["data"]["customers"]
+        page = (await env.gql(PAGE, {"first": 3, "after": after}, tenant=tenant))["data"][
+            "customers"
+        ]
         seen += [n["id"] for n in page["nodes"]]
         if not page["pageInfo"]["hasNextPage"]:
             break
@@ -103,11 +128,27 @@ async def test_activities_record_and_list(env: Env) -> None:
     customer = await create(env, tenant, givenName="Eve")
     record = """mutation($input: RecordActivityInput!) { recordActivity(input: $input) { id kind amount currency } }"""
     for i in range(3):
-        body = await env.gql(record, {"input": {"customerId": customer["id"], "kind": "TRANSACTION", "channel": "APP", "amount": f"{i}.50", "currency": "EUR"}}, tenant=tenant)
+        body = await env.gql(
+            record,
+            {
+                "input": {
+                    "customerId": customer["id"],
+                    "kind": "TRANSACTION",
+                    "channel": "APP",
+                    "amount": f"{i}.50",
+                    "currency": "EUR",
+                }
+            },
+            tenant=tenant,
+        )
         assert body["data"]["recordActivity"]["currency"] == "EUR", body
-    await env.gql(record, {"input": {"customerId": customer["id"], "kind": "LOGIN", "channel": "WEB"}}, tenant=tenant)
+    await env.gql(
+        record,
+        {"input": {"customerId": customer["id"], "kind": "LOGIN", "channel": "WEB"}},
+        tenant=tenant,
+    )
     listed = await env.gql(
-        'query($id: UUID!) { activities(customerId: $id, first: 2, kind: TRANSACTION) { nodes { amount } pageInfo { hasNextPage } } }',
+        "query($id: UUID!) { activities(customerId: $id, first: 2, kind: TRANSACTION) { nodes { amount } pageInfo { hasNextPage } } }",
         {"id": customer["id"]},
         tenant=tenant,
     )
@@ -131,10 +172,18 @@ async def test_validation_hook_vetoes_and_nothing_is_written(env: Env) -> None:
 async def test_events_reach_enabled_plugins_after_commit(env: Env) -> None:
     tenant = await env.tenant("recorder")
     customer = await create(env, tenant, givenName="Finn")
-    await env.gql('mutation($id: UUID!) { updateCustomer(id: $id, input: {email: "f@example.com"}) { id } }', {"id": customer["id"]}, tenant=tenant)
-    await env.gql('mutation($id: UUID!) { archiveCustomer(id: $id) { id } }', {"id": customer["id"]}, tenant=tenant)
     await env.gql(
-        'mutation($id: UUID!) { recordActivity(input: {customerId: $id, kind: COMPLAINT, channel: PHONE}) { id } }',
+        'mutation($id: UUID!) { updateCustomer(id: $id, input: {email: "f@example.com"}) { id } }',
+        {"id": customer["id"]},
+        tenant=tenant,
+    )
+    await env.gql(
+        "mutation($id: UUID!) { archiveCustomer(id: $id) { id } }",
+        {"id": customer["id"]},
+        tenant=tenant,
+    )
+    await env.gql(
+        "mutation($id: UUID!) { recordActivity(input: {customerId: $id, kind: COMPLAINT, channel: PHONE}) { id } }",
         {"id": customer["id"]},
         tenant=tenant,
     )

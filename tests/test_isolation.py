@@ -17,16 +17,25 @@ async def test_other_tenants_rows_read_as_not_found(env: Env) -> None:
     a, b = await env.tenant(), await env.tenant()
     mine = await create(env, a, givenName="Alice", tags=["vip"])
     await env.gql(
-        'mutation($id: UUID!) { recordActivity(input: {customerId: $id, kind: LOGIN, channel: APP}) { id } }',
+        "mutation($id: UUID!) { recordActivity(input: {customerId: $id, kind: LOGIN, channel: APP}) { id } }",
         {"id": mine["id"]},
         tenant=a,
     )
     attempts = {
-        "read": ('query($id: UUID!) { customer(id: $id) { displayName } }', {"id": mine["id"]}),
-        "update": ('mutation($id: UUID!) { updateCustomer(id: $id, input: {givenName: "Mallory"}) { id } }', {"id": mine["id"]}),
-        "archive": ('mutation($id: UUID!) { archiveCustomer(id: $id) { id } }', {"id": mine["id"]}),
-        "activities": ('query($id: UUID!) { activities(customerId: $id) { nodes { id } } }', {"id": mine["id"]}),
-        "record": ('mutation($id: UUID!) { recordActivity(input: {customerId: $id, kind: LOGIN, channel: APP}) { id } }', {"id": mine["id"]}),
+        "read": ("query($id: UUID!) { customer(id: $id) { displayName } }", {"id": mine["id"]}),
+        "update": (
+            'mutation($id: UUID!) { updateCustomer(id: $id, input: {givenName: "Mallory"}) { id } }',
+            {"id": mine["id"]},
+        ),
+        "archive": ("mutation($id: UUID!) { archiveCustomer(id: $id) { id } }", {"id": mine["id"]}),
+        "activities": (
+            "query($id: UUID!) { activities(customerId: $id) { nodes { id } } }",
+            {"id": mine["id"]},
+        ),
+        "record": (
+            "mutation($id: UUID!) { recordActivity(input: {customerId: $id, kind: LOGIN, channel: APP}) { id } }",
+            {"id": mine["id"]},
+        ),
     }
     for name, (query, variables) in attempts.items():
         body = await env.gql(query, variables, tenant=b)
@@ -35,13 +44,24 @@ async def test_other_tenants_rows_read_as_not_found(env: Env) -> None:
         assert "Alice" not in str(body)
 
     # by filter and through A's own cursor, B only ever sees B's (empty) list
-    cursor = (await env.gql(PAGE, {"first": 1}, tenant=a))["data"]["customers"]["edges"][0]["cursor"]
-    for variables in ({"filter": {"tag": "vip"}}, {"filter": {"text": "alice"}}, {"after": cursor}, {}):
+    cursor = (await env.gql(PAGE, {"first": 1}, tenant=a))["data"]["customers"]["edges"][0][
+        "cursor"
+    ]
+    for variables in (
+        {"filter": {"tag": "vip"}},
+        {"filter": {"text": "alice"}},
+        {"after": cursor},
+        {},
+    ):
         body = await env.gql(PAGE, variables, tenant=b)
         assert body["data"]["customers"]["nodes"] == [], variables
 
     # A's customer is untouched
-    got = await env.gql('query($id: UUID!) { customer(id: $id) { displayName archivedAt } }', {"id": mine["id"]}, tenant=a)
+    got = await env.gql(
+        "query($id: UUID!) { customer(id: $id) { displayName archivedAt } }",
+        {"id": mine["id"]},
+        tenant=a,
+    )
     assert got["data"]["customer"] == {"displayName": "Alice", "archivedAt": None}
 
 
@@ -52,7 +72,9 @@ async def test_tenant_session_filters_queries_and_refuses_foreign_writes(env: En
         assert (await session.scalars(select(Customer))).all() == []
     with pytest.raises(CrossTenantWrite):
         async with env.platform.db.tenant_session(b) as session:
-            session.add(Customer(tenant_id=a, kind="person", display_name="Intruder", given_name="I"))
+            session.add(
+                Customer(tenant_id=a, kind="person", display_name="Intruder", given_name="I")
+            )
     async with env.platform.db.tenant_session(a) as session_a:
         row = (await session_a.scalars(select(Customer))).one()
     with pytest.raises(CrossTenantWrite):

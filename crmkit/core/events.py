@@ -63,9 +63,7 @@ def emit(
     session: AsyncSession, type: str, subject_type: str, subject_id: Any, **data: Any
 ) -> OutboxEvent:
     """Write a domain event into the session's transaction; ``type`` names an event hook."""
-    row = OutboxEvent(
-        type=type, subject_type=subject_type, subject_id=str(subject_id), data=data
-    )
+    row = OutboxEvent(type=type, subject_type=subject_type, subject_id=str(subject_id), data=data)
     session.add(row)
     session.info.setdefault(PENDING_EVENTS, []).append(row)
     return row

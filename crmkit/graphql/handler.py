@@ -53,7 +53,9 @@ async def _read_operation(request: Request[Any, Any, Any]) -> dict[str, Any]:
     except ValueError:
         data = None
     if not isinstance(data, dict) or not isinstance(data.get("query"), str):
-        raise HTTPException(status_code=400, detail='send JSON {"query": "...", "variables": {...}}')
+        raise HTTPException(
+            status_code=400, detail='send JSON {"query": "...", "variables": {...}}'
+        )
     if not isinstance(data.get("variables") or {}, dict):
         raise HTTPException(status_code=400, detail="variables must be a JSON object")
     return data
@@ -75,7 +77,11 @@ async def graphql_post(request: Request[Any, Any, Any]) -> Response[bytes]:
             await session.begin()
             scope = await platform.bind(session, principal.tenant_id)
         except (Unauthenticated, NotFound) as exc:
-            message = exc.message if isinstance(exc, Unauthenticated) else "the token's tenant does not exist"
+            message = (
+                exc.message
+                if isinstance(exc, Unauthenticated)
+                else "the token's tenant does not exist"
+            )
             return _json({"errors": [error_body("UNAUTHENTICATED", message, request_id)]}, 401)
         schema = platform.schemas.for_plugins(scope.state.plugins)
         context = RequestContext(
@@ -114,4 +120,3 @@ async def graphiql(request: Request[Any, Any, Any]) -> Response[str]:
     if not platform.settings.dev_mode:
         raise HTTPException(status_code=404, detail="GraphiQL is off outside development mode")
     return Response(get_graphql_ide_html(graphql_ide="graphiql"), media_type="text/html")
-

@@ -31,7 +31,9 @@ def decode_cursor(cursor: str) -> uuid.UUID:
             return uuid.UUID(bytes=raw[len(_PREFIX) :])
     except (binascii.Error, ValueError):
         pass
-    raise BadUserInput("the cursor is malformed; pass an endCursor from a previous page", field="after")
+    raise BadUserInput(
+        "the cursor is malformed; pass an endCursor from a previous page", field="after"
+    )
 
 
 def page_size(first: int | None, default: int, maximum: int) -> int:

@@ -64,10 +64,17 @@ class InstalledTypes:
         self.fields = fields
         self.customer = core.customer_type(fields["customer"])
         self.query = self._root("Query", core.query_fields(self.customer), fields["query"])
-        self.mutation = self._root("Mutation", core.mutation_fields(self.customer), fields["mutation"])
+        self.mutation = self._root(
+            "Mutation", core.mutation_fields(self.customer), fields["mutation"]
+        )
         self._root_of = {"Query": "query", "Mutation": "mutation", "Customer": "customer"}
 
-    def _root(self, name: str, core_fields: dict[str, StrawberryField], plugin_fields: dict[str, StrawberryField]) -> type:
+    def _root(
+        self,
+        name: str,
+        core_fields: dict[str, StrawberryField],
+        plugin_fields: dict[str, StrawberryField],
+    ) -> type:
         clash = set(core_fields) & set(plugin_fields)
         if clash:
             raise CompositionError(f"plugins may not redefine core fields: {sorted(clash)}")
@@ -156,4 +163,3 @@ class SchemaCache:
             self._schemas[plugins] = schema
             self.builds += 1
         return schema
-

@@ -108,8 +108,12 @@ class InlineQueue:
 
 def _next(now: datetime, spec: Any) -> datetime:
     return next_cron(
-        now.replace(tzinfo=None), minute=spec.minute, hour=spec.hour, weekday=spec.weekday,
-        second=spec.second, microsecond=0,
+        now.replace(tzinfo=None),
+        minute=spec.minute,
+        hour=spec.hour,
+        weekday=spec.weekday,
+        second=spec.second,
+        microsecond=0,
     ).replace(tzinfo=now.tzinfo)
 
 
@@ -185,8 +189,12 @@ def worker_settings(platform: Platform) -> dict[str, Any]:
     for name, spec in runner.cron_specs().items():
         cron_jobs.append(
             cron(
-                _arq_fan_out(name), name=f"cron:{name}", minute=spec.minute,
-                hour=spec.hour, weekday=spec.weekday, second=spec.second,
+                _arq_fan_out(name),
+                name=f"cron:{name}",
+                minute=spec.minute,
+                hour=spec.hour,
+                weekday=spec.weekday,
+                second=spec.second,
             )
         )
 

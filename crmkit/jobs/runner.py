@@ -84,7 +84,11 @@ class JobRunner:
             gave_up = permanent or attempt >= self.max_tries(job)
             log.warning(
                 "job %s for tenant %s failed (try %d%s): %r",
-                job, tenant_id, attempt, ", giving up" if gave_up else "", exc,
+                job,
+                tenant_id,
+                attempt,
+                ", giving up" if gave_up else "",
+                exc,
             )
             await self._record_failure(tenant_id, plugin, job, payload, attempt, gave_up, exc)
             if gave_up:

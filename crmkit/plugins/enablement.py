@@ -36,8 +36,12 @@ def validate_settings(info: PluginInfo, values: dict[str, Any]) -> BaseModel | N
         return info.settings.model_validate(values)
     except ValidationError as exc:
         fields = [".".join(str(p) for p in err["loc"]) or "(settings)" for err in exc.errors()]
-        problems = "; ".join(f"{f}: {err['msg']}" for f, err in zip(fields, exc.errors(), strict=True))
-        raise BadUserInput(f"invalid settings for plugin {info.name!r}: {problems}", fields=fields) from None
+        problems = "; ".join(
+            f"{f}: {err['msg']}" for f, err in zip(fields, exc.errors(), strict=True)
+        )
+        raise BadUserInput(
+            f"invalid settings for plugin {info.name!r}: {problems}", fields=fields
+        ) from None
 
 
 def _stored(model: BaseModel | None) -> dict[str, Any]:
@@ -60,7 +64,9 @@ async def enable(
     tenant_id = await _tenant_id(platform, tenant)
     async with platform.tenant_scope(tenant_id, require_active=False) as scope:
         row = await _row(scope, plugin)
-        settings = _stored(validate_settings(info, {**(row.settings if row else {}), **(values or {})}))
+        settings = _stored(
+            validate_settings(info, {**(row.settings if row else {}), **(values or {})})
+        )
         if row is None:
             scope.session.add(TenantPlugin(plugin=plugin, settings=settings, enabled=True))
         else:

@@ -24,6 +24,7 @@ class Tenant(Model):
     slug: Mapped[str] = mapped_column(String(63), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     status: Mapped[TenantStatus] = mapped_column(
-        str_enum(TenantStatus), default=TenantStatus.ACTIVE,
+        str_enum(TenantStatus),
+        default=TenantStatus.ACTIVE,
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

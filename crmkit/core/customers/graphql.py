@@ -17,7 +17,14 @@ from strawberry.scalars import JSON
 from strawberry.types.field import StrawberryField
 
 from crmkit.core.customers import service
-from crmkit.core.customers.models import Activity, ActivityKind, Channel, Customer, CustomerKind, LifecycleStage
+from crmkit.core.customers.models import (
+    Activity,
+    ActivityKind,
+    Channel,
+    Customer,
+    CustomerKind,
+    LifecycleStage,
+)
 from crmkit.graphql.context import RequestContext
 from crmkit.graphql.contrib import field
 from crmkit.graphql.pagination import Connection, connection, decode_cursor, page_size
@@ -97,7 +104,8 @@ class CreateCustomerInput:
     lifecycle_stage: LifecycleStageEnum = LifecycleStage.NEW  # type: ignore[valid-type]
     relationship_manager: str | None = None
     external_ref: str | None = strawberry.field(
-        default=None, description="Your system's id; a retry with the same one returns the first customer."
+        default=None,
+        description="Your system's id; a retry with the same one returns the first customer.",
     )
 
 
@@ -125,7 +133,8 @@ class RecordActivityInput:
     currency: str | None = None
     attributes: JSON | None = None
     external_ref: str | None = strawberry.field(
-        default=None, description="Your system's id; a retry with the same one returns the first activity."
+        default=None,
+        description="Your system's id; a retry with the same one returns the first activity.",
     )
 
 
@@ -171,7 +180,11 @@ async def resolve_activities(
     ctx = info.context
     size = page_size(first, ctx.settings.page_size_default, ctx.settings.page_size_max)
     rows = await service.list_activities(
-        ctx.hooks, customer_id, kind=kind, after=decode_cursor(after) if after else None, limit=size + 1
+        ctx.hooks,
+        customer_id,
+        kind=kind,
+        after=decode_cursor(after) if after else None,
+        limit=size + 1,
     )
     return connection(rows, size)  # type: ignore[return-value]
 
@@ -192,7 +205,8 @@ async def resolve_update_customer(
     id: uuid.UUID,
     input: UpdateCustomerInput,
     expected_version: Annotated[
-        int | None, strawberry.argument(description="Refuse with CONFLICT if the customer moved on.")
+        int | None,
+        strawberry.argument(description="Refuse with CONFLICT if the customer moved on."),
     ] = None,
 ) -> Customer:
     return await service.update_customer(
@@ -237,5 +251,7 @@ def mutation_fields(customer: type) -> dict[str, StrawberryField]:
         "create_customer": field(resolve_create_customer, scope=WRITE, graphql_type=customer),
         "update_customer": field(resolve_update_customer, scope=WRITE, graphql_type=customer),
         "archive_customer": field(resolve_archive_customer, scope=WRITE, graphql_type=customer),
-        "record_activity": field(resolve_record_activity, scope=ACTIVITIES_WRITE, graphql_type=ActivityType),
+        "record_activity": field(
+            resolve_record_activity, scope=ACTIVITIES_WRITE, graphql_type=ActivityType
+        ),
     }

@@ -117,7 +117,12 @@ class Activity(TenantOwned, Model):
             ondelete="CASCADE",
         ),
         UniqueConstraint("tenant_id", "external_ref"),
-        Index("ix_activities_tenant_id_customer_id_occurred_at", "tenant_id", "customer_id", "occurred_at"),
+        Index(
+            "ix_activities_tenant_id_customer_id_occurred_at",
+            "tenant_id",
+            "customer_id",
+            "occurred_at",
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid7)

@@ -117,7 +117,9 @@ async def create_customer(
     session = hooks.ctx.session
     external_ref = _clean(external_ref, "externalRef", 100)
     if external_ref is not None:
-        existing = await session.scalar(select(Customer).where(Customer.external_ref == external_ref))
+        existing = await session.scalar(
+            select(Customer).where(Customer.external_ref == external_ref)
+        )
         if existing is not None:
             return existing
     unknown = set(fields) - set(TEXT_FIELDS)
@@ -252,17 +254,23 @@ async def record_activity(
     await get_customer(hooks, customer_id)
     external_ref = _clean(external_ref, "externalRef", 100)
     if external_ref is not None:
-        existing = await session.scalar(select(Activity).where(Activity.external_ref == external_ref))
+        existing = await session.scalar(
+            select(Activity).where(Activity.external_ref == external_ref)
+        )
         if existing is not None:
             if existing.customer_id != customer_id:
-                raise Conflict("externalRef already names an activity of another customer", field="externalRef")
+                raise Conflict(
+                    "externalRef already names an activity of another customer", field="externalRef"
+                )
             return existing
     value: Decimal | None = None
     if amount is not None:
         try:
             value = Decimal(str(amount))
         except InvalidOperation:
-            raise BadUserInput(f"amount {amount!r} is not a decimal number", field="amount") from None
+            raise BadUserInput(
+                f"amount {amount!r} is not a decimal number", field="amount"
+            ) from None
         if not value.is_finite() or abs(value) >= Decimal(10) ** 14:
             raise BadUserInput("amount is out of range", field="amount")
         if currency is None:
@@ -294,7 +302,14 @@ async def record_activity(
     session.add(activity)
     await hooks.call("validate_activity", activity=activity)
     await session.flush()
-    emit(session, "activity_recorded", "Activity", activity.id, customer_id=str(customer_id), kind=kind.value)
+    emit(
+        session,
+        "activity_recorded",
+        "Activity",
+        activity.id,
+        customer_id=str(customer_id),
+        kind=kind.value,
+    )
     return activity
 
 
@@ -308,7 +323,10 @@ async def list_activities(
 ) -> Sequence[Activity]:
     await get_customer(hooks, customer_id)
     query = (
-        select(Activity).where(Activity.customer_id == customer_id).order_by(Activity.id.desc()).limit(limit)
+        select(Activity)
+        .where(Activity.customer_id == customer_id)
+        .order_by(Activity.id.desc())
+        .limit(limit)
     )
     if after is not None:
         query = query.where(Activity.id < after)
