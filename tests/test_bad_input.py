@@ -9,7 +9,7 @@ import pytest
 
 from crmkit.tenants.models import TenantStatus
 from crmkit.tenants.service import set_status
-from tests.conftest import Env
+from tests.fixtures import Env
 from tests.test_customers_graphql import CREATE, PAGE, create
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests import recorder_plugin
-from tests.conftest import Env
+from tests.fixtures import Env
 
 CREATE = """
 mutation($input: CreateCustomerInput!) {

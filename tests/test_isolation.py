@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from crmkit.core.customers.models import Customer
 from crmkit.db import CrossTenantWrite, UnscopedQuery
-from tests.conftest import Env
+from tests.fixtures import Env
 from tests.test_customers_graphql import PAGE, create
 
 

@@ -19,7 +19,7 @@ from crmkit.platform import Platform
 from crmkit.plugins.models import EventDelivery, HandlerFailure
 from crmkit.plugins.report import plugin_report
 from tests import recorder_plugin
-from tests.conftest import REDIS_URL, Env, unavailable
+from tests.fixtures import REDIS_URL, Env, unavailable
 
 
 async def new_customer(platform: Platform, tenant: uuid.UUID, name: str) -> str:

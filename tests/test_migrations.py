@@ -8,7 +8,7 @@ from sqlalchemy import inspect
 
 from crmkit import migrations
 from crmkit.db import Model, TenantOwned, create_engine
-from tests.conftest import fresh_database_url, make_registry
+from tests.fixtures import fresh_database_url, make_registry
 
 
 async def tables(engine: object) -> set[str]:

@@ -14,7 +14,7 @@ from crmkit.errors import BadUserInput, NotFound
 from crmkit.plugins import enablement
 from crmkit.plugins.registry import load_registry
 from tests import recorder_plugin
-from tests.conftest import Env
+from tests.fixtures import Env
 from tests.test_customers_graphql import create
 
 FIELDS_OF = '{ __type(name: "%s") { fields { name } } }'
@@ -177,7 +177,7 @@ def test_every_hookspec_is_documented_and_tested() -> None:
 
 async def test_customer_fields_of_plugins_are_batched(env: Env, sql_statements: object) -> None:
     """A customers page with a plugin field costs the same statements for 5 and 50 rows."""
-    from tests.conftest import StatementCounter
+    from tests.fixtures import StatementCounter
 
     assert isinstance(sql_statements, StatementCounter)
     counts = {}
