@@ -6,7 +6,7 @@ import asyncio
 import json
 import shlex
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -28,7 +28,7 @@ app.add_typer(plugins_app, name="plugins")
 app.add_typer(token_app, name="token")
 
 
-def run(fn: Callable[[Platform], Coroutine[Any, Any, T]]) -> T:
+def run(fn: Callable[[Platform], Awaitable[T]]) -> T:
     """Run ``fn`` with a platform; a CrmError becomes a one-line message and exit code 2."""
 
     async def main() -> T:

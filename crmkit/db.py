@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from sqlalchemy import JSON, DateTime, Enum, MetaData, Uuid, event
 from sqlalchemy.engine import Engine
@@ -161,18 +161,19 @@ class TenantSession(AsyncSession):
     def tenant_id(self) -> uuid.UUID | None:
         return self.sync_session.info.get("tenant_id")
 
-    execute = _serialised(AsyncSession.execute)  # type: ignore[assignment]
-    scalar = _serialised(AsyncSession.scalar)  # type: ignore[assignment]
-    scalars = _serialised(AsyncSession.scalars)  # type: ignore[assignment]
-    get = _serialised(AsyncSession.get)  # type: ignore[assignment]
-    get_one = _serialised(AsyncSession.get_one)  # type: ignore[assignment]
-    refresh = _serialised(AsyncSession.refresh)
-    delete = _serialised(AsyncSession.delete)
-    merge = _serialised(AsyncSession.merge)  # type: ignore[assignment]
-    flush = _serialised(AsyncSession.flush)
-    commit = _serialised(AsyncSession.commit)
-    rollback = _serialised(AsyncSession.rollback)
-    run_sync = _serialised(AsyncSession.run_sync)  # type: ignore[assignment]
+    if not TYPE_CHECKING:  # same signatures as AsyncSession's (overloads included)
+        execute = _serialised(AsyncSession.execute)
+        scalar = _serialised(AsyncSession.scalar)
+        scalars = _serialised(AsyncSession.scalars)
+        get = _serialised(AsyncSession.get)
+        get_one = _serialised(AsyncSession.get_one)
+        refresh = _serialised(AsyncSession.refresh)
+        delete = _serialised(AsyncSession.delete)
+        merge = _serialised(AsyncSession.merge)
+        flush = _serialised(AsyncSession.flush)
+        commit = _serialised(AsyncSession.commit)
+        rollback = _serialised(AsyncSession.rollback)
+        run_sync = _serialised(AsyncSession.run_sync)
 
 
 def _add_tenant_criteria(state: ORMExecuteState) -> None:

@@ -60,7 +60,5 @@ class RequestContext:
         """
         loader = self._loaders.get(batch)
         if loader is None:
-            loader = self._loaders[batch] = DataLoader(
-                load_fn=lambda keys: batch(self, keys)  # type: ignore[arg-type,return-value]
-            )
+            loader = self._loaders[batch] = DataLoader(load_fn=lambda keys: batch(self, keys))
         return loader.load(key)

@@ -10,7 +10,7 @@ import base64
 import binascii
 import uuid
 from collections.abc import Sequence
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import strawberry
 
@@ -63,8 +63,9 @@ class Connection(Generic[T]):
     page_info: PageInfo
 
 
-class HasId:
-    id: uuid.UUID
+class HasId(Protocol):
+    @property
+    def id(self) -> uuid.UUID: ...
 
 
 N = TypeVar("N", bound=HasId)

@@ -50,7 +50,11 @@ class InstalledTypes:
         self.owner: dict[tuple[str, str], str] = {}
         self.extra_types: dict[str, list[type]] = {}
         for impl in registry.pm.hook.register_graphql.get_hookimpls():
-            contribution: GraphQLContribution = impl.function()
+            contribution = impl.function()
+            if not isinstance(contribution, GraphQLContribution):
+                raise CompositionError(
+                    f"register_graphql of {impl.plugin_name!r} must return a GraphQLContribution"
+                )
             for root in ROOTS:
                 for name, field in getattr(contribution, root).items():
                     if name in fields[root]:

@@ -216,7 +216,7 @@ def worker_settings(platform: Platform) -> dict[str, Any]:
 def _arq_function() -> Any:
     from arq.worker import func
 
-    return func(_arq_job, name=ARQ_FUNCTION)  # type: ignore[arg-type]
+    return func(_arq_job, name=ARQ_FUNCTION)
 
 
 def _declared_tries(platform: Platform) -> list[int]:

@@ -13,7 +13,7 @@ import msgpack
 
 
 def pack(value: Any) -> bytes:
-    return msgpack.packb(value, datetime=True)  # type: ignore[no-any-return]
+    return msgpack.packb(value, datetime=True)
 
 
 def unpack(data: bytes) -> Any:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import pluggy
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -61,7 +61,7 @@ class PluginRegistry:
     def add(self, module: ModuleType | Any, *, name: str | None = None) -> PluginInfo | None:
         """Register a plugin object; refuse it (and return None) if it is unusable."""
         info = getattr(module, "plugin_info", None)
-        label = name or getattr(info, "name", None) or getattr(module, "__name__", repr(module))
+        label = str(name or getattr(info, "name", None) or getattr(module, "__name__", module))
         reason = self._problem(info)
         if reason is None:
             assert isinstance(info, PluginInfo)
@@ -117,7 +117,8 @@ class PluginRegistry:
         found: dict[str, Scope] = {}
         for impl in self.pm.hook.register_scopes.get_hookimpls():
             if wanted is None or impl.plugin_name in wanted:
-                for scope in impl.function():
+                scopes = cast(Iterable[Scope], impl.function())
+                for scope in scopes:
                     found[scope.name] = scope
         return found
 
@@ -125,7 +126,8 @@ class PluginRegistry:
         """Every job by its full name ``plugin.job``, with the plugin that owns it."""
         found: dict[str, tuple[str, JobSpec | CronSpec]] = {}
         for impl in self.pm.hook.register_jobs.get_hookimpls():
-            for spec in impl.function():
+            specs = cast(Iterable[JobSpec | CronSpec], impl.function())
+            for spec in specs:
                 found[f"{impl.plugin_name}.{spec.name}"] = (impl.plugin_name, spec)
         return found
 

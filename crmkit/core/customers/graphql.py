@@ -176,7 +176,7 @@ async def resolve_activities(
     first: int | None = None,
     after: str | None = None,
     kind: ActivityKindEnum | None = None,  # type: ignore[valid-type]
-) -> Connection[ActivityType]:
+) -> Connection[Any]:
     ctx = info.context
     size = page_size(first, ctx.settings.page_size_default, ctx.settings.page_size_max)
     rows = await service.list_activities(
@@ -186,7 +186,7 @@ async def resolve_activities(
         after=decode_cursor(after) if after else None,
         limit=size + 1,
     )
-    return connection(rows, size)  # type: ignore[return-value]
+    return connection(rows, size)
 
 
 async def resolve_create_customer(info: Info, input: CreateCustomerInput) -> Customer:
@@ -242,7 +242,9 @@ def query_fields(customer: type) -> dict[str, StrawberryField]:
     return {
         "customers": field(resolve_customers, scope=READ, graphql_type=Connection[customer]),  # type: ignore[valid-type]
         "customer": field(resolve_customer, scope=READ, graphql_type=customer),
-        "activities": field(resolve_activities, scope=ACTIVITIES_READ),
+        "activities": field(
+            resolve_activities, scope=ACTIVITIES_READ, graphql_type=Connection[ActivityType]
+        ),
     }
 
 

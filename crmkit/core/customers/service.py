@@ -245,7 +245,7 @@ async def record_activity(
     occurred_at: datetime | None = None,
     amount: str | Decimal | None = None,
     currency: str | None = None,
-    attributes: dict[str, Any] | None = None,
+    attributes: Any = None,
     external_ref: str | None = None,
 ) -> Activity:
     """Add to a customer's timeline; retried with the same ``external_ref`` it returns the
@@ -287,6 +287,8 @@ async def record_activity(
     if when > now + timedelta(minutes=5):
         raise BadUserInput("occurredAt is in the future", field="occurredAt")
     attributes = attributes or {}
+    if not isinstance(attributes, dict):
+        raise BadUserInput("attributes must be a JSON object", field="attributes")
     if len(json.dumps(attributes, default=str)) > MAX_ATTRIBUTES_BYTES:
         raise BadUserInput(f"attributes exceed {MAX_ATTRIBUTES_BYTES} bytes", field="attributes")
     activity = Activity(
