@@ -251,14 +251,13 @@ def demo(port: int = typer.Option(8000, help="Port the printed curl line targets
     """Create the demo-bank tenant with sample data and every plugin; print a token."""
     from crmkit.demo import setup_demo
 
-    token = run(setup_demo)
-    query = "{ customers(first: 5) { nodes { displayName lifecycleStage tags } } }"
-    body = json.dumps({"query": query})
+    ready = run(setup_demo)
+    body = json.dumps({"query": ready.first_query})
     typer.echo("\nTenant demo-bank is ready. Access token (all scopes, 24 h):\n")
-    typer.echo(token)
+    typer.echo(ready.token)
     typer.echo("\nFirst query:\n")
     typer.echo(
-        f"curl -s http://127.0.0.1:{port}/graphql -H 'Authorization: Bearer {token}' "
+        f"curl -s http://127.0.0.1:{port}/graphql -H 'Authorization: Bearer {ready.token}' "
         f"-H 'Content-Type: application/json' -d {shlex.quote(body)}\n"
     )
     typer.echo(f"GraphiQL (development mode): http://127.0.0.1:{port}/graphql")

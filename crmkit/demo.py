@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
+from graphql import GraphQLObjectType, get_named_type, is_leaf_type
 from sqlalchemy import func, select
 
 from crmkit.auth.tokens import issue_for_tenant
@@ -43,8 +45,15 @@ COMPANIES = ["Northwind Traders", "Blue Harbour Logistics", "Kestrel Farms", "Or
 TAGS = ["premium", "mortgage", "savings", "sme", "student", "private-banking"]
 
 
-async def setup_demo(platform: Platform, customers: int = 24) -> str:
-    """Idempotent: an existing demo-bank keeps its data; returns a 24-hour token."""
+@dataclass(frozen=True)
+class Demo:
+    token: str
+    first_query: str
+
+
+async def setup_demo(platform: Platform, customers: int = 24) -> Demo:
+    """Idempotent: an existing demo-bank keeps its data. Returns a 24-hour token and a
+    first query that shows the plugins' ``Customer`` fields too."""
     try:
         tenant = await get_tenant(platform.db, SLUG)
     except NotFound:
@@ -57,7 +66,27 @@ async def setup_demo(platform: Platform, customers: int = 24) -> str:
             await _sample(scope.hooks, customers)
     if hasattr(platform.queue, "drain"):
         await platform.queue.drain()
-    return await issue_for_tenant(platform, SLUG, None, subject="operator:demo", minutes=24 * 60)
+    token = await issue_for_tenant(platform, SLUG, None, subject="operator:demo", minutes=24 * 60)
+    return Demo(token, first_query(platform, frozenset(platform.registry.names)))
+
+
+def first_query(platform: Platform, plugins: frozenset[str]) -> str:
+    """A customers query selecting core fields and every plugin field on ``Customer``
+    (with its scalar subfields), read from the schema rather than known by name."""
+    schema = platform.schemas.for_plugins(plugins)
+    customer = schema._schema.get_type("Customer")
+    assert isinstance(customer, GraphQLObjectType)
+    selections = ["displayName", "lifecycleStage", "tags"]
+    for (type_name, name), _plugin in platform.schemas.types.plugin_of_field.items():
+        if type_name != "Customer" or name not in customer.fields:
+            continue
+        inner = get_named_type(customer.fields[name].type)
+        if isinstance(inner, GraphQLObjectType):
+            leaves = [n for n, f in inner.fields.items() if is_leaf_type(get_named_type(f.type))]
+            selections.append(f"{name} {{ {' '.join(leaves)} }}")
+        else:
+            selections.append(name)
+    return "{ customers(first: 5) { nodes { " + " ".join(selections) + " } } }"
 
 
 async def _sample(hooks: service.TenantHooks, count: int) -> None:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import shlex
 from pathlib import Path
+
+import httpx
 
 import pytest
 from typer.testing import CliRunner
 
+from crmkit.app import create_app
 from crmkit.cli import app
+from crmkit.platform import Platform
 from crmkit.settings import get_settings
 
 
@@ -65,6 +71,23 @@ def test_tenants_plugins_and_tokens(cli: CliRunner) -> None:
 def test_demo_prints_a_working_curl_line(cli: CliRunner) -> None:
     result = cli.invoke(app, ["demo"])
     assert result.exit_code == 0, result.output
-    assert "curl -s http://127.0.0.1:8000/graphql" in result.output
     again = cli.invoke(app, ["demo"])  # idempotent
     assert again.exit_code == 0, again.output
+    curl = next(line for line in again.output.splitlines() if line.startswith("curl"))
+    argv = shlex.split(curl)
+    token = argv[argv.index("-H") + 1].removeprefix("Authorization: Bearer ")
+    query = json.loads(argv[argv.index("-d") + 1])
+
+    async def send() -> httpx.Response:
+        platform = Platform(get_settings())
+        transport = httpx.ASGITransport(app=create_app(platform))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            response = await client.post(
+                "/graphql", json=query, headers={"Authorization": f"Bearer {token}"}
+            )
+        await platform.close()
+        return response
+
+    nodes = asyncio.run(send()).json()["data"]["customers"]["nodes"]
+    assert len(nodes) == 5
+    assert all(isinstance(n["notes"], list) for n in nodes)  # the template plugin's field
