@@ -8,7 +8,6 @@ import shlex
 from pathlib import Path
 
 import httpx
-
 import pytest
 from typer.testing import CliRunner
 
