@@ -27,7 +27,7 @@ from crmkit.errors import (
     RateLimited,
     Unauthenticated,
 )
-from crmkit.graphql.context import RequestContext
+from crmkit.graphql.context import Info, RequestContext
 from crmkit.graphql.contrib import GraphQLContribution, field
 from crmkit.graphql.pagination import Connection, connection, decode_cursor, page_size
 from crmkit.plugins.info import CronSpec, JobSpec, PluginInfo, Scope, TenantContext
@@ -48,6 +48,7 @@ __all__ = [
     "DomainEvent",
     "Forbidden",
     "GraphQLContribution",
+    "Info",
     "JobSpec",
     "LifecycleStage",
     "Model",

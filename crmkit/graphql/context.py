@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import strawberry
 from strawberry.dataloader import DataLoader
 from strawberry.types.graphql import OperationType
 
@@ -62,3 +63,7 @@ class RequestContext:
         if loader is None:
             loader = self._loaders[batch] = DataLoader(load_fn=lambda keys: batch(self, keys))
         return loader.load(key)
+
+
+Info = strawberry.Info[RequestContext, None]
+"""The type of a resolver's ``info`` argument: ``info.context`` is the RequestContext."""

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from crmkit.db import TenantSession
     from crmkit.jobs.queue import JobQueue
     from crmkit.plugins.caller import TenantHooks
+
+S = TypeVar("S", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,13 @@ class TenantContext:
     hooks: TenantHooks | None = None
     settings: BaseModel | None = None
     plugin: str | None = None
+
+    def settings_as(self, model: type[S]) -> S:
+        """The settings, typed: ``ctx.settings_as(MySettings)`` in your plugin's code."""
+        if not isinstance(self.settings, model):
+            found = type(self.settings).__name__
+            raise TypeError(f"{self.plugin!r} settings are {found}, not {model.__name__}")
+        return self.settings
 
     async def enqueue(self, job: str, **payload: Any) -> None:
         """Queue one of the calling plugin's jobs for this tenant, by its short name.

@@ -25,11 +25,9 @@ from crmkit.core.customers.models import (
     CustomerKind,
     LifecycleStage,
 )
-from crmkit.graphql.context import RequestContext
+from crmkit.graphql.context import Info
 from crmkit.graphql.contrib import field
 from crmkit.graphql.pagination import Connection, connection, decode_cursor, page_size
-
-Info = strawberry.Info[RequestContext, None]
 
 CustomerKindEnum = strawberry.enum(CustomerKind, name="CustomerKind")
 LifecycleStageEnum = strawberry.enum(LifecycleStage, name="LifecycleStage")

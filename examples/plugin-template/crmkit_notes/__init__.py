@@ -13,7 +13,7 @@ from pathlib import Path
 import crmkit
 
 from crmkit_notes import graphql, hookspecs, jobs
-from crmkit_notes.settings import NAME, NotesSettings, settings_of
+from crmkit_notes.settings import NAME, NotesSettings
 
 plugin_info = crmkit.PluginInfo(
     name=NAME,
@@ -53,5 +53,5 @@ async def customer_archived(event: crmkit.DomainEvent, ctx: crmkit.TenantContext
     Hand the work to a job with plain-data arguments; ``event.id`` goes along as the
     job's idempotency key, because both the event and the job may arrive twice.
     """
-    if settings_of(ctx).note_on_archive:
+    if ctx.settings_as(NotesSettings).note_on_archive:
         await ctx.enqueue("add_archive_note", customer_id=event.subject_id, event_id=str(event.id))

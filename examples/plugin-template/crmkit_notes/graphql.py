@@ -18,9 +18,7 @@ from sqlalchemy import select
 
 from crmkit_notes import service
 from crmkit_notes.models import Note
-from crmkit_notes.settings import NAME, settings_of
-
-Info = strawberry.Info[crmkit.RequestContext, None]
+from crmkit_notes.settings import NAME, NotesSettings
 
 READ = f"{NAME}:read"
 WRITE = f"{NAME}:write"
@@ -50,12 +48,12 @@ async def load_notes(
     return [by_customer[customer_id] for customer_id in customer_ids]
 
 
-async def resolve_notes(root: crmkit.Customer, info: Info) -> list[NoteType]:
+async def resolve_notes(root: crmkit.Customer, info: crmkit.Info) -> list[NoteType]:
     """``Customer.notes``: batched through the request's loader, never one query per row."""
     return await info.context.load(load_notes, root.id)
 
 
-async def resolve_add_note(info: Info, customer_id: uuid.UUID, body: str) -> NoteType:
+async def resolve_add_note(info: crmkit.Info, customer_id: uuid.UUID, body: str) -> NoteType:
     """``addNote``: another tenant's customer id reads as NOT_FOUND, like a missing one."""
     ctx = info.context
     customer = await ctx.session.get(crmkit.Customer, (ctx.tenant_id, customer_id))
@@ -63,7 +61,7 @@ async def resolve_add_note(info: Info, customer_id: uuid.UUID, body: str) -> Not
         raise crmkit.NotFound(f"no customer {customer_id}")
     note = await service.add_note(
         ctx.session,
-        settings_of(ctx.tenant_context(NAME)),
+        ctx.tenant_context(NAME).settings_as(NotesSettings),
         customer_id=customer_id,
         body=body,
         author=ctx.principal.subject,

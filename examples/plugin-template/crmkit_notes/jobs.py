@@ -9,7 +9,7 @@ import crmkit
 
 from crmkit_notes import service
 from crmkit_notes.models import Note
-from crmkit_notes.settings import settings_of
+from crmkit_notes.settings import NotesSettings
 
 SYSTEM_AUTHOR = "crmkit:notes"
 
@@ -29,7 +29,7 @@ async def add_archive_note(ctx: crmkit.TenantContext, customer_id: str, event_id
         return  # erased since: nothing to note
     await service.add_note(
         ctx.session,
-        settings_of(ctx),
+        ctx.settings_as(NotesSettings),
         customer_id=customer.id,
         body="Customer archived.",
         author=SYSTEM_AUTHOR,

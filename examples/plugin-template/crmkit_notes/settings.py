@@ -6,7 +6,6 @@ plugin, so code that reads them never sees a bad value.
 
 from __future__ import annotations
 
-import crmkit
 from pydantic import BaseModel, Field
 
 NAME = "notes"
@@ -20,9 +19,3 @@ class NotesSettings(BaseModel):
     note_on_archive: bool = Field(
         True, description="Add a note to a customer's notes when the customer is archived."
     )
-
-
-def settings_of(ctx: crmkit.TenantContext) -> NotesSettings:
-    """This plugin's settings from a context (typed: ``ctx.settings`` is any plugin's)."""
-    assert isinstance(ctx.settings, NotesSettings)
-    return ctx.settings
