@@ -63,6 +63,9 @@ class InlineQueue:
         task = asyncio.create_task(self._run(job, tenant_id, payload, defer_seconds))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        # like arq, a job id is refused while its job is pending; later deliveries of the
+        # same event are skipped by their EventDelivery rows instead
+        task.add_done_callback(lambda _: self._queued.discard(job_id))
 
     async def _run(
         self, job: str, tenant_id: uuid.UUID, payload: dict[str, Any], delay: float
