@@ -13,9 +13,12 @@ at ``postgresql+asyncpg://postgres@127.0.0.1:5432/crmkit_bench`` when reachable)
 3. checks once that both endpoints answer the same data with the same statements;
 4. drives each endpoint from another process (``wrk`` when installed, else this file's
    own asyncio client started as a subprocess) with 8 keep-alive connections: a
-   warm-up, then the measured time in two interleaved rounds per endpoint, so drift of
-   a shared machine hits both alike;
-5. prints requests/s of both, the ratio graphql/bare and SQL statements per request.
+   warm-up, then the measured time in 2-second rounds alternating the endpoints, so
+   drift of a shared machine hits both alike;
+5. prints requests/s of both, the server's CPU time per request (``time.process_time``
+   read through ``/stats`` around each round: steadier than req/s on a noisy machine)
+   and the part of it the garbage collector took, the ratio graphql/bare of each, and
+   SQL statements per request.
 
 The ratio is the figure to read: the bare endpoint is what the same work costs
 without GraphQL, so 1 - ratio is the share of a request the GraphQL layer takes.
@@ -29,8 +32,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import contextlib
+import gc
 import json
 import os
 import re
@@ -43,6 +46,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -52,8 +56,8 @@ from crmkit_notes.graphql import READ as NOTES_READ
 from crmkit_notes.models import Note
 from crmkit_notes.service import add_note
 from crmkit_notes.settings import NotesSettings
-from joserfc.jwk import ECKey
 from litestar import Litestar, Request, Response, get
+from litestar.types import ASGIApp, Receive, Scope, Send
 from sqlalchemy import event, select
 
 from crmkit import migrations
@@ -74,11 +78,10 @@ from crmkit.tenants.service import create_tenant, load_state
 
 CUSTOMERS = 50
 CONNECTIONS = 8
-ROUNDS = 2
+ROUND_SECONDS = 2  # measured time is split into rounds of about this, endpoints alternating
 SLUG = "bench-bank"
 QUERY = (
-    "{ customers(first: 50) { nodes { id displayName email lifecycleStage tags createdAt"
-    " notes { body } } } }"
+    "{ customers(first: 50) { nodes { id displayName email lifecycleStage tags createdAt notes { body } } } }"
 )
 PG_ADMIN = {"user": "postgres", "host": "127.0.0.1", "port": 5432, "database": "postgres"}
 PG_DATABASE = "crmkit_bench"
@@ -90,19 +93,58 @@ HERE = Path(__file__).resolve().parent
 # --- the server side: bench_app() runs inside the uvicorn process --------------------
 
 
-class StatementCounter:
-    """Counts the SQL statements the engine sends, and keeps the latest ones."""
+class StatementRecorder:
+    """Records the SQL statements each HTTP request sends (a ``before_cursor_execute``
+    listener), keeping the latest request's per path.
+
+    The request's list travels in a context variable, which the tasks a request starts
+    (data loader batches) inherit; background jobs (the in-process cron) start outside
+    any request, so their statements are not counted.
+    """
 
     def __init__(self) -> None:
-        self.count = 0
-        self.recent: collections.deque[str] = collections.deque(maxlen=32)
+        self.current: ContextVar[list[str] | None] = ContextVar("bench_sql", default=None)
+        self.last: dict[str, list[str]] = {}
 
     def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        self.count += 1
-        self.recent.append(" ".join(statement.split()))
+        statements = self.current.get()
+        if statements is not None:
+            statements.append(" ".join(statement.split()))
+
+    def wrap(self, app: ASGIApp) -> ASGIApp:
+        async def recording(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            statements: list[str] = []
+            token = self.current.set(statements)
+            try:
+                await app(scope, receive, send)
+            finally:
+                self.current.reset(token)
+                self.last[scope["path"]] = statements
+
+        return recording
 
 
-STATEMENTS = StatementCounter()
+STATEMENTS = StatementRecorder()
+
+
+class GcTimer:
+    """Adds up the time the garbage collector pauses the server (a ``gc.callbacks`` entry)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+
+
+GC = GcTimer()
 
 
 def _json(body: dict[str, Any], status: int = 200) -> Response[bytes]:
@@ -140,9 +182,7 @@ async def bare(request: Request[Any, Any, Any]) -> Response[bytes]:
         customers = rows[:CUSTOMERS]
         notes: defaultdict[uuid.UUID, list[Note]] = defaultdict(list)
         ids = [c.id for c in customers]
-        for note in await session.scalars(
-            select(Note).where(Note.customer_id.in_(ids)).order_by(Note.id)
-        ):
+        for note in await session.scalars(select(Note).where(Note.customer_id.in_(ids)).order_by(Note.id)):
             notes[note.customer_id].append(note)
         nodes = [
             {
@@ -163,7 +203,8 @@ async def bare(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 @get("/stats", include_in_schema=False)
 async def stats() -> dict[str, Any]:
-    return {"statements": STATEMENTS.count, "recent": list(STATEMENTS.recent)}
+    """The SQL of the latest request per path; the server's CPU and GC seconds so far."""
+    return {"statements": STATEMENTS.last, "cpu": time.process_time(), "gc": GC.seconds}
 
 
 def _start_profiler(app: Litestar, path: str) -> None:
@@ -184,18 +225,19 @@ def _start_profiler(app: Litestar, path: str) -> None:
     app.register(toggle)
 
 
-def bench_app() -> Litestar:
+def bench_app() -> ASGIApp:
     """uvicorn's factory: crmkit's app for the platform in the environment, plus the
-    bench endpoints."""
+    bench endpoints, recording each request's SQL."""
     platform = Platform(Settings())
     event.listen(platform.db.sync_engine, "before_cursor_execute", STATEMENTS)
+    gc.callbacks.append(GC)
     app = create_app(platform)
     app.register(bare)
     app.register(stats)
     app.on_shutdown.append(platform.close)
     if os.environ.get(PROFILE_ENV):
         _start_profiler(app, os.environ[PROFILE_ENV])
-    return app
+    return STATEMENTS.wrap(app)
 
 
 # --- setting up a database ----------------------------------------------------------
@@ -210,23 +252,21 @@ class Target:
     workdir: Path
 
     def env(self) -> dict[str, str]:
+        """The server's environment. Development mode only so crmkit generates its keys
+        (token signing, audit, ...) in ``workdir``; on the measured path it changes
+        nothing (it enables GraphiQL and field suggestions in errors)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("CRMKIT_")}
         env.update(
             CRMKIT_DATABASE_URL=self.database_url,
             CRMKIT_DATA_DIR=str(self.workdir),
-            CRMKIT_SIGNING_KEY_FILE=str(self.workdir / "signing-key.pem"),
-            CRMKIT_DEV_MODE="false",
+            CRMKIT_DEV_MODE="true",
         )
         return env
 
 
 async def seed(target: Target) -> str:
     """Schema, tenant, notes enabled, 50 customers with some notes; returns a token."""
-    key_file = target.workdir / "signing-key.pem"
-    key_file.write_bytes(ECKey.generate_key("P-256").as_pem(private=True))
-    settings = Settings(
-        database_url=target.database_url, data_dir=target.workdir, signing_key_file=key_file
-    )
+    settings = Settings(database_url=target.database_url, data_dir=target.workdir, dev_mode=True)
     platform = Platform(settings)
     try:
         await migrations.upgrade(platform.db.engine, platform.registry)
@@ -361,14 +401,11 @@ def endpoints(token: str) -> list[Endpoint]:
 
 def call_once(client: httpx.Client, endpoint: Endpoint) -> tuple[dict[str, Any], list[str]]:
     """The endpoint's answer and the SQL statements it ran."""
-    before = client.get("/stats").json()["statements"]
     response = client.request(
         endpoint.method, endpoint.path, content=endpoint.body or None, headers=endpoint.headers
     )
     assert response.status_code == 200, (endpoint.name, response.status_code, response.text)
-    after = client.get("/stats").json()
-    count = after["statements"] - before
-    return response.json(), after["recent"][-count:] if count else []
+    return response.json(), client.get("/stats").json()["statements"][endpoint.path]
 
 
 def check(base: str, eps: list[Endpoint]) -> dict[str, list[str]]:
@@ -382,7 +419,9 @@ def check(base: str, eps: list[Endpoint]) -> dict[str, list[str]]:
     nodes = graphql["data"]["customers"]["nodes"]
     assert len(nodes) == CUSTOMERS and any(n["notes"] for n in nodes), nodes[:2]
     assert graphql == bare_, "the two endpoints answer differently"
-    assert graphql_sql == bare_sql, (graphql_sql, bare_sql)
+    if graphql_sql != bare_sql:
+        sql = "\n".join(f"  {name}: {s[:100]}" for name in answers for s in answers[name][1])
+        raise AssertionError(f"the endpoints ran different SQL; make /bare match:\n{sql}")
     return {"graphql": graphql_sql, "bare": bare_sql}
 
 
@@ -394,6 +433,8 @@ class Load:
     requests: int
     seconds: float
     errors: int
+    server_cpu: float = 0.0  # seconds of the server process's CPU time
+    server_gc: float = 0.0  # seconds of it the garbage collector took
 
 
 @dataclass
@@ -405,7 +446,6 @@ class ClientSpec:
     body: str
     headers: dict[str, str]
     connections: int
-    warmup: float
     seconds: float
 
 
@@ -430,11 +470,11 @@ def run_wrk(base: str, endpoint: Endpoint, seconds: float, workdir: Path) -> Loa
     return Load(int(done[1]), elapsed, errors)
 
 
-def run_python_client(base: str, endpoint: Endpoint, seconds: float, warmup: float) -> Load:
+def run_python_client(base: str, endpoint: Endpoint, seconds: float) -> Load:
     host, port = base.removeprefix("http://").split(":")
     spec = ClientSpec(
         host, int(port), endpoint.method, endpoint.path, endpoint.body.decode(),
-        endpoint.headers, CONNECTIONS, warmup, seconds,
+        endpoint.headers, CONNECTIONS, seconds,
     )  # fmt: skip
     out = subprocess.run(
         [sys.executable, __file__, "--client-spec", json.dumps(asdict(spec))],
@@ -452,7 +492,6 @@ async def client_main(spec: ClientSpec) -> Load:
     head += "".join(f"{k}: {v}\r\n" for k, v in spec.headers.items())
     request = (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
     counted = {"requests": 0, "errors": 0}
-    measuring = False
 
     async def connection(until: float) -> None:
         reader, writer = await asyncio.open_connection(spec.host, spec.port)
@@ -463,38 +502,46 @@ async def client_main(spec: ClientSpec) -> Load:
                 length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", header)
                 assert length is not None, header
                 await reader.readexactly(int(length[1]))
-                if measuring:
-                    counted["requests" if header[9:12] == b"200" else "errors"] += 1
+                counted["requests" if header[9:12] == b"200" else "errors"] += 1
         finally:
             writer.close()
 
-    async def phase(seconds: float) -> float:
-        start = time.perf_counter()
-        until = start + seconds
-        await asyncio.gather(*(connection(until) for _ in range(spec.connections)))
-        return time.perf_counter() - start
+    start = time.perf_counter()
+    until = start + spec.seconds
+    await asyncio.gather(*(connection(until) for _ in range(spec.connections)))
+    return Load(counted["requests"], time.perf_counter() - start, counted["errors"])
 
-    await phase(spec.warmup)
-    measuring = True
-    elapsed = await phase(spec.seconds)
-    return Load(counted["requests"], elapsed, counted["errors"])
+
+def drive(base: str, endpoint: Endpoint, seconds: float, use_wrk: bool, workdir: Path) -> Load:
+    """Load ``endpoint`` for ``seconds`` from another process."""
+    if use_wrk:
+        return run_wrk(base, endpoint, seconds, workdir)
+    return run_python_client(base, endpoint, seconds)
+
+
+def server_times(base: str) -> tuple[float, float]:
+    """The server's CPU and GC seconds so far."""
+    stats = httpx.get(f"{base}/stats").json()
+    return float(stats["cpu"]), float(stats["gc"])
 
 
 def measure(
     base: str, eps: list[Endpoint], seconds: float, warmup: float, use_wrk: bool, workdir: Path
 ) -> dict[str, Load]:
-    """Warm-up, then ROUNDS interleaved rounds per endpoint; totals per endpoint."""
+    """Warm-up, then rounds alternating the endpoints (so a shared machine's drift hits
+    both alike); totals per endpoint, with the server CPU time each took."""
+    rounds = max(1, round(seconds / ROUND_SECONDS))
     totals = {e.name: Load(0, 0.0, 0) for e in eps}
-    for round_ in range(ROUNDS):
+    for round_ in range(rounds):
         for e in eps:
-            first = round_ == 0
-            if use_wrk:
-                if first:
-                    run_wrk(base, e, warmup, workdir)
-                load = run_wrk(base, e, seconds / ROUNDS, workdir)
-            else:
-                load = run_python_client(base, e, seconds / ROUNDS, warmup if first else 0.2)
+            if round_ == 0:
+                drive(base, e, warmup, use_wrk, workdir)
+            cpu, gc_ = server_times(base)
+            load = drive(base, e, seconds / rounds, use_wrk, workdir)
+            cpu_after, gc_after = server_times(base)
             total = totals[e.name]
+            total.server_cpu += cpu_after - cpu
+            total.server_gc += gc_after - gc_
             total.requests += load.requests
             total.seconds += load.seconds
             total.errors += load.errors
@@ -510,14 +557,9 @@ def print_profile(path: Path, top: int = 25) -> None:
     stats.sort_stats("cumulative").print_stats(top)
 
 
-def profile_graphql(
-    base: str, endpoint: Endpoint, seconds: float, use_wrk: bool, workdir: Path
-) -> None:
+def profile_graphql(base: str, endpoint: Endpoint, seconds: float, use_wrk: bool, workdir: Path) -> None:
     httpx.get(f"{base}/profile/on")
-    if use_wrk:
-        load = run_wrk(base, endpoint, seconds, workdir)
-    else:
-        load = run_python_client(base, endpoint, seconds, 0)
+    load = drive(base, endpoint, seconds, use_wrk, workdir)
     httpx.get(f"{base}/profile/off")
     print(f"\n  profiled {load.requests} GraphQL requests")
 
@@ -536,15 +578,22 @@ def run_target(target: Target, args: argparse.Namespace, use_wrk: bool) -> float
         if profile is not None:
             profile_graphql(base, eps[0], args.seconds, use_wrk, target.workdir)
     rates = {name: load.requests / load.seconds for name, load in totals.items()}
+    cpu_ms = {name: 1000 * load.server_cpu / load.requests for name, load in totals.items()}
+    gc_ms = {name: 1000 * load.server_gc / load.requests for name, load in totals.items()}
     ratio = rates["graphql"] / rates["bare"]
     print(f"\n{target.name}  ({time.monotonic() - started:.0f} s)")
     for name, load in totals.items():
         errors = f"  ERRORS {load.errors}" if load.errors else ""
         print(
-            f"  {name:8} {rates[name]:8.1f} req/s  {len(statements[name])} SQL statements/request"
+            f"  {name:8} {rates[name]:7.1f} req/s  {cpu_ms[name]:6.2f} ms server CPU/request"
+            f" (GC {gc_ms[name]:.2f})"
+            f"  {len(statements[name])} SQL statements/request"
             f"  ({load.requests} requests in {load.seconds:.1f} s){errors}"
         )
-    print(f"  ratio graphql/bare: {ratio:.2f}")
+    print(
+        f"  ratio graphql/bare: {ratio:.2f} in req/s, "
+        f"{cpu_ms['bare'] / cpu_ms['graphql']:.2f} in server CPU per request"
+    )
     if args.verbose:
         for sql in statements["graphql"]:
             print(f"    {sql[:160]}")

@@ -4,6 +4,15 @@ Everything a plugin needs is here or in :mod:`crmkit.core.hookspecs`; the rest o
 package may change between versions.
 """
 
+from crmkit.core.consent.models import (
+    ConsentChannel,
+    ConsentPurpose,
+    ConsentSource,
+    ConsentState,
+    LegalBasis,
+)
+from crmkit.core.consent.service import allows as consent_allows
+from crmkit.core.consent.service import record_consent
 from crmkit.core.customers.models import (
     Activity,
     ActivityKind,
@@ -40,7 +49,11 @@ __all__ = [
     "Channel",
     "Conflict",
     "Connection",
+    "ConsentChannel",
+    "ConsentPurpose",
     "ConsentRequired",
+    "ConsentSource",
+    "ConsentState",
     "CrmError",
     "CronSpec",
     "Customer",
@@ -50,6 +63,7 @@ __all__ = [
     "GraphQLContribution",
     "Info",
     "JobSpec",
+    "LegalBasis",
     "LifecycleStage",
     "Model",
     "NotFound",
@@ -65,6 +79,7 @@ __all__ = [
     "Unauthenticated",
     "__version__",
     "connection",
+    "consent_allows",
     "decode_cursor",
     "emit",
     "event_hookspec",
@@ -72,6 +87,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "page_size",
+    "record_consent",
     "utcnow",
     "uuid7",
 ]

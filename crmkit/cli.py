@@ -22,10 +22,12 @@ db_app = typer.Typer(help="Database migrations (core and every installed plugin)
 tenants_app = typer.Typer(help="Tenants (institutions).")
 plugins_app = typer.Typer(help="Installed plugins and per-tenant enablement.")
 token_app = typer.Typer(help="Access tokens.")
+audit_app = typer.Typer(help="The tamper-evident audit trail.")
 app.add_typer(db_app, name="db")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(plugins_app, name="plugins")
 app.add_typer(token_app, name="token")
+app.add_typer(audit_app, name="audit")
 
 
 def run(fn: Callable[[Platform], Awaitable[T]]) -> T:
@@ -51,9 +53,7 @@ def parse_sets(values: list[str]) -> dict[str, Any]:
     for item in values:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            typer.secho(
-                f"error (BAD_USER_INPUT): --set {item!r} is not key=value", fg="red", err=True
-            )
+            typer.secho(f"error (BAD_USER_INPUT): --set {item!r} is not key=value", fg="red", err=True)
             raise typer.Exit(2)
         try:
             settings[key] = json.loads(raw)
@@ -191,9 +191,7 @@ def _settings_command(action: Callable[..., Awaitable[Any]], verb: str) -> Calla
     def command(
         tenant: str,
         plugin: str,
-        set_: Annotated[
-            list[str] | None, typer.Option("--set", help="key=value (repeatable)")
-        ] = None,
+        set_: Annotated[list[str] | None, typer.Option("--set", help="key=value (repeatable)")] = None,
     ) -> None:
         values = parse_sets(set_ or [])
         stored = run(lambda p: action(p, tenant, plugin, values))
@@ -241,6 +239,46 @@ def token_issue(
     wanted = None if all_scopes else [s.strip() for s in scopes.split(",") if s.strip()]
     token = run(lambda p: issue_for_tenant(p, tenant, wanted, subject=subject, minutes=minutes))
     typer.echo(token)
+
+
+# --- audit --------------------------------------------------------------------------
+
+
+@audit_app.command("verify")
+def audit_verify(tenant: Annotated[str, typer.Option(help="Tenant slug or id.")]) -> None:
+    """Check a tenant's chain and its latest signed checkpoint; exit 1 at the first bad link."""
+    from crmkit.core.audit.chain import verify
+    from crmkit.tenants.service import get_tenant
+
+    async def check(p: Platform) -> Any:
+        return await verify(p.db, (await get_tenant(p.db, tenant)).id, p.audit_signer)
+
+    result = run(check)
+    if result.ok:
+        signed = f", signed checkpoint at {result.checkpoint_seq}" if result.checkpoint_seq else ""
+        typer.echo(f"audit chain of {tenant} verified: {result.checked} events{signed}")
+        return
+    typer.secho(
+        f"audit chain of {tenant} BROKEN at sequence number {result.first_bad_seq}: {result.reason}",
+        fg="red",
+        err=True,
+    )
+    raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(tenant: Annotated[str, typer.Option(help="Tenant slug or id.")]) -> None:
+    """Sign the tenant's chain head now (the platform also does so periodically)."""
+    from crmkit.core.audit.chain import checkpoint
+    from crmkit.tenants.service import get_tenant
+
+    async def sign(p: Platform) -> Any:
+        tenant_id = (await get_tenant(p.db, tenant)).id
+        async with p.db.tenant_session(tenant_id) as session:
+            signed = await checkpoint(session, p.audit_signer)
+            return signed.seq if signed else 0
+
+    typer.echo(f"checkpoint of {tenant} at sequence number {run(sign)}")
 
 
 # --- demo ---------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from sqlalchemy import JSON, DateTime, Enum, MetaData, Uuid, event
+from sqlalchemy import JSON, DateTime, Enum, MetaData, TypeDecorator, Uuid, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -66,25 +66,27 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class UTCDateTime(DateTime):
-    """Timezone-aware datetimes on every backend (SQLite drops the offset; we restore UTC)."""
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend.
 
+    SQLite keeps no offset: values are converted to UTC before they are stored and
+    marked UTC when read, so a time given with any offset means the same instant.
+    """
+
+    impl = DateTime(timezone=True)
     cache_ok = True
 
-    def __init__(self) -> None:
-        super().__init__(timezone=True)
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("crmkit stores timezone-aware datetimes only")
+        return value.astimezone(UTC)
 
-    def result_processor(self, dialect: Any, coltype: Any) -> Any:
-        parent = super().result_processor(dialect, coltype)
-
-        def process(value: Any) -> Any:
-            if parent is not None:
-                value = parent(value)
-            if isinstance(value, datetime) and value.tzinfo is None:
-                value = value.replace(tzinfo=UTC)
-            return value
-
-        return process
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
 
 
 class Model(DeclarativeBase):
@@ -183,10 +185,7 @@ def _add_tenant_criteria(state: ORMExecuteState) -> None:
         return
     tenant_id = state.session.info.get("tenant_id")
     if tenant_id is None:
-        if any(
-            isinstance(m.class_, type) and issubclass(m.class_, TenantOwned)
-            for m in state.all_mappers
-        ):
+        if any(isinstance(m.class_, type) and issubclass(m.class_, TenantOwned) for m in state.all_mappers):
             raise UnscopedQuery("tenant-owned data queried outside a tenant scope")
         return
     state.statement = state.statement.options(

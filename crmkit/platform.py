@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from crmkit.core.audit import trail as audit_trail
+from crmkit.core.crypto import AuditSigner
 from crmkit.db import Database, TenantSession, create_engine
 from crmkit.errors import NotFound, Unauthenticated
 from crmkit.plugins.caller import HookCallers, TenantHooks
@@ -54,7 +56,13 @@ class Platform:
             db = Database(create_engine(self.settings.resolved_database_url))
         self.db = db
         self.hook_callers = HookCallers(self.registry)
+        audit_trail.install()
         self.db.after_commit = self.runner.relay_committed
+
+    @cached_property
+    def audit_signer(self) -> AuditSigner:
+        """Signs audit checkpoints; its key is held outside the database."""
+        return AuditSigner.load(self.settings)
 
     @cached_property
     def runner(self) -> JobRunner:

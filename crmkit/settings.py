@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,6 +31,17 @@ class Settings(BaseSettings):
     signing_key_file: Path | None = Field(
         default=None, description="PEM EC P-256 private key that signs access tokens."
     )
+    master_key: SecretStr | None = Field(
+        default=None,
+        description="Base64url of 32 random bytes: the platform master key that wraps "
+        "tenant keys. Set this or master_key_file.",
+    )
+    master_key_file: Path | None = Field(
+        default=None, description="A file holding the master key as base64url text."
+    )
+    audit_key_file: Path | None = Field(
+        default=None, description="PEM Ed25519 private key that signs audit checkpoints."
+    )
     issuer: str = "crmkit"
     access_token_minutes: int = Field(default=60, ge=1, le=24 * 60)
 
@@ -43,6 +54,9 @@ class Settings(BaseSettings):
     job_max_tries: int = 5
     job_retry_base_seconds: float = 1.0
     outbox_sweep_seconds: int = 30
+    audit_checkpoint_seconds: int = Field(
+        default=600, ge=10, description="How often each tenant's audit chain head is signed."
+    )
 
     @property
     def resolved_database_url(self) -> str:

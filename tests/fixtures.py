@@ -31,10 +31,9 @@ from crmkit.settings import Settings
 from crmkit.tenants.service import create_tenant
 from tests import recorder_plugin
 
-PG_ADMIN_URL = os.environ.get(
-    "CRMKIT_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-PG_DB = os.environ.get("CRMKIT_TEST_PG_DB", "crmkit_test")
+PG_ADMIN_URL = os.environ.get("CRMKIT_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_DB = os.environ.get("CRMKIT_TEST_PG_DB", f"crmkit_test_{os.getpid()}")
+"""One database per test run, so runs side by side never wipe each other's."""
 REDIS_URL = os.environ.get("CRMKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVICES = os.environ.get("CRMKIT_TEST_REQUIRE_SERVICES") == "1"
 
@@ -61,6 +60,16 @@ async def pg_url(name: str) -> str:
         await admin.close()
     base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
     return f"{base}/{name}"
+
+
+async def drop_pg(name: str) -> None:
+    import asyncpg
+
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 async def fresh_database_url(backend: str, name: str, tmp: Path) -> str:
@@ -126,6 +135,16 @@ class Env:
         return body
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``postgres_only`` run on PostgreSQL alone (deselected, not skipped)."""
+    deselected = [
+        item for item in items if item.get_closest_marker("postgres_only") and "[sqlite" in item.nodeid
+    ]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if item not in deselected]
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -138,7 +157,7 @@ def session_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 async def env(backend: str, session_tmp: Path) -> AsyncIterator[Env]:
-    url = await fresh_database_url(backend, "crmkit_test", session_tmp)
+    url = await fresh_database_url(backend, PG_DB, session_tmp)
     settings = Settings(
         dev_mode=True,
         data_dir=session_tmp / backend,
@@ -155,6 +174,8 @@ async def env(backend: str, session_tmp: Path) -> AsyncIterator[Env]:
     async with httpx.AsyncClient(transport=transport, base_url="http://crmkit.test") as client:
         yield Env(platform, client, tokens, backend)
     await platform.close()
+    if backend == "postgresql":
+        await drop_pg(PG_DB)
 
 
 class StatementCounter:

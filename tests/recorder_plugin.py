@@ -55,6 +55,11 @@ def register_graphql() -> crmkit.GraphQLContribution:
     )
 
 
+@crmkit.hookimpl
+def register_consent_purposes() -> Iterable[crmkit.ConsentPurpose]:
+    return [crmkit.ConsentPurpose("recorder_offers", "Offers from the recorder (tests only).")]
+
+
 async def count_calls(ctx: crmkit.TenantContext, marker: str) -> None:
     CALLS[ctx.tenant_id].append(("job", marker))
 
@@ -87,9 +92,7 @@ def plugin_disabled(ctx: crmkit.TenantContext) -> None:
 
 
 @crmkit.hookimpl
-def validate_customer(
-    ctx: crmkit.TenantContext, customer: crmkit.Customer, changed: frozenset[str]
-) -> None:
+def validate_customer(ctx: crmkit.TenantContext, customer: crmkit.Customer, changed: frozenset[str]) -> None:
     if customer.given_name == "Veto":
         raise crmkit.BadUserInput("the recorder refuses customers named Veto", field="givenName")
     CALLS[ctx.tenant_id].append(("validate_customer", frozenset(changed)))
@@ -124,6 +127,13 @@ def customer_archived(event: crmkit.DomainEvent, ctx: crmkit.TenantContext) -> N
 @crmkit.hookimpl
 def activity_recorded(event: crmkit.DomainEvent, ctx: crmkit.TenantContext) -> None:
     CALLS[ctx.tenant_id].append(("activity_recorded", event.data["kind"]))
+
+
+@crmkit.hookimpl
+def consent_changed(event: crmkit.DomainEvent, ctx: crmkit.TenantContext) -> None:
+    data = event.data
+    detail = (data["purpose"], data["channel"], data["state"], data["previous_state"])
+    CALLS[ctx.tenant_id].append(("consent_changed", detail))
 
 
 def calls(tenant_id: uuid.UUID, hook: str) -> list[Any]:

@@ -90,9 +90,7 @@ async def test_failed_mutation_rolls_back_the_whole_operation(env: Env) -> None:
     ("amount", "currency", "field"),
     [("12.5", None, "currency"), (None, "EUR", "amount"), ("1", "euro", "currency")],
 )
-async def test_invalid_activity(
-    env: Env, amount: str | None, currency: str | None, field: str
-) -> None:
+async def test_invalid_activity(env: Env, amount: str | None, currency: str | None, field: str) -> None:
     tenant = await env.tenant()
     customer = await create(env, tenant, givenName="Tim")
     body = await env.gql(
@@ -138,9 +136,7 @@ async def test_missing_scope_is_forbidden_naming_the_scope(env: Env) -> None:
     tenant = await env.tenant()
     token = env.token(tenant, ["customers:read"])
     body = await env.gql(CREATE, {"input": {"kind": "PERSON", "givenName": "No"}}, token=token)
-    assert (
-        code(body) == "FORBIDDEN" and body["errors"][0]["extensions"]["scope"] == "customers:write"
-    )
+    assert code(body) == "FORBIDDEN" and body["errors"][0]["extensions"]["scope"] == "customers:write"
     assert await count(env, tenant) == 0
 
 
@@ -172,10 +168,6 @@ async def test_depth_limit(env: Env) -> None:
     from crmkit.graphql.schema import SchemaCache
     from crmkit.settings import Settings
 
-    schema = SchemaCache(env.platform.registry, Settings(graphql_max_depth=2)).for_plugins(
-        frozenset()
-    )
-    result = await schema.execute(
-        "{ customers { edges { node { id } } } }", context_value=SimpleNamespace()
-    )
+    schema = SchemaCache(env.platform.registry, Settings(graphql_max_depth=2)).for_plugins(frozenset())
+    result = await schema.execute("{ customers { edges { node { id } } } }", context_value=SimpleNamespace())
     assert result.errors and "exceeds maximum operation depth of 2" in result.errors[0].message

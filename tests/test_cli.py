@@ -37,13 +37,9 @@ def test_tenants_plugins_and_tokens(cli: CliRunner) -> None:
     duplicate = cli.invoke(app, ["tenants", "create", "acme-bank", "Again"])
     assert duplicate.exit_code == 2 and "CONFLICT" in duplicate.output
 
-    enabled = cli.invoke(
-        app, ["plugins", "enable", "acme-bank", "notes", "--set", "max_note_length=500"]
-    )
+    enabled = cli.invoke(app, ["plugins", "enable", "acme-bank", "notes", "--set", "max_note_length=500"])
     assert enabled.exit_code == 0, enabled.output
-    refused = cli.invoke(
-        app, ["plugins", "configure", "acme-bank", "notes", "--set", "max_note_length=1"]
-    )
+    refused = cli.invoke(app, ["plugins", "configure", "acme-bank", "notes", "--set", "max_note_length=1"])
     assert refused.exit_code == 2 and "max_note_length" in refused.output
     unknown = cli.invoke(app, ["plugins", "enable", "acme-bank", "nope"])
     assert unknown.exit_code == 2 and "no plugin 'nope' is installed" in unknown.output
@@ -81,9 +77,7 @@ def test_demo_prints_a_working_curl_line(cli: CliRunner) -> None:
         platform = Platform(get_settings())
         transport = httpx.ASGITransport(app=create_app(platform))
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
-            response = await client.post(
-                "/graphql", json=query, headers={"Authorization": f"Bearer {token}"}
-            )
+            response = await client.post("/graphql", json=query, headers={"Authorization": f"Bearer {token}"})
         await platform.close()
         return response
 

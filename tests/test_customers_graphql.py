@@ -96,9 +96,7 @@ async def test_pagination_walks_every_customer_once(env: Env) -> None:
     seen: list[str] = []
     after = None
     while True:
-        page = (await env.gql(PAGE, {"first": 3, "after": after}, tenant=tenant))["data"][
-            "customers"
-        ]
+        page = (await env.gql(PAGE, {"first": 3, "after": after}, tenant=tenant))["data"]["customers"]
         seen += [n["id"] for n in page["nodes"]]
         if not page["pageInfo"]["hasNextPage"]:
             break

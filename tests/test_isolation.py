@@ -44,9 +44,7 @@ async def test_other_tenants_rows_read_as_not_found(env: Env) -> None:
         assert "Alice" not in str(body)
 
     # by filter and through A's own cursor, B only ever sees B's (empty) list
-    cursor = (await env.gql(PAGE, {"first": 1}, tenant=a))["data"]["customers"]["edges"][0][
-        "cursor"
-    ]
+    cursor = (await env.gql(PAGE, {"first": 1}, tenant=a))["data"]["customers"]["edges"][0]["cursor"]
     for variables in (
         {"filter": {"tag": "vip"}},
         {"filter": {"text": "alice"}},
@@ -72,9 +70,7 @@ async def test_tenant_session_filters_queries_and_refuses_foreign_writes(env: En
         assert (await session.scalars(select(Customer))).all() == []
     with pytest.raises(CrossTenantWrite):
         async with env.platform.db.tenant_session(b) as session:
-            session.add(
-                Customer(tenant_id=a, kind="person", display_name="Intruder", given_name="I")
-            )
+            session.add(Customer(tenant_id=a, kind="person", display_name="Intruder", given_name="I"))
     async with env.platform.db.tenant_session(a) as session_a:
         row = (await session_a.scalars(select(Customer))).one()
     with pytest.raises(CrossTenantWrite):

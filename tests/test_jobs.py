@@ -24,31 +24,23 @@ from tests.fixtures import REDIS_URL, Env, unavailable
 
 async def new_customer(platform: Platform, tenant: uuid.UUID, name: str) -> str:
     async with platform.tenant_scope(tenant) as scope:
-        customer = await service.create_customer(
-            scope.hooks, kind=CustomerKind.PERSON, given_name=name
-        )
+        customer = await service.create_customer(scope.hooks, kind=CustomerKind.PERSON, given_name=name)
     return str(customer.id)
 
 
 async def test_failing_handler_is_retried_alone_and_recorded(env: Env) -> None:
     tenant = await env.tenant("recorder", "notes")
     async with env.platform.tenant_scope(tenant) as scope:
-        customer = await service.create_customer(
-            scope.hooks, kind=CustomerKind.PERSON, given_name="Retry"
-        )
+        customer = await service.create_customer(scope.hooks, kind=CustomerKind.PERSON, given_name="Retry")
         recorder_plugin.FAIL_ONCE.add(str(customer.id))
     customer_id = str(customer.id)
     await env.queue.drain()
 
     assert recorder_plugin.calls(tenant, "customer_created") == [customer_id]
     async with env.platform.db.tenant_session(tenant) as session:
-        event_id = await session.scalar(
-            select(OutboxEvent.id).where(OutboxEvent.subject_id == customer_id)
-        )
+        event_id = await session.scalar(select(OutboxEvent.id).where(OutboxEvent.subject_id == customer_id))
         failures = (await session.scalars(select(HandlerFailure))).all()
-        assert await session.scalar(
-            select(OutboxEvent.relayed_at).where(OutboxEvent.id == event_id)
-        )
+        assert await session.scalar(select(OutboxEvent.relayed_at).where(OutboxEvent.id == event_id))
     assert recorder_plugin.HANDLED[str(event_id)] == 1
     assert [(f.plugin, f.attempt, f.gave_up) for f in failures] == [("recorder", 1, False)]
     assert "transient failure" in failures[0].error
@@ -64,9 +56,7 @@ async def test_redelivery_is_skipped_per_plugin(env: Env) -> None:
     customer_id = await new_customer(env.platform, tenant, "Twice")
     await env.queue.drain()
     async with env.platform.db.tenant_session(tenant) as session:
-        event_id = await session.scalar(
-            select(OutboxEvent.id).where(OutboxEvent.subject_id == customer_id)
-        )
+        event_id = await session.scalar(select(OutboxEvent.id).where(OutboxEvent.subject_id == customer_id))
         await session.execute(OutboxEvent.__table__.update().values(relayed_at=None))
     # the crash-recovery sweep hands the event over again: the handler is not run twice
     await env.platform.runner.sweep_outbox(older_than_seconds=0)
@@ -125,17 +115,13 @@ async def arq_platform(env: Env) -> AsyncIterator[Platform]:
 
 
 @pytest.mark.redis
-async def test_arq_delivers_once_per_plugin_despite_a_failure(
-    env: Env, arq_platform: Platform
-) -> None:
+async def test_arq_delivers_once_per_plugin_despite_a_failure(env: Env, arq_platform: Platform) -> None:
     from arq.worker import Worker
 
     assert isinstance(arq_platform.queue, ArqQueue)
     tenant = await env.tenant("recorder", "notes")
     async with arq_platform.tenant_scope(tenant) as scope:
-        customer = await service.create_customer(
-            scope.hooks, kind=CustomerKind.PERSON, given_name="Arq"
-        )
+        customer = await service.create_customer(scope.hooks, kind=CustomerKind.PERSON, given_name="Arq")
         recorder_plugin.FAIL_ONCE.add(str(customer.id))
     settings = {**worker_settings(arq_platform), "cron_jobs": []}
     worker = Worker(**settings, burst=True, poll_delay=0.05)

@@ -8,7 +8,7 @@ from sqlalchemy import inspect
 
 from crmkit import migrations
 from crmkit.db import Model, TenantOwned, create_engine
-from tests.fixtures import fresh_database_url, make_registry
+from tests.fixtures import PG_DB, drop_pg, fresh_database_url, make_registry
 
 
 async def tables(engine: object) -> set[str]:
@@ -17,7 +17,8 @@ async def tables(engine: object) -> set[str]:
 
 
 async def test_upgrade_downgrade_upgrade(backend: str, tmp_path: Path) -> None:
-    url = await fresh_database_url(backend, "crmkit_migrations", tmp_path)
+    name = f"{PG_DB}_migrations"
+    url = await fresh_database_url(backend, name, tmp_path)
     engine = create_engine(url)
     registry = make_registry()
     try:
@@ -32,6 +33,8 @@ async def test_upgrade_downgrade_upgrade(backend: str, tmp_path: Path) -> None:
         assert "notes" in await tables(engine)
     finally:
         await engine.dispose()
+        if backend == "postgresql":
+            await drop_pg(name)
 
 
 def test_every_unique_key_of_a_tenant_table_includes_the_tenant() -> None:

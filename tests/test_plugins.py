@@ -48,9 +48,7 @@ async def test_schema_is_built_once_per_plugin_set(env: Env) -> None:
     await env.gql("{ customers { nodes { id } } }", tenant=second)
     await env.gql("{ customers { nodes { id } } }", tenant=first)
     assert schemas.builds == builds
-    assert schemas.for_plugins(frozenset({"recorder"})) is schemas.for_plugins(
-        frozenset({"recorder"})
-    )
+    assert schemas.for_plugins(frozenset({"recorder"})) is schemas.for_plugins(frozenset({"recorder"}))
 
 
 async def test_plugin_settings_are_validated_and_reach_the_plugin(env: Env) -> None:
@@ -58,16 +56,12 @@ async def test_plugin_settings_are_validated_and_reach_the_plugin(env: Env) -> N
     slug = str(tenant)
     with pytest.raises(BadUserInput) as refused:
         await enablement.enable(env.platform, slug, "recorder", {"threshold": 1000})
-    assert "threshold" in refused.value.message and refused.value.extensions["fields"] == [
-        "threshold"
-    ]
+    assert "threshold" in refused.value.message and refused.value.extensions["fields"] == ["threshold"]
     body = await env.gql("{ recorderThreshold }", tenant=tenant)
     assert body["errors"][0]["extensions"]["code"] == "PLUGIN_NOT_ENABLED"
 
     await enablement.enable(env.platform, slug, "recorder", {"threshold": 42})
-    assert (await env.gql("{ recorderThreshold }", tenant=tenant))["data"] == {
-        "recorderThreshold": 42
-    }
+    assert (await env.gql("{ recorderThreshold }", tenant=tenant))["data"] == {"recorderThreshold": 42}
     assert recorder_plugin.calls(tenant, "plugin_enabled")[0].threshold == 42
 
     await enablement.configure(env.platform, slug, "recorder", {"label": "x"})
@@ -83,9 +77,7 @@ async def test_plugin_settings_are_validated_and_reach_the_plugin(env: Env) -> N
     assert recorder_plugin.calls(tenant, "customer_created") == []
 
     await enablement.enable(env.platform, slug, "recorder")  # re-enabled: settings kept
-    assert (await env.gql("{ recorderThreshold }", tenant=tenant))["data"] == {
-        "recorderThreshold": 42
-    }
+    assert (await env.gql("{ recorderThreshold }", tenant=tenant))["data"] == {"recorderThreshold": 42}
 
 
 async def test_unknown_plugin_is_refused(env: Env) -> None:
@@ -117,9 +109,7 @@ def test_unusable_plugins_are_refused_with_a_reason() -> None:
 
     cases = {
         "no_info": _module("no_info"),
-        "too_new": _module(
-            "too_new", plugin_info=crmkit.PluginInfo("too_new", "1", "x", requires=">=99")
-        ),
+        "too_new": _module("too_new", plugin_info=crmkit.PluginInfo("too_new", "1", "x", requires=">=99")),
         "bad_spec": _module(
             "bad_spec", plugin_info=crmkit.PluginInfo("bad_spec", "1", "x", requires="whenever")
         ),

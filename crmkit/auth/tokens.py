@@ -103,17 +103,13 @@ class TokenService:
         try:
             decoded = jwt.decode(token, self.key, algorithms=[ALGORITHM])
         except (JoseError, ValueError) as exc:
-            raise Unauthenticated(
-                "the access token is malformed or its signature is invalid"
-            ) from exc
+            raise Unauthenticated("the access token is malformed or its signature is invalid") from exc
         if decoded.header.get("typ") != TOKEN_TYPE:
             raise Unauthenticated("the token is not an access token")
         try:
             self._claims.validate(decoded.claims)
         except JoseError as exc:
-            raise Unauthenticated(
-                f"the access token is not valid: {exc.description or exc.error}"
-            ) from exc
+            raise Unauthenticated(f"the access token is not valid: {exc.description or exc.error}") from exc
         claims = decoded.claims
         try:
             tenant_id = uuid.UUID(str(claims["tid"]))

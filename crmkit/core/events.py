@@ -2,7 +2,7 @@
 
 :func:`emit` adds the event to the current transaction, so the change and its events
 commit together or not at all. After commit the relay hands them to the job queue
-(:mod:`crmkit.jobs.relay`).
+(:meth:`crmkit.jobs.runner.JobRunner.relay_committed`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ PENDING_EVENTS = "crmkit_pending_events"
 
 class OutboxEvent(TenantOwned, Model):
     __tablename__ = "outbox_events"
+    __audited__ = False  # the change that emitted the event is audited, not its plumbing
     __table_args__ = (Index("ix_outbox_events_relayed_at_created_at", "relayed_at", "created_at"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid7)
@@ -59,9 +60,7 @@ class DomainEvent:
         )
 
 
-def emit(
-    session: AsyncSession, type: str, subject_type: str, subject_id: Any, **data: Any
-) -> OutboxEvent:
+def emit(session: AsyncSession, type: str, subject_type: str, subject_id: Any, **data: Any) -> OutboxEvent:
     """Write a domain event into the session's transaction; ``type`` names an event hook."""
     row = OutboxEvent(type=type, subject_type=subject_type, subject_id=str(subject_id), data=data)
     session.add(row)

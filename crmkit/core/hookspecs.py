@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pluggy
 
 if TYPE_CHECKING:
+    from crmkit.core.consent.models import ConsentPurpose
     from crmkit.core.customers.models import Activity, Customer
     from crmkit.core.events import DomainEvent
     from crmkit.graphql.contrib import GraphQLContribution
@@ -68,6 +69,18 @@ def register_graphql() -> GraphQLContribution:
     fields appear only in the schema of tenants that enabled the plugin. Resolvers of
     ``Customer`` fields get the customer as ``root`` and must batch their reads with
     ``info.context.load(...)`` so a page of customers costs one query, not one per row.
+    """
+
+
+@hookspec
+def register_consent_purposes() -> Iterable[ConsentPurpose]:
+    """Return the consent purposes this plugin adds to the core's (``marketing``,
+    ``service_notices``, ``profiling``, ``third_party_sharing``).
+
+    A tenant can record consent for a purpose only while the declaring plugin is
+    enabled. Name yours after the plugin (``loyalty_offers``): lowercase letters, digits
+    and ``_``; a name another plugin declared first is ignored and logged. Before
+    contacting a customer or sharing data, ask ``crmkit.consent_allows``.
     """
 
 
@@ -148,3 +161,15 @@ def customer_archived(event: DomainEvent, ctx: TenantContext) -> None:
 def activity_recorded(event: DomainEvent, ctx: TenantContext) -> None:
     """An activity joined a customer's timeline; ``event.data`` has ``customer_id``
     and ``kind``."""
+
+
+@event_hookspec
+def consent_changed(event: DomainEvent, ctx: TenantContext) -> None:
+    """A consent decision was recorded. ``event.data`` has ``customer_id``, ``purpose``,
+    ``channel``, ``state`` and ``previous_state`` (``None`` for the pair's first record);
+    the state may repeat the previous one (a renewed grant). ``event.subject_id`` is the
+    consent record's id.
+
+    Stop what a withdrawal forbids here (queued messages, shares), but still ask
+    ``crmkit.consent_allows`` at the moment of contact: events arrive after the fact.
+    """

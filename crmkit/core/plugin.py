@@ -6,6 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from crmkit.core.audit import graphql as audit_graphql
+from crmkit.core.consent import graphql as consent_graphql
+from crmkit.core.consent.models import ConsentPurpose
+from crmkit.core.consent.service import CORE_PURPOSES
 from crmkit.core.customers import graphql as customers_graphql
 from crmkit.core.hookspecs import hookimpl
 from crmkit.jobs import delivery
@@ -28,7 +32,15 @@ def register_scopes() -> Iterable[Scope]:
         Scope(customers_graphql.WRITE, "Create, update and archive customers."),
         Scope(customers_graphql.ACTIVITIES_READ, "Read customers' activity timelines."),
         Scope(customers_graphql.ACTIVITIES_WRITE, "Record activities."),
+        Scope(consent_graphql.READ, "Read customers' consent and its history."),
+        Scope(consent_graphql.WRITE, "Record customers' consent decisions."),
+        Scope(audit_graphql.READ, "Read the audit trail (compliance officers)."),
     ]
+
+
+@hookimpl
+def register_consent_purposes() -> Iterable[ConsentPurpose]:
+    return CORE_PURPOSES
 
 
 @hookimpl

@@ -45,9 +45,7 @@ def format_error(
             request_id,
             exc_info=(type(original), original, original.__traceback__),
         )
-        body = error_body(
-            "INTERNAL", f"internal error; quote request id {request_id} to support", request_id
-        )
+        body = error_body("INTERNAL", f"internal error; quote request id {request_id} to support", request_id)
     if error.path:
         body["path"] = error.path
     if error.locations:

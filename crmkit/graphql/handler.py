@@ -18,6 +18,7 @@ from strawberry.http.ides import get_graphql_ide_html
 from strawberry.types.graphql import OperationType
 
 from crmkit.auth.tokens import Principal, TokenService
+from crmkit.core.audit.trail import Actor, bind_actor
 from crmkit.errors import NotFound, Unauthenticated
 from crmkit.graphql.context import RequestContext
 from crmkit.graphql.errors import error_body, format_error
@@ -53,9 +54,7 @@ async def _read_operation(request: Request[Any, Any, Any]) -> dict[str, Any]:
     except ValueError:
         data = None
     if not isinstance(data, dict) or not isinstance(data.get("query"), str):
-        raise HTTPException(
-            status_code=400, detail='send JSON {"query": "...", "variables": {...}}'
-        )
+        raise HTTPException(status_code=400, detail='send JSON {"query": "...", "variables": {...}}')
     if not isinstance(data.get("variables") or {}, dict):
         raise HTTPException(status_code=400, detail="variables must be a JSON object")
     return data
@@ -75,13 +74,10 @@ async def graphql_post(request: Request[Any, Any, Any]) -> Response[bytes]:
     async with platform.db.session_for(principal.tenant_id) as session:
         try:
             await session.begin()
+            bind_actor(session, Actor.from_subject(principal.subject), request_id)
             scope = await platform.bind(session, principal.tenant_id)
         except (Unauthenticated, NotFound) as exc:
-            message = (
-                exc.message
-                if isinstance(exc, Unauthenticated)
-                else "the token's tenant does not exist"
-            )
+            message = exc.message if isinstance(exc, Unauthenticated) else "the token's tenant does not exist"
             return _json({"errors": [error_body("UNAUTHENTICATED", message, request_id)]}, 401)
         schema = platform.schemas.for_plugins(scope.state.plugins)
         context = RequestContext(

@@ -9,8 +9,8 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from collections.abc import Sequence
-from typing import Generic, Protocol, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
 
 import strawberry
 
@@ -31,9 +31,7 @@ def decode_cursor(cursor: str) -> uuid.UUID:
             return uuid.UUID(bytes=raw[len(_PREFIX) :])
     except (binascii.Error, ValueError):
         pass
-    raise BadUserInput(
-        "the cursor is malformed; pass an endCursor from a previous page", field="after"
-    )
+    raise BadUserInput("the cursor is malformed; pass an endCursor from a previous page", field="after")
 
 
 def page_size(first: int | None, default: int, maximum: int) -> int:
@@ -63,18 +61,17 @@ class Connection(Generic[T]):
     page_info: PageInfo
 
 
-class HasId(Protocol):
-    @property
-    def id(self) -> uuid.UUID: ...
+def id_cursor(node: Any) -> str:
+    return encode_cursor(node.id)
 
 
-N = TypeVar("N", bound=HasId)
+def connection(rows: Sequence[T], size: int, cursor_of: Callable[[T], str] = id_cursor) -> Connection[T]:
+    """Build a page from ``size + 1`` fetched rows (the extra one says a next page exists).
 
-
-def connection(rows: Sequence[N], size: int) -> Connection[N]:
-    """Build a page from ``size + 1`` fetched rows (the extra one says a next page exists)."""
+    Rows are keyed by their UUIDv7 ``id`` unless ``cursor_of`` says otherwise.
+    """
     nodes = list(rows[:size])
-    edges = [Edge(cursor=encode_cursor(n.id), node=n) for n in nodes]
+    edges = [Edge(cursor=cursor_of(n), node=n) for n in nodes]
     return Connection(
         edges=edges,
         nodes=nodes,

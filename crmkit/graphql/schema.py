@@ -68,9 +68,7 @@ class InstalledTypes:
         self.fields = fields
         self.customer = core.customer_type(fields["customer"])
         self.query = self._root("Query", core.query_fields(self.customer), fields["query"])
-        self.mutation = self._root(
-            "Mutation", core.mutation_fields(self.customer), fields["mutation"]
-        )
+        self.mutation = self._root("Mutation", core.mutation_fields(self.customer), fields["mutation"])
         self._root_of = {"Query": "query", "Mutation": "mutation", "Customer": "customer"}
 
     def _root(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ARQ_FUNCTION = "crmkit_job"
-SWEEP_CRON = "crmkit_sweep_outbox"
 
 
 def make_queue(platform: Platform) -> JobQueue:
@@ -67,9 +67,7 @@ class InlineQueue:
         # same event are skipped by their EventDelivery rows instead
         task.add_done_callback(lambda _: self._queued.discard(job_id))
 
-    async def _run(
-        self, job: str, tenant_id: uuid.UUID, payload: dict[str, Any], delay: float
-    ) -> None:
+    async def _run(self, job: str, tenant_id: uuid.UUID, payload: dict[str, Any], delay: float) -> None:
         attempt = 1
         while True:
             if delay:
@@ -85,28 +83,36 @@ class InlineQueue:
             await asyncio.gather(*list(self._tasks))
 
     async def run_scheduler(self) -> None:
-        """The in-process cron: each cron job and the outbox sweep, on their schedules."""
+        """The in-process cron: plugins' cron jobs and the platform's upkeep."""
         runner = self.platform.runner
         schedule: dict[str, datetime] = {}
-        sweep_every = self.platform.settings.outbox_sweep_seconds
-        next_sweep = 0.0
         loop = asyncio.get_running_loop()
+        upkeep_due = {cron.name: 0.0 for cron in runner.platform_crons()}
         while True:
             now = utcnow()
             for name, spec in runner.cron_specs().items():
                 due = schedule.setdefault(name, _next(now, spec))
                 if due <= now:
-                    await runner.fan_out_cron(name)
                     schedule[name] = _next(now, spec)
-            if loop.time() >= next_sweep:
-                await runner.sweep_outbox()
-                next_sweep = loop.time() + sweep_every
+                    await _logged(name, runner.fan_out_cron(name))
+            for upkeep in runner.platform_crons():
+                if loop.time() >= upkeep_due[upkeep.name]:
+                    upkeep_due[upkeep.name] = loop.time() + upkeep.every_seconds
+                    await _logged(upkeep.name, upkeep.run())
             await asyncio.sleep(1)
 
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def _logged(name: str, work: Awaitable[Any]) -> None:
+    """One failing cron run is logged and retried at its next time; the loop goes on."""
+    try:
+        await work
+    except Exception:
+        log.exception("cron %s failed", name)
 
 
 def _next(now: datetime, spec: Any) -> datetime:
@@ -171,8 +177,21 @@ async def _arq_job(ctx: dict[str, Any], job: str, tenant_id: str, payload: dict[
         raise Retry(defer=result.retry_in)
 
 
-async def _arq_sweep(ctx: dict[str, Any]) -> None:
-    await ctx["platform"].runner.sweep_outbox()
+def _arq_upkeep(name: str) -> Any:
+    async def upkeep(ctx: dict[str, Any]) -> None:
+        platform: Platform = ctx["platform"]
+        cron = next(c for c in platform.runner.platform_crons() if c.name == name)
+        await cron.run()
+
+    upkeep.__qualname__ = upkeep.__name__ = f"upkeep_{name}"
+    return upkeep
+
+
+def _every(seconds: int) -> dict[str, Any]:
+    """arq ``cron`` fields for "every ``seconds``" (rounded to what a cron can say)."""
+    if seconds < 60:
+        return {"second": set(range(0, 60, max(1, seconds)))}
+    return {"minute": set(range(0, 60, max(1, min(59, seconds // 60)))), "second": {0}}
 
 
 def _arq_fan_out(name: str) -> Any:
@@ -187,8 +206,15 @@ def worker_settings(platform: Platform) -> dict[str, Any]:
     """Keyword arguments for ``arq.Worker``: one generic job function, the crons, msgpack."""
     assert platform.settings.redis_url, "the arq worker needs CRMKIT_REDIS_URL"
     runner = platform.runner
-    sweep_seconds = set(range(0, 60, max(1, min(59, platform.settings.outbox_sweep_seconds))))
-    cron_jobs = [cron(_arq_sweep, name=SWEEP_CRON, second=sweep_seconds, run_at_startup=True)]
+    cron_jobs = [
+        cron(
+            _arq_upkeep(c.name),
+            name=f"crmkit:{c.name}",
+            run_at_startup=True,
+            **_every(c.every_seconds),
+        )
+        for c in runner.platform_crons()
+    ]
     for name, spec in runner.cron_specs().items():
         cron_jobs.append(
             cron(

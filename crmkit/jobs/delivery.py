@@ -14,7 +14,8 @@ from crmkit.db import utcnow
 from crmkit.plugins.info import JobSpec, TenantContext
 from crmkit.plugins.models import EventDelivery
 
-DELIVER_EVENT_JOB = "deliver_event"
+DISPATCH_EVENT = "core.dispatch_event"
+DELIVER_EVENT = "core.deliver_event"
 
 
 async def dispatch_event(ctx: TenantContext, event_id: str) -> None:
@@ -24,7 +25,7 @@ async def dispatch_event(ctx: TenantContext, event_id: str) -> None:
     assert ctx.hooks is not None
     for impl in ctx.hooks.plugin_set.impls(row.type):
         await ctx.jobs.enqueue(
-            f"core.{DELIVER_EVENT_JOB}",
+            DELIVER_EVENT,
             tenant_id=ctx.tenant_id,
             payload={"event_id": event_id, "plugin": impl.plugin},
             job_id=f"deliver:{event_id}:{impl.plugin}",
@@ -45,6 +46,6 @@ async def deliver_event(ctx: TenantContext, event_id: str, plugin: str) -> None:
 
 
 JOBS = [
-    JobSpec("dispatch_event", dispatch_event),
-    JobSpec(DELIVER_EVENT_JOB, deliver_event),
+    JobSpec(DISPATCH_EVENT.removeprefix("core."), dispatch_event),
+    JobSpec(DELIVER_EVENT.removeprefix("core."), deliver_event),
 ]

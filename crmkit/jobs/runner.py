@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -18,9 +19,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crmkit.core.audit import chain as audit_chain
+from crmkit.core.audit.trail import Actor, bind_actor
 from crmkit.core.events import PENDING_EVENTS, OutboxEvent
 from crmkit.db import utcnow
 from crmkit.errors import CrmError, PermanentJobError
+from crmkit.jobs.delivery import DELIVER_EVENT, DISPATCH_EVENT
 from crmkit.plugins.info import CronSpec, JobSpec
 from crmkit.plugins.models import HandlerFailure, TenantPlugin
 from crmkit.plugins.registry import CORE
@@ -30,9 +34,6 @@ if TYPE_CHECKING:
     from crmkit.platform import Platform
 
 log = logging.getLogger(__name__)
-
-DISPATCH_EVENT = "core.dispatch_event"
-DELIVER_EVENT = "core.deliver_event"
 
 
 class Outcome(enum.Enum):
@@ -46,6 +47,13 @@ class Outcome(enum.Enum):
 class Result:
     outcome: Outcome
     retry_in: float = 0.0
+
+
+@dataclass(frozen=True)
+class PlatformCron:
+    name: str
+    every_seconds: int
+    run: Callable[[], Awaitable[int]]
 
 
 class JobRunner:
@@ -62,9 +70,7 @@ class JobRunner:
     def backoff(self, attempt: int) -> float:
         return float(self.platform.settings.job_retry_base_seconds * 2 ** (attempt - 1))
 
-    async def run(
-        self, job: str, tenant_id: uuid.UUID, payload: dict[str, Any], attempt: int
-    ) -> Result:
+    async def run(self, job: str, tenant_id: uuid.UUID, payload: dict[str, Any], attempt: int) -> Result:
         entry = self.specs.get(job)
         if entry is None:
             log.error("unknown job %s dropped", job)
@@ -74,6 +80,7 @@ class JobRunner:
         plugin = payload.get("plugin", owner) if job == DELIVER_EVENT else owner
         try:
             async with self.platform.tenant_scope(tenant_id) as scope:
+                bind_actor(scope.session, Actor("system", job))
                 if plugin != CORE and plugin not in scope.state.plugins:
                     return Result(Outcome.SKIPPED)
                 ctx = scope.hooks.context_for(owner) if owner != CORE else scope.ctx
@@ -155,6 +162,25 @@ class JobRunner:
                 job_id=f"dispatch:{event_id}",
             )
         return len(rows)
+
+    async def checkpoint_audit(self) -> int:
+        """Sign every active tenant's audit chain head, one transaction per tenant."""
+        async with self.platform.db.platform_session() as session:
+            tenant_ids = list(
+                await session.scalars(select(Tenant.id).where(Tenant.status == TenantStatus.ACTIVE))
+            )
+        for tenant_id in tenant_ids:
+            async with self.platform.db.tenant_session(tenant_id) as session:
+                await audit_chain.checkpoint(session, self.platform.audit_signer)
+        return len(tenant_ids)
+
+    def platform_crons(self) -> list[PlatformCron]:
+        """Cross-tenant upkeep both backends schedule: the outbox sweep, audit checkpoints."""
+        settings = self.platform.settings
+        return [
+            PlatformCron("outbox_sweep", settings.outbox_sweep_seconds, self.sweep_outbox),
+            PlatformCron("audit_checkpoint", settings.audit_checkpoint_seconds, self.checkpoint_audit),
+        ]
 
     async def fan_out_cron(self, job: str) -> int:
         """Queue a cron job once for each active tenant with its plugin enabled."""

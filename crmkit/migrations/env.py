@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
+import crmkit.core.audit.models
+import crmkit.core.consent.models
 import crmkit.core.customers.models
 import crmkit.core.events
 import crmkit.plugins.models

@@ -58,9 +58,7 @@ class TenantHooks:
     Each implementation gets a ``ctx`` carrying its own plugin's settings.
     """
 
-    def __init__(
-        self, plugin_set: PluginSetHooks, ctx: TenantContext, settings: dict[str, Any]
-    ) -> None:
+    def __init__(self, plugin_set: PluginSetHooks, ctx: TenantContext, settings: dict[str, Any]) -> None:
         self.plugin_set = plugin_set
         self.ctx = ctx
         self._raw_settings = settings

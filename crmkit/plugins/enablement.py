@@ -36,12 +36,8 @@ def validate_settings(info: PluginInfo, values: dict[str, Any]) -> BaseModel | N
         return info.settings.model_validate(values)
     except ValidationError as exc:
         fields = [".".join(str(p) for p in err["loc"]) or "(settings)" for err in exc.errors()]
-        problems = "; ".join(
-            f"{f}: {err['msg']}" for f, err in zip(fields, exc.errors(), strict=True)
-        )
-        raise BadUserInput(
-            f"invalid settings for plugin {info.name!r}: {problems}", fields=fields
-        ) from None
+        problems = "; ".join(f"{f}: {err['msg']}" for f, err in zip(fields, exc.errors(), strict=True))
+        raise BadUserInput(f"invalid settings for plugin {info.name!r}: {problems}", fields=fields) from None
 
 
 def _stored(model: BaseModel | None) -> dict[str, Any]:
@@ -64,9 +60,7 @@ async def enable(
     tenant_id = await _tenant_id(platform, tenant)
     async with platform.tenant_scope(tenant_id, require_active=False) as scope:
         row = await _row(scope, plugin)
-        settings = _stored(
-            validate_settings(info, {**(row.settings if row else {}), **(values or {})})
-        )
+        settings = _stored(validate_settings(info, {**(row.settings if row else {}), **(values or {})}))
         if row is None:
             scope.session.add(TenantPlugin(plugin=plugin, settings=settings, enabled=True))
         else:
@@ -77,9 +71,7 @@ async def enable(
     return settings
 
 
-async def configure(
-    platform: Platform, tenant: str, plugin: str, values: dict[str, Any]
-) -> dict[str, Any]:
+async def configure(platform: Platform, tenant: str, plugin: str, values: dict[str, Any]) -> dict[str, Any]:
     """Change some settings of an enabled plugin; the others keep their values."""
     info = installed_plugin(platform, plugin)
     tenant_id = await _tenant_id(platform, tenant)

@@ -75,9 +75,7 @@ class TenantContext:
 
         The payload must be plain data (msgpack: str, numbers, bool, None, lists, dicts).
         """
-        await self.jobs.enqueue(
-            f"{self.plugin or 'core'}.{job}", tenant_id=self.tenant_id, payload=payload
-        )
+        await self.jobs.enqueue(f"{self.plugin or 'core'}.{job}", tenant_id=self.tenant_id, payload=payload)
 
 
 JobFunction = Callable[..., Awaitable[Any]]

@@ -27,6 +27,7 @@ class HandlerFailure(TenantOwned, Model):
     """A job or event handler that failed: transient tries and the final, given-up one."""
 
     __tablename__ = "handler_failures"
+    __audited__ = False
     __table_args__ = (Index("ix_handler_failures_plugin_occurred_at", "plugin", "occurred_at"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid7)
@@ -44,6 +45,7 @@ class EventDelivery(TenantOwned, Model):
     so a redelivered event is skipped instead of handled twice."""
 
     __tablename__ = "event_deliveries"
+    __audited__ = False
 
     event_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     plugin: Mapped[str] = mapped_column(String(100), primary_key=True)

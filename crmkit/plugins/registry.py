@@ -44,9 +44,7 @@ class PluginRegistry:
     GraphQL, scopes and jobs through the same hooks as everyone else.
     """
 
-    pm: pluggy.PluginManager = field(
-        default_factory=lambda: pluggy.PluginManager(hookspecs.PROJECT)
-    )
+    pm: pluggy.PluginManager = field(default_factory=lambda: pluggy.PluginManager(hookspecs.PROJECT))
     infos: dict[str, PluginInfo] = field(default_factory=dict)
     refused: list[RefusedPlugin] = field(default_factory=list)
 
@@ -107,9 +105,7 @@ class PluginRegistry:
 
     def hooks_implemented(self, name: str) -> list[str]:
         plugin = self.pm.get_plugin(name)
-        return sorted(
-            caller.name for caller in (self.pm.get_hookcallers(plugin) or []) if caller.name
-        )
+        return sorted(caller.name for caller in (self.pm.get_hookcallers(plugin) or []) if caller.name)
 
     def scopes(self, plugins: Iterable[str] | None = None) -> dict[str, Scope]:
         """Scopes defined by the core and the given plugins (all installed if None)."""

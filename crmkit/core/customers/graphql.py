@@ -16,6 +16,9 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types.field import StrawberryField
 
+from crmkit.core.audit import graphql as audit
+from crmkit.core.consent import graphql as consent
+from crmkit.core.consent.graphql import ConsentFilterInput
 from crmkit.core.customers import service
 from crmkit.core.customers.models import (
     Activity,
@@ -63,7 +66,11 @@ class CustomerFields:
 
 def customer_type(extra_fields: dict[str, StrawberryField]) -> type:
     """The ``Customer`` GraphQL type: core fields plus the plugins' fields."""
-    namespace: dict[str, Any] = {"__module__": __name__, **extra_fields}
+    core_fields = consent.customer_fields()
+    clash = set(core_fields) & set(extra_fields)
+    if clash:
+        raise ValueError(f"plugins may not redefine core Customer fields: {sorted(clash)}")
+    namespace: dict[str, Any] = {"__module__": __name__, **core_fields, **extra_fields}
     return strawberry.type(type("Customer", (CustomerFields,), namespace), name="Customer")
 
 
@@ -87,6 +94,7 @@ class CustomerFilterInput:
     stage: LifecycleStageEnum | None = None  # type: ignore[valid-type]
     text: str | None = strawberry.field(default=None, description="Part of the display name.")
     include_archived: bool = False
+    consent: ConsentFilterInput | None = None
 
 
 @strawberry.input
@@ -155,9 +163,10 @@ async def resolve_customers(
     ctx = info.context
     size = page_size(first, ctx.settings.page_size_default, ctx.settings.page_size_max)
     f = filter or CustomerFilterInput()
+    consent_filter = consent.criterion(ctx, f.consent)
     rows = await service.list_customers(
         ctx.hooks,
-        service.CustomerFilter(f.tag, f.stage, f.text, f.include_archived),
+        service.CustomerFilter(f.tag, f.stage, f.text, f.include_archived, consent_filter),
         after=decode_cursor(after) if after else None,
         limit=size + 1,
     )
@@ -240,9 +249,9 @@ def query_fields(customer: type) -> dict[str, StrawberryField]:
     return {
         "customers": field(resolve_customers, scope=READ, graphql_type=Connection[customer]),  # type: ignore[valid-type]
         "customer": field(resolve_customer, scope=READ, graphql_type=customer),
-        "activities": field(
-            resolve_activities, scope=ACTIVITIES_READ, graphql_type=Connection[ActivityType]
-        ),
+        "activities": field(resolve_activities, scope=ACTIVITIES_READ, graphql_type=Connection[ActivityType]),
+        **consent.query_fields(),
+        **audit.query_fields(),
     }
 
 
@@ -251,7 +260,6 @@ def mutation_fields(customer: type) -> dict[str, StrawberryField]:
         "create_customer": field(resolve_create_customer, scope=WRITE, graphql_type=customer),
         "update_customer": field(resolve_update_customer, scope=WRITE, graphql_type=customer),
         "archive_customer": field(resolve_archive_customer, scope=WRITE, graphql_type=customer),
-        "record_activity": field(
-            resolve_record_activity, scope=ACTIVITIES_WRITE, graphql_type=ActivityType
-        ),
+        "record_activity": field(resolve_record_activity, scope=ACTIVITIES_WRITE, graphql_type=ActivityType),
+        **consent.mutation_fields(),
     }

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import exists, func, select
 
+from crmkit.core.consent.service import ConsentCriterion
 from crmkit.core.customers.models import (
     Activity,
     ActivityKind,
@@ -49,6 +50,7 @@ class CustomerFilter:
     stage: LifecycleStage | None = None
     text: str | None = None
     include_archived: bool = False
+    consent: ConsentCriterion | None = None
 
 
 def _clean(value: str | None, field: str, max_len: int) -> str | None:
@@ -117,9 +119,7 @@ async def create_customer(
     session = hooks.ctx.session
     external_ref = _clean(external_ref, "externalRef", 100)
     if external_ref is not None:
-        existing = await session.scalar(
-            select(Customer).where(Customer.external_ref == external_ref)
-        )
+        existing = await session.scalar(select(Customer).where(Customer.external_ref == external_ref))
         if existing is not None:
             return existing
     unknown = set(fields) - set(TEXT_FIELDS)
@@ -217,6 +217,8 @@ async def list_customers(
         query = query.where(Customer.id > after)
     if not filter.include_archived:
         query = query.where(Customer.archived_at.is_(None))
+    if filter.consent is not None:
+        query = query.where(filter.consent.where())
     if filter.stage is not None:
         query = query.where(Customer.lifecycle_stage == filter.stage)
     if filter.tag is not None:
@@ -254,9 +256,7 @@ async def record_activity(
     await get_customer(hooks, customer_id)
     external_ref = _clean(external_ref, "externalRef", 100)
     if external_ref is not None:
-        existing = await session.scalar(
-            select(Activity).where(Activity.external_ref == external_ref)
-        )
+        existing = await session.scalar(select(Activity).where(Activity.external_ref == external_ref))
         if existing is not None:
             if existing.customer_id != customer_id:
                 raise Conflict(
@@ -268,9 +268,7 @@ async def record_activity(
         try:
             value = Decimal(str(amount))
         except InvalidOperation:
-            raise BadUserInput(
-                f"amount {amount!r} is not a decimal number", field="amount"
-            ) from None
+            raise BadUserInput(f"amount {amount!r} is not a decimal number", field="amount") from None
         if not value.is_finite() or abs(value) >= Decimal(10) ** 14:
             raise BadUserInput("amount is out of range", field="amount")
         if currency is None:
@@ -325,10 +323,7 @@ async def list_activities(
 ) -> Sequence[Activity]:
     await get_customer(hooks, customer_id)
     query = (
-        select(Activity)
-        .where(Activity.customer_id == customer_id)
-        .order_by(Activity.id.desc())
-        .limit(limit)
+        select(Activity).where(Activity.customer_id == customer_id).order_by(Activity.id.desc()).limit(limit)
     )
     if after is not None:
         query = query.where(Activity.id < after)

@@ -53,14 +53,10 @@ def upgrade() -> None:
         sa.Column("archived_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_customers")),
-        sa.UniqueConstraint(
-            "tenant_id", "external_ref", name=op.f("uq_customers_tenant_id_external_ref")
-        ),
+        sa.UniqueConstraint("tenant_id", "external_ref", name=op.f("uq_customers_tenant_id_external_ref")),
     )
     with op.batch_alter_table("customers", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_customers_tenant_id_stage", ["tenant_id", "lifecycle_stage"], unique=False
-        )
+        batch_op.create_index("ix_customers_tenant_id_stage", ["tenant_id", "lifecycle_stage"], unique=False)
 
     op.create_table(
         "event_deliveries",
@@ -68,9 +64,7 @@ def upgrade() -> None:
         sa.Column("event_id", sa.Uuid(), nullable=False),
         sa.Column("plugin", sa.String(length=100), nullable=False),
         sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint(
-            "tenant_id", "event_id", "plugin", name=op.f("pk_event_deliveries")
-        ),
+        sa.PrimaryKeyConstraint("tenant_id", "event_id", "plugin", name=op.f("pk_event_deliveries")),
     )
     op.create_table(
         "handler_failures",
@@ -177,9 +171,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_activities")),
-        sa.UniqueConstraint(
-            "tenant_id", "external_ref", name=op.f("uq_activities_tenant_id_external_ref")
-        ),
+        sa.UniqueConstraint("tenant_id", "external_ref", name=op.f("uq_activities_tenant_id_external_ref")),
     )
     with op.batch_alter_table("activities", schema=None) as batch_op:
         batch_op.create_index(

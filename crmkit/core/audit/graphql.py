@@ -1,0 +1,83 @@
+"""``auditEvents``: the tenant's trail, for the compliance officer (scope ``audit:read``)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import strawberry
+from sqlalchemy import String, cast, select
+
+from crmkit.core.audit.models import AuditEvent
+from crmkit.errors import BadUserInput
+from crmkit.graphql.context import Info
+from crmkit.graphql.contrib import field
+from crmkit.graphql.pagination import Connection, connection, page_size
+
+READ = "audit:read"
+
+
+@strawberry.type(name="AuditEvent")
+class AuditEventType:
+    seq: int
+    occurred_at: datetime
+    actor_type: str
+    actor_id: str
+    action: str
+    target_type: str
+    target_ids: list[str]
+    fields: list[str] = strawberry.field(description="Names of the fields changed or read; never values.")
+    request_id: str | None
+    hash: str
+
+
+@strawberry.input
+class AuditFilterInput:
+    target_type: str | None = None
+    target_id: str | None = None
+    actor_id: str | None = None
+    action: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+async def resolve_audit_events(
+    info: Info,
+    first: int | None = None,
+    after: str | None = None,
+    filter: AuditFilterInput | None = None,
+) -> Connection[Any]:
+    """Newest first."""
+    ctx = info.context
+    size = page_size(first, ctx.settings.page_size_default, ctx.settings.page_size_max)
+    query = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(size + 1)
+    if after is not None:
+        if not after.isdigit():
+            raise BadUserInput(
+                "the cursor is malformed; pass an endCursor from a previous page", field="after"
+            )
+        query = query.where(AuditEvent.seq < int(after))
+    f = filter or AuditFilterInput()
+    if f.target_type:
+        query = query.where(AuditEvent.target_type == f.target_type)
+    if f.target_id:
+        try:
+            target = str(uuid.UUID(f.target_id))
+        except ValueError:
+            target = f.target_id.replace('"', "")
+        query = query.where(cast(AuditEvent.target_ids, String).contains(f'"{target}"'))
+    if f.actor_id:
+        query = query.where(AuditEvent.actor_id == f.actor_id)
+    if f.action:
+        query = query.where(AuditEvent.action == f.action)
+    if f.since:
+        query = query.where(AuditEvent.occurred_at >= f.since)
+    if f.until:
+        query = query.where(AuditEvent.occurred_at < f.until)
+    rows = (await ctx.session.scalars(query)).all()
+    return connection(rows, size, cursor_of=lambda event: str(event.seq))
+
+
+def query_fields() -> dict[str, Any]:
+    return {"audit_events": field(resolve_audit_events, scope=READ, graphql_type=Connection[AuditEventType])}

@@ -1,0 +1,63 @@
+"""Audit tables. ``audit_events`` is append-only: on PostgreSQL a trigger refuses
+UPDATE, DELETE and TRUNCATE, and on SQLite triggers refuse UPDATE and DELETE."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, BigInteger, Index, LargeBinary, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from crmkit.db import Model, TenantOwned, utcnow
+
+GENESIS = "0" * 64
+"""The ``prev_hash`` of a tenant's first event."""
+
+
+class AuditEvent(TenantOwned, Model):
+    """One link of a tenant's chain. Holds ids and field *names*, never personal values,
+    so erasing a customer never has to touch (and break) the chain."""
+
+    __tablename__ = "audit_events"
+    __audited__ = False
+    __table_args__ = (Index("ix_audit_events_tenant_id_occurred_at", "tenant_id", "occurred_at"),)
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor_type: Mapped[str] = mapped_column(String(20))
+    actor_id: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(100))
+    target_type: Mapped[str] = mapped_column(String(100))
+    target_ids: Mapped[list[str]] = mapped_column(JSON)
+    fields: Mapped[list[str]] = mapped_column(JSON)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    @property
+    def target_id(self) -> str | None:
+        return self.target_ids[0] if len(self.target_ids) == 1 else None
+
+
+class AuditHead(TenantOwned, Model):
+    """The end of a tenant's chain, locked by each appending transaction so that
+    concurrent writers take turns and the chain never forks."""
+
+    __tablename__ = "audit_heads"
+    __audited__ = False
+
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCheckpoint(TenantOwned, Model):
+    """A chain head signed with a key held outside the database: whoever controls the
+    database can rewrite a suffix of the chain but cannot sign the rewritten head."""
+
+    __tablename__ = "audit_checkpoints"
+    __audited__ = False
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,395 @@
+"""Consent operations, shared by GraphQL, plugins and jobs.
+
+Records are only ever added (:func:`record_consent`); the current state is derived
+from the latest record per purpose and channel, always from the database in the
+caller's transaction, never from a cache. Plugins ask :func:`allows` before they
+contact a customer or share a customer's data.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+import weakref
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, exists, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from crmkit.core.consent.models import (
+    ConsentChannel,
+    ConsentPurpose,
+    ConsentRecord,
+    ConsentSource,
+    ConsentState,
+    LegalBasis,
+)
+from crmkit.core.customers.models import Customer
+from crmkit.core.events import emit
+from crmkit.db import utcnow
+from crmkit.errors import BadUserInput, NotFound
+from crmkit.plugins.caller import PluginSetHooks
+from crmkit.plugins.info import TenantContext
+from crmkit.plugins.registry import CORE
+
+log = logging.getLogger(__name__)
+
+PURPOSE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+CLOCK_SKEW = timedelta(minutes=5)
+
+CORE_PURPOSES = (
+    ConsentPurpose("marketing", "Offers and news about products and services."),
+    ConsentPurpose(
+        "service_notices",
+        "Notices about the customer's products and services beyond the legally required ones.",
+    ),
+    ConsentPurpose("profiling", "Analysing the customer's data to build profiles, segments or scores."),
+    ConsentPurpose("third_party_sharing", "Sharing the customer's data with third parties."),
+)
+"""The core's purposes, declared through ``register_consent_purposes`` like a plugin's."""
+
+
+@dataclass(frozen=True)
+class DeclaredPurpose:
+    purpose: ConsentPurpose
+    plugin: str
+
+
+_catalogues: weakref.WeakKeyDictionary[PluginSetHooks, dict[str, DeclaredPurpose]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _collect(impls: Iterable[Any]) -> dict[str, DeclaredPurpose]:
+    """The core's purposes first, then each plugin's by name; a malformed or duplicate
+    declaration is logged and left out, never crashing the tenant's requests."""
+    found: dict[str, DeclaredPurpose] = {}
+    for impl in sorted(impls, key=lambda i: (i.plugin != CORE, i.plugin)):
+        for purpose in impl.function() or ():
+            problem = None
+            if not isinstance(purpose, ConsentPurpose):
+                problem = "it is not a crmkit.ConsentPurpose"
+            elif not PURPOSE_NAME.match(purpose.name):
+                problem = "a name is 1-64 lowercase letters, digits or '_', starting with a letter"
+            elif purpose.name in found:
+                problem = f"plugin {found[purpose.name].plugin!r} declares it already"
+            if problem is not None:
+                log.error("consent purpose %r of plugin %s ignored: %s", purpose, impl.plugin, problem)
+                continue
+            found[purpose.name] = DeclaredPurpose(purpose, impl.plugin)
+    return found
+
+
+def purposes(ctx: TenantContext) -> dict[str, DeclaredPurpose]:
+    """The purposes this tenant may record: the core's and its enabled plugins'."""
+    if ctx.hooks is None:
+        return {p.name: DeclaredPurpose(p, CORE) for p in CORE_PURPOSES}
+    plugin_set = ctx.hooks.plugin_set
+    found = _catalogues.get(plugin_set)
+    if found is None:
+        found = _catalogues[plugin_set] = _collect(plugin_set.impls("register_consent_purposes"))
+    return found
+
+
+def check_purpose(ctx: TenantContext, purpose: str) -> str:
+    """``purpose`` if the tenant knows it; BAD_USER_INPUT listing the known ones if not."""
+    known = purposes(ctx)
+    if purpose not in known:
+        names = sorted(known)
+        raise BadUserInput(
+            f"unknown consent purpose {purpose!r}; this tenant's purposes are: {', '.join(names)}",
+            field="purpose",
+            purposes=names,
+        )
+    return purpose
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def _coerce(enum_cls: type[E], value: E | str, field: str) -> E:
+    try:
+        return enum_cls(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in enum_cls)
+        raise BadUserInput(f"{field} must be one of: {allowed}", field=field) from None
+
+
+def _text(value: str, field: str, max_len: int) -> str:
+    value = value.strip()
+    if not value:
+        raise BadUserInput(f"{field} must not be empty", field=field)
+    if len(value) > max_len:
+        raise BadUserInput(f"{field} is longer than {max_len} characters", field=field)
+    return value
+
+
+def _aware(value: datetime, field: str) -> datetime:
+    if value.tzinfo is None:
+        raise BadUserInput(f"{field} needs a time zone offset", field=field)
+    return value.astimezone(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """Stored times are UTC; SQLite returns them without an offset, so restore it."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+async def _require_customer(session: AsyncSession, customer_id: uuid.UUID) -> None:
+    """Another tenant's customer reads as not found, like a missing one."""
+    if await session.scalar(select(Customer.id).where(Customer.id == customer_id)) is None:
+        raise NotFound(f"no customer {customer_id}")
+
+
+def _latest(customer_id: uuid.UUID, purpose: str, channel: ConsentChannel) -> Any:
+    return (
+        select(ConsentRecord)
+        .where(
+            ConsentRecord.customer_id == customer_id,
+            ConsentRecord.purpose == purpose,
+            ConsentRecord.channel == channel,
+        )
+        .order_by(ConsentRecord.id.desc())
+        .limit(1)
+    )
+
+
+async def record_consent(
+    ctx: TenantContext,
+    *,
+    customer_id: uuid.UUID,
+    purpose: str,
+    channel: ConsentChannel | str,
+    state: ConsentState | str,
+    source: ConsentSource | str,
+    policy_version: str,
+    legal_basis: LegalBasis | str,
+    captured_by: str,
+    captured_at: datetime | None = None,
+    expires_at: datetime | None = None,
+) -> ConsentRecord:
+    """Append a customer's decision for ``purpose`` on ``channel`` to the ledger.
+
+    ``captured_by`` names who captured it (the principal's subject); ``captured_at``
+    defaults to now: pass it only when entering a decision made earlier (a paper
+    form, an import), and never earlier than the decision already in force for the
+    pair, since the latest record is the current state. ``expires_at`` must lie in the
+    future. Emits ``consent_changed`` in the same transaction.
+    """
+    session = ctx.session
+    check_purpose(ctx, purpose)
+    channel = _coerce(ConsentChannel, channel, "channel")
+    state = _coerce(ConsentState, state, "state")
+    source = _coerce(ConsentSource, source, "source")
+    legal_basis = _coerce(LegalBasis, legal_basis, "legalBasis")
+    policy_version = _text(policy_version, "policyVersion", 50)
+    captured_by = _text(captured_by, "capturedBy", 200)
+    now = utcnow()
+    if captured_at is not None:
+        captured_at = _aware(captured_at, "capturedAt")
+        if captured_at > now + CLOCK_SKEW:
+            raise BadUserInput(
+                "capturedAt is in the future; leave it out to use the server's time",
+                field="capturedAt",
+            )
+    if expires_at is not None:
+        expires_at = _aware(expires_at, "expiresAt")
+        if expires_at <= now:
+            raise BadUserInput("expiresAt must be in the future", field="expiresAt")
+    await _require_customer(session, customer_id)
+    previous = (await session.scalars(_latest(customer_id, purpose, channel))).first()
+    in_force_since = as_utc(previous.captured_at) if previous is not None else None
+    if captured_at is not None and in_force_since is not None and captured_at < in_force_since:
+        raise BadUserInput(
+            f"capturedAt is earlier than the decision in force for {purpose}/{channel.value} "
+            f"(captured {in_force_since.isoformat()}); the latest record is the current "
+            "state, so enter older decisions first",
+            field="capturedAt",
+        )
+    record = ConsentRecord(
+        customer_id=customer_id,
+        purpose=purpose,
+        channel=channel,
+        state=state,
+        source=source,
+        policy_version=policy_version,
+        legal_basis=legal_basis,
+        captured_by=captured_by,
+        captured_at=captured_at or now,
+        recorded_at=now,
+        expires_at=expires_at,
+    )
+    session.add(record)
+    await session.flush()
+    emit(
+        session,
+        "consent_changed",
+        "ConsentRecord",
+        record.id,
+        customer_id=str(customer_id),
+        purpose=purpose,
+        channel=channel.value,
+        state=state.value,
+        previous_state=previous.state.value if previous is not None else None,
+    )
+    return record
+
+
+def _current_query(customer_ids: Sequence[uuid.UUID]) -> Any:
+    newer = aliased(ConsentRecord)
+    return (
+        select(ConsentRecord)
+        .where(
+            ConsentRecord.customer_id.in_(customer_ids),
+            ~exists().where(
+                newer.tenant_id == ConsentRecord.tenant_id,
+                newer.customer_id == ConsentRecord.customer_id,
+                newer.purpose == ConsentRecord.purpose,
+                newer.channel == ConsentRecord.channel,
+                newer.id > ConsentRecord.id,
+            ),
+        )
+        .order_by(ConsentRecord.customer_id, ConsentRecord.purpose, ConsentRecord.channel)
+    )
+
+
+async def current_consents_of(
+    session: AsyncSession, customer_ids: Sequence[uuid.UUID]
+) -> list[list[ConsentRecord]]:
+    """The latest record per purpose and channel of many customers in ONE query, one list
+    per id in order (for data loaders)."""
+    by_customer: dict[uuid.UUID, list[ConsentRecord]] = {cid: [] for cid in customer_ids}
+    if customer_ids:
+        for record in await session.scalars(_current_query(list(set(customer_ids)))):
+            by_customer[record.customer_id].append(record)
+    return [by_customer[cid] for cid in customer_ids]
+
+
+async def current_consents(session: AsyncSession, customer_id: uuid.UUID) -> list[ConsentRecord]:
+    """A customer's current state: the latest record per purpose and channel, sorted by
+    purpose then channel. A pair never recorded is absent (no consent)."""
+    await _require_customer(session, customer_id)
+    return (await current_consents_of(session, [customer_id]))[0]
+
+
+async def consent_history(
+    session: AsyncSession,
+    customer_id: uuid.UUID,
+    *,
+    purpose: str | None = None,
+    channel: ConsentChannel | None = None,
+    after: uuid.UUID | None = None,
+    limit: int,
+) -> Sequence[ConsentRecord]:
+    """Every record of a customer, newest first; ``after`` is the last id of the previous page."""
+    await _require_customer(session, customer_id)
+    query = (
+        select(ConsentRecord)
+        .where(ConsentRecord.customer_id == customer_id)
+        .order_by(ConsentRecord.id.desc())
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(ConsentRecord.id < after)
+    if purpose is not None:
+        query = query.where(ConsentRecord.purpose == purpose)
+    if channel is not None:
+        query = query.where(ConsentRecord.channel == channel)
+    return (await session.scalars(query)).all()
+
+
+async def allows(
+    session: AsyncSession,
+    customer_id: uuid.UUID,
+    purpose: str,
+    channel: ConsentChannel | str,
+    *,
+    at: datetime | None = None,
+) -> bool:
+    """May we use ``channel`` for ``purpose`` with this customer? Exported as
+    ``crmkit.consent_allows``; call it before every contact or data share.
+
+    True only if the latest record for (customer, purpose, channel) is ``granted`` and
+    not expired at ``at`` (default: now; pass a later time to check that a grant will
+    still hold when a scheduled message goes out). No record, a denial, a withdrawal,
+    an expired grant, an unknown purpose or another tenant's customer: False.
+
+    ``session`` is the tenant's session (``ctx.session``, ``info.context.session``).
+    The answer is read from the database in the caller's transaction, never cached: a
+    withdrawal committed before the check is always seen (on PostgreSQL at the default
+    READ COMMITTED, even one committed after the caller's transaction began).
+    """
+    channel = ConsentChannel(channel)
+    if at is not None and at.tzinfo is None:
+        raise ValueError("at needs a time zone")
+    now = at or utcnow()
+    row = (
+        await session.execute(
+            select(ConsentRecord.state, ConsentRecord.expires_at)
+            .where(
+                ConsentRecord.customer_id == customer_id,
+                ConsentRecord.purpose == purpose,
+                ConsentRecord.channel == channel,
+            )
+            .order_by(ConsentRecord.id.desc())
+            .limit(1)
+        )
+    ).first()
+    if row is None or row.state != ConsentState.GRANTED:
+        return False
+    return row.expires_at is None or as_utc(row.expires_at) > now
+
+
+@dataclass(frozen=True)
+class ConsentCriterion:
+    """A customer-list filter: the current consent for ``purpose``/``channel`` is ``state``."""
+
+    purpose: str
+    channel: ConsentChannel
+    state: ConsentState
+
+    def where(self, *, at: datetime | None = None) -> ColumnElement[bool]:
+        return consent_state_criterion(self.purpose, self.channel, self.state, at=at)
+
+
+def consent_state_criterion(
+    purpose: str,
+    channel: ConsentChannel | str,
+    state: ConsentState | str,
+    *,
+    at: datetime | None = None,
+) -> ColumnElement[bool]:
+    """A WHERE criterion on ``Customer``: the customer's current consent for
+    ``purpose``/``channel`` is ``state``.
+
+    ``granted`` means what :func:`allows` means (latest record granted and unexpired at
+    ``at``, default now); ``denied`` and ``withdrawn`` match the latest record's state.
+    An expired grant matches none of them. Use it in ``select(Customer).where(...)``.
+    """
+    channel = _coerce(ConsentChannel, channel, "channel")
+    state = _coerce(ConsentState, state, "state")
+    record, newer = aliased(ConsentRecord), aliased(ConsentRecord)
+    conditions: list[ColumnElement[bool]] = [
+        record.tenant_id == Customer.tenant_id,
+        record.customer_id == Customer.id,
+        record.purpose == purpose,
+        record.channel == channel,
+        record.state == state,
+        ~exists().where(
+            newer.tenant_id == record.tenant_id,
+            newer.customer_id == record.customer_id,
+            newer.purpose == record.purpose,
+            newer.channel == record.channel,
+            newer.id > record.id,
+        ),
+    ]
+    if state is ConsentState.GRANTED:
+        now = (at or utcnow()).astimezone(UTC)  # stored times are UTC
+        conditions.append(or_(record.expires_at.is_(None), record.expires_at > now))
+    return exists().where(*conditions)

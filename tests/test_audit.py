@@ -1,0 +1,211 @@
+"""The audit trail: automatic, free of personal values, tamper-evident, concurrent-safe."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
+
+from crmkit.core.audit.chain import checkpoint, verify
+from crmkit.core.audit.models import AuditEvent
+from crmkit.core.audit.trail import hashed_fields, link_hash
+from crmkit.core.customers import service
+from crmkit.core.customers.models import CustomerKind
+from tests.fixtures import Env
+from tests.test_customers_graphql import create
+
+ADD_NOTE = 'mutation($id: UUID!) { addNote(customerId: $id, body: "Secret plan: call on Monday") { id } }'
+
+
+async def events(env: Env, tenant: uuid.UUID) -> list[AuditEvent]:
+    await env.queue.drain()
+    async with env.platform.db.tenant_session(tenant) as session:
+        return list((await session.scalars(select(AuditEvent).order_by(AuditEvent.seq))).all())
+
+
+async def tamper(env: Env, statement: str, **params: object) -> None:
+    """Run SQL on audit_events as the database owner would, with its guard triggers off."""
+    async with env.platform.db.engine.begin() as conn:
+        if env.backend == "postgresql":
+            await conn.execute(text("ALTER TABLE audit_events DISABLE TRIGGER USER"))
+            await conn.execute(text(statement), params)
+            await conn.execute(text("ALTER TABLE audit_events ENABLE TRIGGER USER"))
+        else:  # SQLite runs DDL outside the transaction: put the triggers back whatever happens
+            triggers = (
+                await conn.execute(
+                    text(
+                        "SELECT name, sql FROM sqlite_master WHERE type='trigger' AND tbl_name='audit_events'"
+                    )
+                )
+            ).all()
+            for name, _ in triggers:
+                await conn.execute(text(f"DROP TRIGGER {name}"))
+            try:
+                await conn.execute(text(statement), params)
+            finally:
+                for _, sql in triggers:
+                    await conn.execute(text(sql))
+
+
+async def audited_tenant(env: Env, changes: int = 4) -> uuid.UUID:
+    tenant = await env.tenant("notes")
+    for i in range(changes):
+        await create(env, tenant, givenName=f"Au{i}")
+    await env.queue.drain()
+    return tenant
+
+
+async def test_a_plugin_mutation_is_audited_without_plugin_code(env: Env) -> None:
+    tenant = await env.tenant("notes")
+    customer = await create(env, tenant, givenName="Ana", email="ana@example.com")
+    note = await env.gql(ADD_NOTE, {"id": customer["id"]}, tenant=tenant)
+    note_id = note["data"]["addNote"]["id"]
+    trail = await events(env, tenant)
+    created = next(e for e in trail if e.action == "notes.create")
+    assert created.target_type == "Note" and created.target_ids == [note_id]
+    assert {"body", "customer_id", "author"} <= set(created.fields)
+    assert (created.actor_type, created.actor_id) == ("user", "test")
+    assert created.request_id
+    customer_event = next(e for e in trail if e.action == "customers.create")
+    assert customer_event.target_ids == [customer["id"]]
+    everything = " ".join(str(hashed_fields(e)) for e in trail)
+    assert "Secret plan" not in everything and "ana@example.com" not in everything and "Ana" not in everything
+
+
+async def test_updates_record_changed_field_names_only(env: Env) -> None:
+    tenant = await env.tenant()
+    customer = await create(env, tenant, givenName="Bo")
+    await env.gql(
+        'mutation($id: UUID!) { updateCustomer(id: $id, input: {email: "bo@example.com"}) { id } }',
+        {"id": customer["id"]},
+        tenant=tenant,
+    )
+    update = next(e for e in await events(env, tenant) if e.action == "customers.update")
+    assert "email" in update.fields and "given_name" not in update.fields
+
+
+async def test_a_refused_write_leaves_no_audit_event(env: Env) -> None:
+    tenant = await env.tenant()
+    body = await env.gql(
+        'mutation { createCustomer(input: {kind: PERSON, givenName: "X", email: "bad"}) { id } }',
+        tenant=tenant,
+    )
+    assert body["errors"]
+    assert [e.action for e in await events(env, tenant)] == []
+
+
+async def test_untouched_chain_verifies_with_and_without_checkpoint(env: Env) -> None:
+    tenant = await audited_tenant(env)
+    signer = env.platform.audit_signer
+    result = await verify(env.platform.db, tenant, signer)
+    assert result.ok and result.checked == len(await events(env, tenant))
+    async with env.platform.db.tenant_session(tenant) as session:
+        signed = await checkpoint(session, signer)
+    assert signed is not None
+    await create(env, tenant, givenName="After")
+    result = await verify(env.platform.db, tenant, signer)
+    assert result.ok and result.checkpoint_seq == signed.seq
+
+
+async def test_audit_rows_cannot_be_updated_or_deleted(env: Env) -> None:
+    tenant = await audited_tenant(env, 1)
+    for statement in ("UPDATE audit_events SET action = 'x'", "DELETE FROM audit_events"):
+        with pytest.raises(DBAPIError, match="append-only"):
+            async with env.platform.db.engine.begin() as conn:
+                await conn.execute(text(statement + " WHERE tenant_id = :t"), {"t": _id(env, tenant)})
+    if env.backend == "postgresql":
+        with pytest.raises(DBAPIError, match="append-only"):
+            async with env.platform.db.engine.begin() as conn:
+                await conn.execute(text("TRUNCATE audit_events"))
+
+
+def _id(env: Env, tenant: uuid.UUID) -> object:
+    return tenant if env.backend == "postgresql" else tenant.hex
+
+
+@pytest.mark.parametrize("kind", ["modify", "delete", "insert"])
+async def test_tampering_is_found_at_the_first_bad_sequence_number(env: Env, kind: str) -> None:
+    tenant = await audited_tenant(env)
+    t = _id(env, tenant)
+    last = len(await events(env, tenant))
+    if kind == "modify":
+        await tamper(
+            env, "UPDATE audit_events SET actor_id = 'someone-else' WHERE tenant_id = :t AND seq = 2", t=t
+        )
+        bad = 2
+    elif kind == "delete":
+        await tamper(env, "DELETE FROM audit_events WHERE tenant_id = :t AND seq = 3", t=t)
+        bad = 3
+    else:
+        await tamper(
+            env,
+            "INSERT INTO audit_events (tenant_id, seq, occurred_at, actor_type, actor_id, action, "
+            "target_type, target_ids, fields, request_id, prev_hash, hash) SELECT tenant_id, seq + 1, "
+            "occurred_at, actor_type, actor_id, 'customers.delete', target_type, target_ids, fields, "
+            "request_id, hash, hash FROM audit_events WHERE tenant_id = :t AND seq = :last",
+            t=t,
+            last=last,
+        )
+        bad = last + 1
+    result = await verify(env.platform.db, tenant, env.platform.audit_signer)
+    assert not result.ok and result.first_bad_seq == bad, result
+
+
+async def test_rewriting_every_hash_is_caught_by_the_signed_checkpoint(env: Env) -> None:
+    tenant = await audited_tenant(env)
+    async with env.platform.db.tenant_session(tenant) as session:
+        signed = await checkpoint(session, env.platform.audit_signer)
+    assert signed is not None
+    trail = await events(env, tenant)
+    # an attacker changes event 2 and recomputes every later hash consistently
+    trail[1].actor_id = "someone-else"
+    prev = trail[0].hash
+    for row in trail[1:]:
+        row.prev_hash = prev
+        row.hash = link_hash(prev, hashed_fields(row))
+        prev = row.hash
+        await tamper(
+            env,
+            "UPDATE audit_events SET actor_id = :actor, prev_hash = :p, hash = :h WHERE tenant_id = :t AND seq = :s",
+            actor=row.actor_id,
+            p=row.prev_hash,
+            h=row.hash,
+            t=_id(env, tenant),
+            s=row.seq,
+        )
+    async with env.platform.db.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE audit_heads SET hash = :h WHERE tenant_id = :t"), {"h": prev, "t": _id(env, tenant)}
+        )
+    result = await verify(env.platform.db, tenant, env.platform.audit_signer)
+    assert not result.ok and result.first_bad_seq == signed.seq
+    assert "checkpoint" in (result.reason or "")
+
+
+@pytest.mark.postgres_only  # SQLite serialises writers itself; the lock matters on PostgreSQL
+async def test_concurrent_writers_keep_one_unbroken_chain(env: Env) -> None:
+    tenant = await env.tenant()
+
+    async def writer(n: int) -> None:
+        for i in range(3):
+            async with env.platform.tenant_scope(tenant) as scope:
+                await service.create_customer(scope.hooks, kind=CustomerKind.PERSON, given_name=f"W{n}-{i}")
+
+    await asyncio.gather(*(writer(n) for n in range(8)))
+    trail = await events(env, tenant)
+    assert [e.seq for e in trail] == list(range(1, len(trail) + 1))
+    assert len([e for e in trail if e.action == "customers.create"]) == 24
+    assert (await verify(env.platform.db, tenant, env.platform.audit_signer)).ok
+
+
+async def test_audit_events_query_is_for_the_audit_scope(env: Env) -> None:
+    tenant = await env.tenant()
+    customer = await create(env, tenant, givenName="Cy")
+    query = "query($id: String!) { auditEvents(filter: {targetId: $id}) { nodes { action fields actorId } } }"
+    refused = await env.gql(query, {"id": customer["id"]}, token=env.token(tenant, ["customers:read"]))
+    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    body = await env.gql(query, {"id": customer["id"]}, tenant=tenant)
+    assert [n["action"] for n in body["data"]["auditEvents"]["nodes"]] == ["customers.create"]
