@@ -8,8 +8,10 @@ at ``postgresql+asyncpg://postgres@127.0.0.1:5432/crmkit_bench`` when reachable)
 2. serves :func:`bench_app` in ONE uvicorn process on a free loopback port: crmkit's own
    app plus ``GET /bare``, a plain litestar handler that validates the same bearer
    token and runs the same statements (tenant state, the customers page with its tags
-   ``selectin``, the notes batch) and answers the same JSON; and ``GET /stats``, the
-   count of SQL statements the server executed (a ``before_cursor_execute`` listener);
+   ``selectin``, the notes batch) and answers the same JSON; and ``GET /stats``: the
+   SQL the latest request of each path ran (a ``before_cursor_execute`` listener, the
+   request found through a context variable, so background jobs are not counted),
+   and the server's CPU and GC seconds;
 3. checks once that both endpoints answer the same data with the same statements;
 4. drives each endpoint from another process (``wrk`` when installed, else this file's
    own asyncio client started as a subprocess) with 8 keep-alive connections: a

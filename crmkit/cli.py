@@ -140,6 +140,20 @@ def tenants_list() -> None:
         typer.echo(f"{tenant.slug}\t{tenant.status.value}\t{tenant.id}\t{tenant.name}")
 
 
+@tenants_app.command("configure")
+def tenants_configure(
+    tenant: str,
+    activity_retention_days: Annotated[
+        int, typer.Option(help="Purge activities older than this many days; 0 keeps them.")
+    ],
+) -> None:
+    """Change a tenant's settings."""
+    from crmkit.tenants.service import set_retention
+
+    run(lambda p: set_retention(p.db, tenant, activity_retention_days or None))
+    typer.echo(f"{tenant}: activities kept {activity_retention_days or 'forever'} days")
+
+
 @tenants_app.command("suspend")
 def tenants_suspend(tenant: str) -> None:
     """Suspend a tenant: its tokens are refused from the next request on."""

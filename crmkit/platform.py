@@ -12,12 +12,15 @@ from typing import TYPE_CHECKING
 
 from crmkit.core.audit import trail as audit_trail
 from crmkit.core.crypto import AuditSigner
+from crmkit.core.customers import protection
+from crmkit.core.customers.personal import TENANT_KEYS
 from crmkit.db import Database, TenantSession, create_engine
 from crmkit.errors import NotFound, Unauthenticated
 from crmkit.plugins.caller import HookCallers, TenantHooks
 from crmkit.plugins.info import TenantContext
 from crmkit.plugins.registry import PluginRegistry, load_registry
 from crmkit.settings import Settings, get_settings
+from crmkit.tenants.keys import KeyRing
 from crmkit.tenants.models import TenantStatus
 from crmkit.tenants.service import TenantState, load_state
 
@@ -56,6 +59,8 @@ class Platform:
             db = Database(create_engine(self.settings.resolved_database_url))
         self.db = db
         self.hook_callers = HookCallers(self.registry)
+        self.keyring = KeyRing(self.settings)
+        protection.install()  # before the audit recorder: it must see the keys created
         audit_trail.install()
         self.db.after_commit = self.runner.relay_committed
 
@@ -99,6 +104,7 @@ class Platform:
             raise NotFound("no such tenant")
         if require_active and state.status is not TenantStatus.ACTIVE:
             raise Unauthenticated(f"tenant is {state.status.value}")
+        session.info[TENANT_KEYS] = await self.keyring.tenant_keys(session, tenant_id)
         ctx = TenantContext(tenant_id=tenant_id, session=session, jobs=self.queue)
         hooks = self.hook_callers.for_plugins(state.plugins).bind(ctx, state.plugin_settings)
         ctx.hooks = hooks

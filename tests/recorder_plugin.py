@@ -93,7 +93,7 @@ def plugin_disabled(ctx: crmkit.TenantContext) -> None:
 
 @crmkit.hookimpl
 def validate_customer(ctx: crmkit.TenantContext, customer: crmkit.Customer, changed: frozenset[str]) -> None:
-    if customer.given_name == "Veto":
+    if customer.personal.given_name == "Veto":
         raise crmkit.BadUserInput("the recorder refuses customers named Veto", field="givenName")
     CALLS[ctx.tenant_id].append(("validate_customer", frozenset(changed)))
 
@@ -138,3 +138,18 @@ def consent_changed(event: crmkit.DomainEvent, ctx: crmkit.TenantContext) -> Non
 
 def calls(tenant_id: uuid.UUID, hook: str) -> list[Any]:
     return [detail for name, detail in CALLS[tenant_id] if name == hook]
+
+
+@crmkit.hookimpl
+def export_customer_data(ctx: crmkit.TenantContext, customer_id: uuid.UUID) -> Any:
+    return {"seen": [hook for hook, _ in CALLS[ctx.tenant_id]].count("customer_created")}
+
+
+@crmkit.hookimpl
+def erase_customer(ctx: crmkit.TenantContext, customer_id: uuid.UUID) -> None:
+    CALLS[ctx.tenant_id].append(("erase_customer", str(customer_id)))
+
+
+@crmkit.hookimpl
+def customer_erased(event: crmkit.DomainEvent, ctx: crmkit.TenantContext) -> None:
+    CALLS[ctx.tenant_id].append(("customer_erased", event.subject_id))

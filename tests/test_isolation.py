@@ -70,16 +70,16 @@ async def test_tenant_session_filters_queries_and_refuses_foreign_writes(env: En
         assert (await session.scalars(select(Customer))).all() == []
     with pytest.raises(CrossTenantWrite):
         async with env.platform.db.tenant_session(b) as session:
-            session.add(Customer(tenant_id=a, kind="person", display_name="Intruder", given_name="I"))
+            session.add(Customer(tenant_id=a, kind="person", external_ref="intruder"))
     async with env.platform.db.tenant_session(a) as session_a:
         row = (await session_a.scalars(select(Customer))).one()
     with pytest.raises(CrossTenantWrite):
         async with env.platform.db.tenant_session(b) as session:
             assert await session.get(Customer, (a, row.id)) is None
             merged = await session.merge(row)  # B cannot load A's row, so this is A's
-            merged.given_name = "Changed"
+            merged.relationship_manager = "Changed"
     async with env.platform.db.tenant_session(a) as session:
-        assert [c.given_name for c in (await session.scalars(select(Customer))).all()] == ["Ann"]
+        assert [c.external_ref for c in (await session.scalars(select(Customer))).all()] == [None]
 
 
 async def test_unscoped_session_cannot_query_tenant_tables(env: Env) -> None:

@@ -190,7 +190,9 @@ async def test_customer_fields_of_plugins_are_batched(env: Env, sql_statements: 
         assert all(n["notes"][0]["body"] == "hello" for n in body["data"]["customers"]["nodes"])
         counts[size] = sql_statements.count
     assert counts[5] == counts[50], counts
-    assert counts[50] <= 5, counts
+    # tenant state, customers (with their data keys), tags, notes; then the access log's
+    # audit event: lock the chain head, insert the event, move the head
+    assert counts[50] <= 7, counts
 
 
 def test_declarations_are_collected_with_their_plugin() -> None:

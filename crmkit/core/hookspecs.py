@@ -22,6 +22,7 @@ the same marker, in a module named by ``PluginInfo.hookspecs``.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -139,6 +140,29 @@ def validate_activity(ctx: TenantContext, activity: Activity) -> None:
     """Check an activity about to be recorded; raise to refuse the write."""
 
 
+# --- data-subject rights: inside the request's transaction ----------------------------
+
+
+@hookspec
+def export_customer_data(ctx: TenantContext, customer_id: uuid.UUID) -> Any:
+    """Return everything this plugin holds on the customer, as JSON-able data.
+
+    It becomes your plugin's section of ``exportCustomerData`` (the customer's right of
+    access). Return ``None`` when you hold nothing. Include personal values: the export
+    goes to the customer.
+    """
+
+
+@hookspec
+def erase_customer(ctx: TenantContext, customer_id: uuid.UUID) -> None:
+    """Delete (or irreversibly anonymise) the personal data this plugin holds on the
+    customer; the core erases its own and keeps a tombstone.
+
+    Runs inside the erasing transaction, before the core's part: raising refuses the
+    erasure as a whole. Keep ids you need for integrity, never values.
+    """
+
+
 # --- domain events: after commit, at least once, each plugin on its own -----------------
 
 
@@ -173,3 +197,9 @@ def consent_changed(event: DomainEvent, ctx: TenantContext) -> None:
     Stop what a withdrawal forbids here (queued messages, shares), but still ask
     ``crmkit.consent_allows`` at the moment of contact: events arrive after the fact.
     """
+
+
+@event_hookspec
+def customer_erased(event: DomainEvent, ctx: TenantContext) -> None:
+    """A customer's personal data was erased. Remove anything derived from it that you
+    keep outside the database (caches, search indexes, files)."""

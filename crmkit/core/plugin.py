@@ -11,6 +11,8 @@ from crmkit.core.consent import graphql as consent_graphql
 from crmkit.core.consent.models import ConsentPurpose
 from crmkit.core.consent.service import CORE_PURPOSES
 from crmkit.core.customers import graphql as customers_graphql
+from crmkit.core.customers import retention
+from crmkit.core.customers.personal import InformationClass, unmask_scope
 from crmkit.core.hookspecs import hookimpl
 from crmkit.jobs import delivery
 from crmkit.plugins.info import CronSpec, JobSpec, PluginInfo, Scope
@@ -32,9 +34,15 @@ def register_scopes() -> Iterable[Scope]:
         Scope(customers_graphql.WRITE, "Create, update and archive customers."),
         Scope(customers_graphql.ACTIVITIES_READ, "Read customers' activity timelines."),
         Scope(customers_graphql.ACTIVITIES_WRITE, "Record activities."),
+        Scope(customers_graphql.EXPORT, "Export everything held on a customer (right of access)."),
+        Scope(customers_graphql.ERASE, "Erase a customer's personal data (right to erasure)."),
         Scope(consent_graphql.READ, "Read customers' consent and its history."),
         Scope(consent_graphql.WRITE, "Record customers' consent decisions."),
         Scope(audit_graphql.READ, "Read the audit trail (compliance officers)."),
+        *(
+            Scope(unmask_scope(c), f"See customers' {c.value} data in clear (else it is masked).")
+            for c in (InformationClass.IDENTITY, InformationClass.CONTACT)
+        ),
     ]
 
 
@@ -45,4 +53,4 @@ def register_consent_purposes() -> Iterable[ConsentPurpose]:
 
 @hookimpl
 def register_jobs() -> Iterable[JobSpec | CronSpec]:
-    return delivery.JOBS
+    return [*delivery.JOBS, *retention.JOBS]

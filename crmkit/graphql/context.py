@@ -38,6 +38,8 @@ class RequestContext:
     settings: Settings
     request_id: str
     operation_type: OperationType | None = None
+    disclosures: dict[str, tuple[set[uuid.UUID], set[str]]] = field(default_factory=dict)
+    """Personal data shown in clear, by target type: (ids, field names), for the access log."""
     _loaders: dict[BatchLoad, DataLoader[Any, Any]] = field(default_factory=dict)
 
     @property
@@ -52,6 +54,13 @@ class RequestContext:
     def tenant_context(self, plugin: str) -> TenantContext:
         """A plugin's tenant context, with that plugin's settings."""
         return self.hooks.context_for(plugin)
+
+    def record_disclosure(self, target_type: str, target_id: uuid.UUID, field_name: str) -> None:
+        """Note that ``field_name`` of ``target_id`` goes out unmasked; the request leaves
+        one access-log event for all it disclosed."""
+        ids, names = self.disclosures.setdefault(target_type, (set(), set()))
+        ids.add(target_id)
+        names.add(field_name)
 
     def load(self, batch: BatchLoad, key: Any) -> Awaitable[Any]:
         """Load ``key`` through this request's data loader for ``batch``.

@@ -18,7 +18,7 @@ from strawberry.http.ides import get_graphql_ide_html
 from strawberry.types.graphql import OperationType
 
 from crmkit.auth.tokens import Principal, TokenService
-from crmkit.core.audit.trail import Actor, bind_actor
+from crmkit.core.audit.trail import Actor, bind_actor, note
 from crmkit.errors import NotFound, Unauthenticated
 from crmkit.graphql.context import RequestContext
 from crmkit.graphql.errors import error_body, format_error
@@ -60,6 +60,11 @@ async def _read_operation(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return data
 
 
+def _log_disclosures(session: Any, context: RequestContext) -> None:
+    for target_type, (ids, names) in context.disclosures.items():
+        note(session, context.tenant_id, "read", target_type, [str(i) for i in ids], sorted(names))
+
+
 @post("/graphql", status_code=200)
 async def graphql_post(request: Request[Any, Any, Any]) -> Response[bytes]:
     platform: Platform = request.app.state.platform
@@ -98,7 +103,12 @@ async def graphql_post(request: Request[Any, Any, Any]) -> Response[bytes]:
             await session.rollback()
             if context.operation_type is OperationType.MUTATION:
                 data = None  # the operation is one transaction: nothing of it stands
+            elif context.disclosures:  # what a partial answer showed is still logged
+                await session.begin()
+                _log_disclosures(session, context)
+                await session.commit()
         else:
+            _log_disclosures(session, context)
             await session.commit()
     if not result.errors:
         await platform.db.committed(session)

@@ -17,6 +17,7 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -133,13 +134,21 @@ class RecordOperationType(SchemaExtension):
 
 
 def _extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
-    """Created per request: the limiters keep state while they run."""
+    """Extension factories: strawberry makes fresh extensions for each request.
+
+    The depth and alias rules are built once and shared: a limiter extension made per
+    request would make new rule classes each time, and the validation cache (keyed by
+    the rules) would never hit.
+    """
+    limits = [
+        *QueryDepthLimiter(max_depth=settings.graphql_max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases).validation_rules,
+    ]
     return [
         RecordOperationType,
         partial(MaxTokensLimiter, max_token_count=settings.graphql_max_tokens),
         partial(ParserCache, maxsize=256),
-        partial(QueryDepthLimiter, max_depth=settings.graphql_max_depth),
-        partial(MaxAliasesLimiter, max_alias_count=settings.graphql_max_aliases),
+        partial(AddValidationRules, limits),
         partial(ValidationCache, maxsize=256),
     ]
 

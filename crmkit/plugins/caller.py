@@ -99,6 +99,13 @@ class TenantHooks:
                 results.append(result)
         return results
 
+    async def call_by_plugin(self, hook: str, **kwargs: Any) -> dict[str, Any]:
+        """Call every enabled implementation; each plugin's result under its name."""
+        return {
+            impl.plugin: await self.call_plugin(impl.plugin, hook, **kwargs)
+            for impl in self.plugin_set.impls(hook)
+        }
+
     async def call_plugin(self, plugin: str, hook: str, **kwargs: Any) -> Any:
         """Call one plugin's implementation, if it is enabled and has one."""
         for impl in self.plugin_set.impls(hook):

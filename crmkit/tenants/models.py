@@ -6,10 +6,10 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import String, Uuid
+from sqlalchemy import LargeBinary, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crmkit.db import Model, str_enum, utcnow, uuid7
+from crmkit.db import Model, TenantOwned, str_enum, utcnow, uuid7
 
 
 class TenantStatus(enum.StrEnum):
@@ -27,4 +27,17 @@ class Tenant(Model):
         str_enum(TenantStatus),
         default=TenantStatus.ACTIVE,
     )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    activity_retention_days: Mapped[int | None] = mapped_column()
+    """Activities older than this are purged daily; None keeps them."""
+
+
+class TenantKey(TenantOwned, Model):
+    """The tenant's key, wrapped by the platform master key (which never enters the
+    database). Destroying it makes all of the tenant's personal data unreadable."""
+
+    __tablename__ = "tenant_keys"
+    __audited__ = False  # key material bookkeeping; creating or destroying it is audited by the act
+
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -90,3 +90,14 @@ async def set_status(db: Database, slug_or_id: str, status: TenantStatus) -> Ten
         tenant = await session.merge(tenant)
         tenant.status = status
     return tenant
+
+
+async def set_retention(db: Database, slug_or_id: str, days: int | None) -> Tenant:
+    """Keep a tenant's activities ``days`` days (None: keep them)."""
+    if days is not None and not 1 <= days <= 36500:
+        raise BadUserInput("activity retention must be between 1 and 36500 days", field="days")
+    tenant = await get_tenant(db, slug_or_id)
+    async with db.platform_session() as session:
+        tenant = await session.merge(tenant)
+        tenant.activity_retention_days = days
+    return tenant

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -65,12 +66,18 @@ def bind_actor(session: Any, actor: Actor, request_id: str | None = None) -> Non
     session.info[REQUEST_ID] = request_id
 
 
-def note_read(
-    session: Any, tenant_id: uuid.UUID, target_type: str, ids: list[str], fields: list[str]
+def note(
+    session: Any,
+    tenant_id: uuid.UUID,
+    action: str,
+    target_type: str,
+    ids: list[str],
+    fields: Sequence[str] = (),
 ) -> None:
-    """Record that personal ``fields`` of ``ids`` were read unmasked (one event per call)."""
+    """Record an act that changes no row of its own (a read of personal data in clear, an
+    export, an erasure) as one audit event, appended when the transaction commits."""
     session.info.setdefault(PENDING, []).append(
-        Entry(tenant_id, "read", target_type, sorted(set(ids)), sorted(set(fields)))
+        Entry(tenant_id, action, target_type, sorted(set(ids)), sorted(set(fields)))
     )
 
 
@@ -85,8 +92,12 @@ def _target_ids(obj: Any) -> list[str]:
 
 
 def _changed_fields(obj: Any) -> list[str]:
+    """Names of the changed attributes; a model may translate storage columns into the
+    fields they carry (``audited_fields``), as customers do for encrypted data."""
     state = inspect(obj)
-    return sorted(a.key for a in state.attrs if a.key != "tenant_id" and a.history.has_changes())
+    names = sorted(a.key for a in state.attrs if a.key != "tenant_id" and a.history.has_changes())
+    translate = getattr(obj, "audited_fields", None)
+    return translate(names) if translate is not None else names
 
 
 def _collect(session: Session, flush_context: UOWTransaction, instances: Any) -> None:

@@ -19,7 +19,7 @@ from strawberry.types.field import StrawberryField
 from crmkit.core.audit import graphql as audit
 from crmkit.core.consent import graphql as consent
 from crmkit.core.consent.graphql import ConsentFilterInput
-from crmkit.core.customers import service
+from crmkit.core.customers import rights, service
 from crmkit.core.customers.models import (
     Activity,
     ActivityKind,
@@ -28,6 +28,7 @@ from crmkit.core.customers.models import (
     CustomerKind,
     LifecycleStage,
 )
+from crmkit.core.customers.personal import CLASS_OF, FIELDS, mask, unmask_scope
 from crmkit.graphql.context import Info
 from crmkit.graphql.contrib import field
 from crmkit.graphql.pagination import Connection, connection, decode_cursor, page_size
@@ -41,19 +42,46 @@ READ = "customers:read"
 WRITE = "customers:write"
 ACTIVITIES_READ = "activities:read"
 ACTIVITIES_WRITE = "activities:write"
+EXPORT = "privacy:export"
+ERASE = "privacy:erase"
+
+
+def personal_field(name: str, description: str, *, nullable: bool = True) -> Any:
+    """A personal field of ``Customer``: the one place where masking is decided and
+    where reads of personal data in clear are noted for the access log."""
+    information_class = CLASS_OF[name]
+    scope = unmask_scope(information_class)
+
+    def resolve(root: Customer, info: Info) -> str | None:
+        value = root.display_name if name == "display_name" else getattr(root.personal, name)
+        if value is None or scope not in info.context.principal.scopes:
+            return mask(name, value)
+        info.context.record_disclosure("Customer", root.id, name)
+        return value
+
+    return strawberry.field(
+        resolver=resolve,
+        graphql_type=str | None if nullable else str,
+        description=f"{description} Information class {information_class.value}: "
+        f"masked unless the token has {scope}.",
+    )
 
 
 @strawberry.type(name="CustomerFields", description="Core fields of a customer.")
 class CustomerFields:
     id: uuid.UUID
     kind: CustomerKindEnum  # type: ignore[valid-type]
-    display_name: str
-    given_name: str | None
-    family_name: str | None
-    organisation_name: str | None
-    email: str | None
-    phone: str | None
-    postal_address: str | None
+    display_name = personal_field(
+        "display_name", "The person's names, or the organisation's.", nullable=False
+    )
+    given_name = personal_field("given_name", "Given name.")
+    family_name = personal_field("family_name", "Family name.")
+    organisation_name = personal_field("organisation_name", "Organisation name.")
+    email = personal_field("email", "E-mail address.")
+    phone = personal_field("phone", "Phone number.")
+    postal_address = personal_field("postal_address", "Postal address.")
+    national_id = personal_field("national_id", "National identity number.")
+    date_of_birth = personal_field("date_of_birth", "Date of birth, YYYY-MM-DD.")
     tag_names: list[str] = strawberry.field(name="tags")
     lifecycle_stage: LifecycleStageEnum  # type: ignore[valid-type]
     relationship_manager: str | None
@@ -92,7 +120,12 @@ class ActivityType:
 class CustomerFilterInput:
     tag: str | None = None
     stage: LifecycleStageEnum | None = None  # type: ignore[valid-type]
-    text: str | None = strawberry.field(default=None, description="Part of the display name.")
+    text: str | None = strawberry.field(
+        default=None, description="Whole words of the names, any case and accents."
+    )
+    email: str | None = strawberry.field(default=None, description="Exact e-mail address.")
+    phone: str | None = strawberry.field(default=None, description="Exact phone number.")
+    national_id: str | None = strawberry.field(default=None, description="Exact national id.")
     include_archived: bool = False
     consent: ConsentFilterInput | None = None
 
@@ -106,6 +139,8 @@ class CreateCustomerInput:
     email: str | None = None
     phone: str | None = None
     postal_address: str | None = None
+    national_id: str | None = None
+    date_of_birth: str | None = None
     tags: list[str] = strawberry.field(default_factory=list)
     lifecycle_stage: LifecycleStageEnum = LifecycleStage.NEW  # type: ignore[valid-type]
     relationship_manager: str | None = None
@@ -124,6 +159,8 @@ class UpdateCustomerInput:
     email: str | None = strawberry.UNSET
     phone: str | None = strawberry.UNSET
     postal_address: str | None = strawberry.UNSET
+    national_id: str | None = strawberry.UNSET
+    date_of_birth: str | None = strawberry.UNSET
     relationship_manager: str | None = strawberry.UNSET
     tags: list[str] | None = None
     lifecycle_stage: LifecycleStageEnum | None = None  # type: ignore[valid-type]
@@ -144,14 +181,12 @@ class RecordActivityInput:
     )
 
 
-def _text_fields(data: Any, names: tuple[str, ...]) -> dict[str, Any]:
+def _sent(data: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """The fields of an update input, with those the caller left out as ``UNSET``."""
     return {
         name: service.UNSET if getattr(data, name) is strawberry.UNSET else getattr(data, name)
         for name in names
     }
-
-
-UPDATABLE = tuple(service.TEXT_FIELDS)
 
 
 async def resolve_customers(
@@ -166,7 +201,16 @@ async def resolve_customers(
     consent_filter = consent.criterion(ctx, f.consent)
     rows = await service.list_customers(
         ctx.hooks,
-        service.CustomerFilter(f.tag, f.stage, f.text, f.include_archived, consent_filter),
+        service.CustomerFilter(
+            tag=f.tag,
+            stage=f.stage,
+            text=f.text,
+            email=f.email,
+            phone=f.phone,
+            national_id=f.national_id,
+            include_archived=f.include_archived,
+            consent=consent_filter,
+        ),
         after=decode_cursor(after) if after else None,
         limit=size + 1,
     )
@@ -203,7 +247,8 @@ async def resolve_create_customer(info: Info, input: CreateCustomerInput) -> Cus
         tags=input.tags,
         lifecycle_stage=input.lifecycle_stage,
         external_ref=input.external_ref,
-        **{name: getattr(input, name) for name in UPDATABLE},
+        relationship_manager=input.relationship_manager,
+        **{name: getattr(input, name) for name in FIELDS},
     )
 
 
@@ -223,12 +268,30 @@ async def resolve_update_customer(
         kind=input.kind,
         tags=input.tags,
         lifecycle_stage=input.lifecycle_stage,
-        **_text_fields(input, UPDATABLE),
+        **_sent(input, (*FIELDS, "relationship_manager")),
     )
 
 
 async def resolve_archive_customer(info: Info, id: uuid.UUID) -> Customer:
     return await service.archive_customer(info.context.hooks, id)
+
+
+@strawberry.type(description="What stays of an erased customer: a tombstone.")
+class ErasedCustomer:
+    id: uuid.UUID
+    erased_at: datetime
+
+
+async def resolve_export_customer_data(info: Info, id: uuid.UUID) -> JSON:
+    """Everything held on the customer, core and plugins: the right of access."""
+    return JSON(await rights.export_customer(info.context.hooks, id))
+
+
+async def resolve_erase_customer(info: Info, id: uuid.UUID) -> ErasedCustomer:
+    """Erase the customer's personal data from the core and every plugin."""
+    customer = await rights.erase_customer(info.context.hooks, id)
+    assert customer.erased_at is not None
+    return ErasedCustomer(id=customer.id, erased_at=customer.erased_at)
 
 
 async def resolve_record_activity(info: Info, input: RecordActivityInput) -> Activity:
@@ -250,6 +313,7 @@ def query_fields(customer: type) -> dict[str, StrawberryField]:
         "customers": field(resolve_customers, scope=READ, graphql_type=Connection[customer]),  # type: ignore[valid-type]
         "customer": field(resolve_customer, scope=READ, graphql_type=customer),
         "activities": field(resolve_activities, scope=ACTIVITIES_READ, graphql_type=Connection[ActivityType]),
+        "export_customer_data": field(resolve_export_customer_data, scope=EXPORT),
         **consent.query_fields(),
         **audit.query_fields(),
     }
@@ -261,5 +325,6 @@ def mutation_fields(customer: type) -> dict[str, StrawberryField]:
         "update_customer": field(resolve_update_customer, scope=WRITE, graphql_type=customer),
         "archive_customer": field(resolve_archive_customer, scope=WRITE, graphql_type=customer),
         "record_activity": field(resolve_record_activity, scope=ACTIVITIES_WRITE, graphql_type=ActivityType),
+        "erase_customer": field(resolve_erase_customer, scope=ERASE),
         **consent.mutation_fields(),
     }

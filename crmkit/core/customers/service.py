@@ -12,22 +12,25 @@ import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, select
 
 from crmkit.core.consent.service import ConsentCriterion
+from crmkit.core.crypto import TenantKeys
 from crmkit.core.customers.models import (
     Activity,
     ActivityKind,
     Channel,
     Customer,
     CustomerKind,
+    CustomerNameToken,
     CustomerTag,
     LifecycleStage,
 )
+from crmkit.core.customers.personal import FIELDS, TENANT_KEYS, PersonalData
 from crmkit.core.events import emit
 from crmkit.db import utcnow
 from crmkit.errors import BadUserInput, Conflict, NotFound
@@ -35,6 +38,7 @@ from crmkit.plugins.caller import TenantHooks
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{4,24}$")
+NATIONAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ./-]{2,30}[A-Za-z0-9]$")
 TAG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 CURRENCY = re.compile(r"^[A-Z]{3}$")
 MAX_TAGS = 20
@@ -49,6 +53,9 @@ class CustomerFilter:
     tag: str | None = None
     stage: LifecycleStage | None = None
     text: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    national_id: str | None = None
     include_archived: bool = False
     consent: ConsentCriterion | None = None
 
@@ -76,34 +83,55 @@ def _tags(values: Iterable[str]) -> list[str]:
     return tags
 
 
-def _check_contact(customer: Customer) -> None:
-    if customer.email is not None and not EMAIL.match(customer.email):
-        raise BadUserInput("email is not an e-mail address", field="email")
-    if customer.phone is not None and not PHONE.match(customer.phone):
-        raise BadUserInput("phone must be digits, optionally with a leading +", field="phone")
-
-
-def _set_display_name(customer: Customer) -> None:
-    if customer.kind is CustomerKind.ORGANISATION:
-        if not customer.organisation_name:
-            raise BadUserInput("an organisation needs organisationName", field="organisationName")
-        customer.display_name = customer.organisation_name
-    else:
-        names = [n for n in (customer.given_name, customer.family_name) if n]
-        if not names:
-            raise BadUserInput("a person needs givenName or familyName", field="givenName")
-        customer.display_name = " ".join(names)
-
-
-TEXT_FIELDS = {
+PERSONAL_LIMITS = {
     "given_name": 200,
     "family_name": 200,
     "organisation_name": 300,
     "email": 320,
     "phone": 32,
     "postal_address": 500,
-    "relationship_manager": 200,
+    "national_id": 32,
+    "date_of_birth": 10,
 }
+"""The personal fields callers may set, with their longest length."""
+assert set(PERSONAL_LIMITS) == set(FIELDS)
+
+
+def _personal(current: PersonalData, values: dict[str, Any]) -> PersonalData:
+    """``current`` with ``values`` applied (UNSET leaves a field, None clears it), checked."""
+    unknown = set(values) - set(PERSONAL_LIMITS)
+    if unknown:
+        raise BadUserInput(f"unknown customer fields: {', '.join(sorted(unknown))}")
+    cleaned = {
+        name: _clean(value, name, PERSONAL_LIMITS[name])
+        for name, value in values.items()
+        if value is not UNSET
+    }
+    data = current.changed(**cleaned)
+    if data.email is not None and not EMAIL.match(data.email):
+        raise BadUserInput("email is not an e-mail address", field="email")
+    if data.phone is not None and not PHONE.match(data.phone):
+        raise BadUserInput("phone must be digits, optionally with a leading +", field="phone")
+    if data.national_id is not None and not NATIONAL_ID.match(data.national_id):
+        raise BadUserInput(
+            "nationalId must be 4-32 letters and digits, with spaces, dots, slashes or hyphens",
+            field="nationalId",
+        )
+    if data.date_of_birth is not None:
+        try:
+            born = date.fromisoformat(data.date_of_birth)
+        except ValueError:
+            raise BadUserInput("dateOfBirth must be a date, YYYY-MM-DD", field="dateOfBirth") from None
+        if not date(1900, 1, 1) <= born <= utcnow().date():
+            raise BadUserInput("dateOfBirth is not a plausible date of birth", field="dateOfBirth")
+    return data
+
+
+def _check_names(kind: CustomerKind, data: PersonalData) -> None:
+    if kind is CustomerKind.ORGANISATION and not data.organisation_name:
+        raise BadUserInput("an organisation needs organisationName", field="organisationName")
+    if kind is CustomerKind.PERSON and not (data.given_name or data.family_name):
+        raise BadUserInput("a person needs givenName or familyName", field="givenName")
 
 
 async def create_customer(
@@ -113,7 +141,8 @@ async def create_customer(
     tags: Sequence[str] = (),
     lifecycle_stage: LifecycleStage = LifecycleStage.NEW,
     external_ref: str | None = None,
-    **fields: str | None,
+    relationship_manager: str | None = None,
+    **personal_fields: str | None,
 ) -> Customer:
     """Create a customer; retried with the same ``external_ref`` it returns the first one."""
     session = hooks.ctx.session
@@ -122,20 +151,18 @@ async def create_customer(
         existing = await session.scalar(select(Customer).where(Customer.external_ref == external_ref))
         if existing is not None:
             return existing
-    unknown = set(fields) - set(TEXT_FIELDS)
-    if unknown:
-        raise BadUserInput(f"unknown customer fields: {', '.join(sorted(unknown))}")
+    data = _personal(PersonalData(), personal_fields)
+    _check_names(kind, data)
     customer = Customer(
         kind=kind,
         lifecycle_stage=lifecycle_stage,
         external_ref=external_ref,
-        **{name: _clean(value, name, TEXT_FIELDS[name]) for name, value in fields.items()},
+        relationship_manager=_clean(relationship_manager, "relationshipManager", 200),
     )
+    customer.personal = data
     customer.tags = [CustomerTag(tag=t) for t in _tags(tags)]
-    _set_display_name(customer)
-    _check_contact(customer)
     session.add(customer)
-    changed = frozenset({"kind", "lifecycle_stage", "tags", *fields})
+    changed = frozenset({"kind", "lifecycle_stage", "tags", *customer.personal_changed})
     await hooks.call("validate_customer", customer=customer, changed=changed)
     await session.flush()
     emit(session, "customer_created", "Customer", customer.id)
@@ -143,8 +170,9 @@ async def create_customer(
 
 
 async def get_customer(hooks: TenantHooks, customer_id: uuid.UUID) -> Customer:
+    """A customer of the tenant; another tenant's id and an erased customer read as not found."""
     customer = await hooks.ctx.session.get(Customer, (hooks.ctx.tenant_id, customer_id))
-    if customer is None:
+    if customer is None or customer.erased_at is not None:
         raise NotFound(f"no customer {customer_id}")
     return customer
 
@@ -157,7 +185,8 @@ async def update_customer(
     tags: Sequence[str] | None = None,
     kind: CustomerKind | None = None,
     lifecycle_stage: LifecycleStage | None = None,
-    **fields: str | None,
+    relationship_manager: str | None = UNSET,
+    **personal_fields: str | None,
 ) -> Customer:
     """Apply the fields given; with ``expected_version`` a concurrent edit is a CONFLICT."""
     customer = await get_customer(hooks, customer_id)
@@ -168,18 +197,20 @@ async def update_customer(
             version=customer.version,
         )
     changed: set[str] = set()
-    for name, value in fields.items():
-        if name not in TEXT_FIELDS:
-            raise BadUserInput(f"unknown customer field {name}")
-        if value is UNSET:
-            continue
-        cleaned = _clean(value, name, TEXT_FIELDS[name])
-        if getattr(customer, name) != cleaned:
-            setattr(customer, name, cleaned)
-            changed.add(name)
+    data = _personal(customer.personal, personal_fields)
     if kind is not None and kind is not customer.kind:
         customer.kind = kind
         changed.add("kind")
+    _check_names(customer.kind, data)
+    personal_changes = data.differs_from(customer.personal)
+    if personal_changes:
+        customer.personal = data
+        changed.update(personal_changes)
+    if relationship_manager is not UNSET:
+        manager = _clean(relationship_manager, "relationshipManager", 200)
+        if manager != customer.relationship_manager:
+            customer.relationship_manager = manager
+            changed.add("relationship_manager")
     if lifecycle_stage is not None and lifecycle_stage is not customer.lifecycle_stage:
         customer.lifecycle_stage = lifecycle_stage
         changed.add("lifecycle_stage")
@@ -190,8 +221,6 @@ async def update_customer(
             changed.add("tags")
     if not changed:
         return customer
-    _set_display_name(customer)
-    _check_contact(customer)
     customer.updated_at = utcnow()
     await hooks.call("validate_customer", customer=customer, changed=frozenset(changed))
     await hooks.ctx.session.flush()
@@ -209,10 +238,21 @@ async def archive_customer(hooks: TenantHooks, customer_id: uuid.UUID) -> Custom
     return customer
 
 
+def _exact(keys: TenantKeys, kind: Any, column: Any, value: str, field: str) -> Any:
+    try:
+        return column == keys.blind_index(kind, value)
+    except ValueError:
+        raise BadUserInput(f"{field} has nothing to search for", field=field) from None
+
+
 async def list_customers(
     hooks: TenantHooks, filter: CustomerFilter, *, after: uuid.UUID | None, limit: int
 ) -> Sequence[Customer]:
-    query = select(Customer).order_by(Customer.id).limit(limit)
+    """Customers by id; exact e-mail, phone and national id and whole name words are
+    matched through blind indexes, since the values themselves are encrypted."""
+    session = hooks.ctx.session
+    keys: TenantKeys = session.info[TENANT_KEYS]
+    query = select(Customer).where(Customer.erased_at.is_(None)).order_by(Customer.id).limit(limit)
     if after is not None:
         query = query.where(Customer.id > after)
     if not filter.include_archived:
@@ -229,13 +269,29 @@ async def list_customers(
                 CustomerTag.tag == filter.tag.strip().lower(),
             )
         )
+    if filter.email:
+        query = query.where(_exact(keys, "email", Customer.email_index, filter.email, "email"))
+    if filter.phone:
+        query = query.where(_exact(keys, "phone", Customer.phone_index, filter.phone, "phone"))
+    if filter.national_id:
+        query = query.where(
+            _exact(keys, "national_id", Customer.national_id_index, filter.national_id, "nationalId")
+        )
     if filter.text:
-        text = filter.text.strip().lower()
-        if len(text) > 100:
+        if len(filter.text) > 100:
             raise BadUserInput("text filter is longer than 100 characters", field="text")
-        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        query = query.where(func.lower(Customer.display_name).like(pattern, escape="\\"))
-    return (await hooks.ctx.session.scalars(query)).all()
+        tokens = keys.name_tokens(filter.text)
+        if not tokens:
+            raise BadUserInput("text has no words to search for", field="text")
+        for token in tokens:
+            query = query.where(
+                exists().where(
+                    CustomerNameToken.tenant_id == Customer.tenant_id,
+                    CustomerNameToken.customer_id == Customer.id,
+                    CustomerNameToken.token == token,
+                )
+            )
+    return (await session.scalars(query)).all()
 
 
 async def record_activity(

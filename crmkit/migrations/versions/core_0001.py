@@ -27,13 +27,10 @@ def upgrade() -> None:
             sa.Enum("person", "organisation", name="customerkind", native_enum=False),
             nullable=False,
         ),
-        sa.Column("given_name", sa.String(length=200), nullable=True),
-        sa.Column("family_name", sa.String(length=200), nullable=True),
-        sa.Column("organisation_name", sa.String(length=300), nullable=True),
-        sa.Column("display_name", sa.String(length=400), nullable=False),
-        sa.Column("email", sa.String(length=320), nullable=True),
-        sa.Column("phone", sa.String(length=32), nullable=True),
-        sa.Column("postal_address", sa.String(length=500), nullable=True),
+        sa.Column("pii", sa.LargeBinary(), nullable=True),
+        sa.Column("email_index", sa.LargeBinary(length=16), nullable=True),
+        sa.Column("phone_index", sa.LargeBinary(length=16), nullable=True),
+        sa.Column("national_id_index", sa.LargeBinary(length=16), nullable=True),
         sa.Column(
             "lifecycle_stage",
             sa.Enum(
@@ -51,12 +48,50 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("archived_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("erased_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_customers")),
         sa.UniqueConstraint("tenant_id", "external_ref", name=op.f("uq_customers_tenant_id_external_ref")),
     )
     with op.batch_alter_table("customers", schema=None) as batch_op:
         batch_op.create_index("ix_customers_tenant_id_stage", ["tenant_id", "lifecycle_stage"], unique=False)
+        for kind in ("email", "phone", "national_id"):
+            batch_op.create_index(f"ix_customers_tenant_id_{kind}_index", ["tenant_id", f"{kind}_index"])
+
+    op.create_table(
+        "tenant_keys",
+        sa.Column("tenant_id", sa.Uuid(), nullable=False),
+        sa.Column("wrapped_key", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("tenant_id", name=op.f("pk_tenant_keys")),
+    )
+    op.create_table(
+        "customer_keys",
+        sa.Column("tenant_id", sa.Uuid(), nullable=False),
+        sa.Column("customer_id", sa.Uuid(), nullable=False),
+        sa.Column("wrapped_key", sa.LargeBinary(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["tenant_id", "customer_id"],
+            ["customers.tenant_id", "customers.id"],
+            name=op.f("fk_customer_keys_tenant_id_customer_id_customers"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("tenant_id", "customer_id", name=op.f("pk_customer_keys")),
+    )
+    op.create_table(
+        "customer_name_tokens",
+        sa.Column("tenant_id", sa.Uuid(), nullable=False),
+        sa.Column("customer_id", sa.Uuid(), nullable=False),
+        sa.Column("token", sa.LargeBinary(length=16), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["tenant_id", "customer_id"],
+            ["customers.tenant_id", "customers.id"],
+            name=op.f("fk_customer_name_tokens_tenant_id_customer_id_customers"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("tenant_id", "customer_id", "token", name=op.f("pk_customer_name_tokens")),
+    )
+    op.create_index("ix_customer_name_tokens_tenant_id_token", "customer_name_tokens", ["tenant_id", "token"])
 
     op.create_table(
         "event_deliveries",
@@ -121,6 +156,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("activity_retention_days", sa.Integer(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tenants")),
         sa.UniqueConstraint("slug", name=op.f("uq_tenants_slug")),
     )
@@ -220,7 +256,13 @@ def downgrade() -> None:
 
     op.drop_table("handler_failures")
     op.drop_table("event_deliveries")
+    op.drop_index("ix_customer_name_tokens_tenant_id_token", table_name="customer_name_tokens")
+    op.drop_table("customer_name_tokens")
+    op.drop_table("customer_keys")
+    op.drop_table("tenant_keys")
     with op.batch_alter_table("customers", schema=None) as batch_op:
+        for kind in ("email", "phone", "national_id"):
+            batch_op.drop_index(f"ix_customers_tenant_id_{kind}_index")
         batch_op.drop_index("ix_customers_tenant_id_stage")
 
     op.drop_table("customers")

@@ -7,12 +7,14 @@ marked ``@crmkit.hookimpl`` below). Read this file as the plugin's table of cont
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import crmkit
 
-from crmkit_notes import graphql, hookspecs, jobs
+from crmkit_notes import graphql, hookspecs, jobs, service
 from crmkit_notes.settings import NAME, NotesSettings
 
 plugin_info = crmkit.PluginInfo(
@@ -55,3 +57,23 @@ async def customer_archived(event: crmkit.DomainEvent, ctx: crmkit.TenantContext
     """
     if ctx.settings_as(NotesSettings).note_on_archive:
         await ctx.enqueue("add_archive_note", customer_id=event.subject_id, event_id=str(event.id))
+
+
+@crmkit.hookimpl
+async def export_customer_data(ctx: crmkit.TenantContext, customer_id: uuid.UUID) -> Any:
+    """The notes go into the customer's export: they are personal data about them."""
+    return [
+        {
+            "id": str(n.id),
+            "body": n.body,
+            "author": n.author,
+            "created_at": n.created_at.isoformat(),
+        }
+        for n in await service.notes_of(ctx.session, customer_id)
+    ]
+
+
+@crmkit.hookimpl
+async def erase_customer(ctx: crmkit.TenantContext, customer_id: uuid.UUID) -> None:
+    """Erasure deletes the notes; the audit trail keeps only their ids."""
+    await service.delete_notes_of(ctx.session, customer_id)

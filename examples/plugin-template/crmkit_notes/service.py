@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 import crmkit
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crmkit_notes.models import Note
@@ -36,3 +37,14 @@ async def add_note(
     await session.flush()
     crmkit.emit(session, "note_added", "Note", note.id, customer_id=str(customer_id))
     return note
+
+
+async def notes_of(session: AsyncSession, customer_id: uuid.UUID) -> list[Note]:
+    """A customer's notes, oldest first (the session already limits them to the tenant)."""
+    return list(
+        await session.scalars(select(Note).where(Note.customer_id == customer_id).order_by(Note.id))
+    )
+
+
+async def delete_notes_of(session: AsyncSession, customer_id: uuid.UUID) -> None:
+    await session.execute(delete(Note).where(Note.customer_id == customer_id))
