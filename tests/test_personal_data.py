@@ -29,7 +29,15 @@ ALICE = {
     "dateOfBirth": "1984-02-29",
     "postalAddress": "Bahnhofstrasse 1, Zürich",
 }
-SECRETS = ["Alicia", "Zweistein", "alicia.zweistein", "555 12 34", "756.1234.5678.97", "Bahnhofstrasse", "1984-02-29"]
+SECRETS = [
+    "Alicia",
+    "Zweistein",
+    "alicia.zweistein",
+    "555 12 34",
+    "756.1234.5678.97",
+    "Bahnhofstrasse",
+    "1984-02-29",
+]
 """Values that must not appear anywhere in the database (short digit runs would match hashes)."""
 READ = "query($id: UUID!) { customer(id: $id) { displayName email phone nationalId dateOfBirth } }"
 ANALYST = ["customers:read", "pii:identity"]
