@@ -11,10 +11,12 @@ from contextlib import asynccontextmanager
 from litestar import Litestar, get
 from litestar.datastructures import State
 
+from crmkit.auth.operator import OperatorTokens
 from crmkit.auth.tokens import TokenService
 from crmkit.graphql.handler import graphiql, graphql_post
 from crmkit.jobs.backends import InlineQueue
 from crmkit.platform import Platform
+from crmkit.tenants.operator import operator_graphql
 
 
 @get("/healthz", include_in_schema=False)
@@ -47,9 +49,10 @@ def create_app(platform: Platform | None = None) -> Litestar:
             if owned:
                 await platform.close()
 
+    tokens = TokenService(platform.settings)
     return Litestar(
-        route_handlers=[graphql_post, graphiql, healthz],
+        route_handlers=[graphql_post, graphiql, operator_graphql, healthz],
         lifespan=[lifespan],
-        state=State({"platform": platform, "tokens": TokenService(platform.settings)}),
+        state=State({"platform": platform, "tokens": tokens, "operator_tokens": OperatorTokens(tokens)}),
         openapi_config=None,
     )

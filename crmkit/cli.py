@@ -123,12 +123,16 @@ def db_downgrade(
 
 
 @tenants_app.command("create")
-def tenants_create(slug: str, name: str) -> None:
-    """Create a tenant."""
-    from crmkit.tenants.service import create_tenant
+def tenants_create(
+    slug: str,
+    name: str,
+    plugin: Annotated[list[str] | None, typer.Option(help="Enable this plugin (repeatable).")] = None,
+) -> None:
+    """Onboard a tenant, with its first plugins (configure them after with `plugins configure`)."""
+    from crmkit.tenants.lifecycle import onboard
 
-    tenant = run(lambda p: create_tenant(p.db, slug, name))
-    typer.echo(f"created tenant {tenant.slug} ({tenant.id})")
+    done = run(lambda p: onboard(p, slug, name, {name_: {} for name_ in plugin or []}))
+    typer.echo(f"created tenant {done.tenant.slug} ({done.tenant.id})")
 
 
 @tenants_app.command("list")
@@ -157,21 +161,31 @@ def tenants_configure(
 @tenants_app.command("suspend")
 def tenants_suspend(tenant: str) -> None:
     """Suspend a tenant: its tokens are refused from the next request on."""
-    from crmkit.tenants.models import TenantStatus
-    from crmkit.tenants.service import set_status
+    from crmkit.tenants.lifecycle import suspend
 
-    run(lambda p: set_status(p.db, tenant, TenantStatus.SUSPENDED))
+    run(lambda p: suspend(p, tenant))
     typer.echo(f"suspended {tenant}")
 
 
 @tenants_app.command("reactivate")
 def tenants_reactivate(tenant: str) -> None:
     """Reactivate a suspended tenant."""
-    from crmkit.tenants.models import TenantStatus
-    from crmkit.tenants.service import set_status
+    from crmkit.tenants.lifecycle import reactivate
 
-    run(lambda p: set_status(p.db, tenant, TenantStatus.ACTIVE))
+    run(lambda p: reactivate(p, tenant))
     typer.echo(f"reactivated {tenant}")
+
+
+@tenants_app.command("offboard")
+def tenants_offboard(
+    tenant: str,
+    confirm: Annotated[str, typer.Option(help="Repeat the tenant's slug: this cannot be undone.")],
+) -> None:
+    """Purge a tenant's data and destroy its key (the audit trail stays)."""
+    from crmkit.tenants.lifecycle import offboard
+
+    run(lambda p: offboard(p, tenant, confirm=confirm))
+    typer.echo(f"offboarded {tenant}: data purged, key destroyed")
 
 
 # --- plugins ------------------------------------------------------------------------
@@ -253,6 +267,18 @@ def token_issue(
     wanted = None if all_scopes else [s.strip() for s in scopes.split(",") if s.strip()]
     token = run(lambda p: issue_for_tenant(p, tenant, wanted, subject=subject, minutes=minutes))
     typer.echo(token)
+
+
+@token_app.command("operator")
+def token_operator(
+    name: Annotated[str, typer.Option(help="The operator's name, recorded in audit events.")],
+    minutes: Annotated[int, typer.Option(help="Lifetime.")] = 60,
+) -> None:
+    """Print an operator token for /operator/graphql."""
+    from crmkit.auth.operator import OperatorTokens
+    from crmkit.auth.tokens import TokenService
+
+    typer.echo(OperatorTokens(TokenService(get_settings())).issue(name, minutes=minutes))
 
 
 # --- audit --------------------------------------------------------------------------

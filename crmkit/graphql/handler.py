@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 256 * 1024
 
 
-def _json(body: dict[str, Any], status: int = 200) -> Response[bytes]:
+def json_response(body: dict[str, Any], status: int = 200) -> Response[bytes]:
     return Response(
         content=json.dumps(body, separators=(",", ":"), default=str).encode(),
         status_code=status,
@@ -37,15 +37,19 @@ def _json(body: dict[str, Any], status: int = 200) -> Response[bytes]:
     )
 
 
-def authenticate(request: Request[Any, Any, Any], tokens: TokenService) -> Principal:
+def bearer_token(request: Request[Any, Any, Any]) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("send an access token: Authorization: Bearer <token>")
-    return tokens.verify(token.strip())
+    return token.strip()
 
 
-async def _read_operation(request: Request[Any, Any, Any]) -> dict[str, Any]:
+def authenticate(request: Request[Any, Any, Any], tokens: TokenService) -> Principal:
+    return tokens.verify(bearer_token(request))
+
+
+async def read_operation(request: Request[Any, Any, Any]) -> dict[str, Any]:
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
         raise HTTPException(status_code=413, detail="request body too large")
@@ -70,11 +74,11 @@ async def graphql_post(request: Request[Any, Any, Any]) -> Response[bytes]:
     platform: Platform = request.app.state.platform
     tokens: TokenService = request.app.state.tokens
     request_id = uuid.uuid4().hex
-    operation = await _read_operation(request)
+    operation = await read_operation(request)
     try:
         principal = authenticate(request, tokens)
     except Unauthenticated as exc:
-        return _json({"errors": [error_body(exc.code, exc.message, request_id)]}, 401)
+        return json_response({"errors": [error_body(exc.code, exc.message, request_id)]}, 401)
 
     async with platform.db.session_for(principal.tenant_id) as session:
         try:
@@ -83,7 +87,7 @@ async def graphql_post(request: Request[Any, Any, Any]) -> Response[bytes]:
             scope = await platform.bind(session, principal.tenant_id)
         except (Unauthenticated, NotFound) as exc:
             message = exc.message if isinstance(exc, Unauthenticated) else "the token's tenant does not exist"
-            return _json({"errors": [error_body("UNAUTHENTICATED", message, request_id)]}, 401)
+            return json_response({"errors": [error_body("UNAUTHENTICATED", message, request_id)]}, 401)
         schema = platform.schemas.for_plugins(scope.state.plugins)
         context = RequestContext(
             principal=principal,
@@ -116,7 +120,7 @@ async def graphql_post(request: Request[Any, Any, Any]) -> Response[bytes]:
     if result.errors:
         plugin_of_field = platform.schemas.types.plugin_of_field
         body["errors"] = [format_error(e, request_id, plugin_of_field) for e in result.errors]
-    return _json(body)
+    return json_response(body)
 
 
 @get("/graphql", include_in_schema=False)

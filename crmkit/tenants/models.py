@@ -15,6 +15,7 @@ from crmkit.db import Model, TenantOwned, str_enum, utcnow, uuid7
 class TenantStatus(enum.StrEnum):
     ACTIVE = "active"
     SUSPENDED = "suspended"
+    OFFBOARDED = "offboarded"
 
 
 class Tenant(Model):

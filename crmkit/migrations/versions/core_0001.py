@@ -152,7 +152,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column(
             "status",
-            sa.Enum("active", "suspended", name="tenantstatus", native_enum=False),
+            sa.Enum("active", "suspended", "offboarded", name="tenantstatus", native_enum=False),
             nullable=False,
         ),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),

@@ -1,0 +1,103 @@
+"""A tenant's life: onboarding, suspension, reactivation, offboarding.
+
+Each act is recorded in the tenant's own audit chain. Offboarding purges every
+tenant-owned row (core and plugins alike, found from the models' metadata) and
+destroys the tenant key, so even copies of the data elsewhere can no longer be
+read; the audit trail stays, holding ids and field names only.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete
+
+from crmkit.core.audit.models import AuditCheckpoint, AuditEvent, AuditHead
+from crmkit.core.audit.trail import Actor, bind_actor, note
+from crmkit.core.customers.models import Customer
+from crmkit.db import Model, TenantOwned
+from crmkit.errors import BadUserInput
+from crmkit.platform import Platform
+from crmkit.plugins import enablement
+from crmkit.tenants.models import Tenant, TenantStatus
+from crmkit.tenants.service import create_tenant, get_tenant, set_status
+
+KEPT = {AuditEvent.__tablename__, AuditHead.__tablename__, AuditCheckpoint.__tablename__}
+"""Tables an offboarding keeps: the audit trail must still verify afterwards."""
+
+
+@dataclass(frozen=True)
+class Onboarded:
+    tenant: Tenant
+    plugins: dict[str, dict[str, Any]]
+
+
+async def onboard(
+    platform: Platform, slug: str, name: str, plugins: dict[str, dict[str, Any]] | None = None
+) -> Onboarded:
+    """Create a tenant and enable its first plugins; bad plugin settings create nothing."""
+    plugins = plugins or {}
+    for plugin, values in plugins.items():  # every refusal before anything is written
+        enablement.validate_settings(enablement.installed_plugin(platform, plugin), values)
+    tenant = await create_tenant(platform.db, slug, name)
+    enabled = {
+        plugin: await enablement.enable(platform, slug, plugin, values) for plugin, values in plugins.items()
+    }
+    await _record(platform, tenant.id, "tenant.onboard", operator=None)
+    return Onboarded(tenant, enabled)
+
+
+async def suspend(platform: Platform, slug: str, operator: str | None = None) -> Tenant:
+    """Every token of the tenant is refused from the next request on."""
+    tenant = await _change_status(platform, slug, TenantStatus.SUSPENDED)
+    await _record(platform, tenant.id, "tenant.suspend", operator)
+    return tenant
+
+
+async def reactivate(platform: Platform, slug: str, operator: str | None = None) -> Tenant:
+    tenant = await _change_status(platform, slug, TenantStatus.ACTIVE)
+    await _record(platform, tenant.id, "tenant.reactivate", operator)
+    return tenant
+
+
+async def offboard(platform: Platform, slug: str, *, confirm: str, operator: str | None = None) -> Tenant:
+    """Purge the tenant's data and destroy its key. ``confirm`` must repeat the slug."""
+    tenant = await get_tenant(platform.db, slug)
+    if confirm != tenant.slug:
+        raise BadUserInput("to offboard, confirm with the tenant's slug", field="confirm")
+    tables = [
+        t
+        for t in reversed(Model.metadata.sorted_tables)
+        if t.name not in KEPT and t.name != Customer.__tablename__ and _tenant_owned(t.name)
+    ]
+    async with platform.db.tenant_session(tenant.id) as session:
+        bind_actor(session, Actor.from_subject(operator or "operator:cli"))
+        # customers first: their children (consent records included) go by cascade
+        await session.execute(delete(Customer).where(Customer.tenant_id == tenant.id))
+        for table in tables:
+            await session.execute(delete(table).where(table.c.tenant_id == tenant.id))
+        note(session, tenant.id, "tenant.offboard", "Tenant", [str(tenant.id)], [t.name for t in tables])
+    platform.keyring.forget(tenant.id)
+    return await set_status(platform.db, slug, TenantStatus.OFFBOARDED)
+
+
+def _tenant_owned(table_name: str) -> bool:
+    return any(
+        issubclass(m.class_, TenantOwned) and getattr(m.class_, "__tablename__", None) == table_name
+        for m in Model.registry.mappers
+    )
+
+
+async def _change_status(platform: Platform, slug: str, status: TenantStatus) -> Tenant:
+    tenant = await get_tenant(platform.db, slug)
+    if tenant.status is TenantStatus.OFFBOARDED:
+        raise BadUserInput(f"tenant {slug!r} is offboarded; its data is gone")
+    return await set_status(platform.db, slug, status)
+
+
+async def _record(platform: Platform, tenant_id: uuid.UUID, action: str, operator: str | None) -> None:
+    async with platform.db.tenant_session(tenant_id) as session:
+        bind_actor(session, Actor.from_subject(operator or "operator:cli"))
+        note(session, tenant_id, action, "Tenant", [str(tenant_id)])

@@ -1,0 +1,123 @@
+"""``/operator/graphql``: the platform operator's API. Only operator tokens reach it.
+
+It onboards, suspends, reactivates and offboards tenants and reports installed
+plugins; the same acts as the ``crmkit`` CLI, through the same services.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import strawberry
+from litestar import Request, Response, post
+from strawberry.scalars import JSON
+
+from crmkit.auth.operator import OperatorTokens
+from crmkit.errors import BadUserInput, Unauthenticated
+from crmkit.graphql.errors import error_body, format_error
+from crmkit.graphql.handler import bearer_token, json_response, read_operation
+from crmkit.platform import Platform
+from crmkit.plugins.report import plugin_report
+from crmkit.tenants import lifecycle
+from crmkit.tenants.models import TenantStatus
+from crmkit.tenants.service import list_tenants
+
+TenantStatusEnum = strawberry.enum(TenantStatus, name="TenantStatus")
+
+
+@dataclass
+class OperatorContext:
+    platform: Platform
+    operator: str
+
+
+OperatorInfo = strawberry.Info[OperatorContext, None]
+
+
+@strawberry.type(name="Tenant")
+class TenantType:
+    id: uuid.UUID
+    slug: str
+    name: str
+    status: TenantStatusEnum  # type: ignore[valid-type]
+    created_at: datetime
+    activity_retention_days: int | None
+
+
+@strawberry.input
+class PluginSettingsInput:
+    name: str
+    settings: JSON = strawberry.field(default_factory=dict)
+
+
+@strawberry.input
+class OnboardTenantInput:
+    slug: str
+    name: str
+    plugins: list[PluginSettingsInput] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class OperatorQuery:
+    @strawberry.field
+    async def tenants(self, info: OperatorInfo) -> list[TenantType]:
+        return await list_tenants(info.context.platform.db)  # type: ignore[return-value]
+
+    @strawberry.field(description="Installed plugins, refused plugins and recent failures.")
+    async def plugins(self, info: OperatorInfo) -> JSON:
+        return JSON(await plugin_report(info.context.platform))
+
+
+@strawberry.type
+class OperatorMutation:
+    @strawberry.mutation
+    async def onboard_tenant(self, info: OperatorInfo, input: OnboardTenantInput) -> TenantType:
+        plugins: dict[str, dict[str, Any]] = {}
+        for plugin in input.plugins:
+            if not isinstance(plugin.settings, dict):
+                raise BadUserInput(f"settings of {plugin.name!r} must be a JSON object", field="settings")
+            plugins[plugin.name] = plugin.settings
+        done = await lifecycle.onboard(info.context.platform, input.slug, input.name, plugins)
+        return done.tenant  # type: ignore[return-value]
+
+    @strawberry.mutation
+    async def suspend_tenant(self, info: OperatorInfo, slug: str) -> TenantType:
+        return await lifecycle.suspend(info.context.platform, slug, info.context.operator)  # type: ignore[return-value]
+
+    @strawberry.mutation
+    async def reactivate_tenant(self, info: OperatorInfo, slug: str) -> TenantType:
+        return await lifecycle.reactivate(info.context.platform, slug, info.context.operator)  # type: ignore[return-value]
+
+    @strawberry.mutation(description="Purge the tenant's data and destroy its key; confirm repeats the slug.")
+    async def offboard_tenant(self, info: OperatorInfo, slug: str, confirm: str) -> TenantType:
+        return await lifecycle.offboard(  # type: ignore[return-value]
+            info.context.platform, slug, confirm=confirm, operator=info.context.operator
+        )
+
+
+SCHEMA = strawberry.Schema(query=OperatorQuery, mutation=OperatorMutation)
+
+
+@post("/operator/graphql", status_code=200)
+async def operator_graphql(request: Request[Any, Any, Any]) -> Response[bytes]:
+    platform: Platform = request.app.state.platform
+    operators: OperatorTokens = request.app.state.operator_tokens
+    request_id = uuid.uuid4().hex
+    operation = await read_operation(request)
+    try:
+        operator = operators.verify(bearer_token(request))
+    except Unauthenticated as exc:
+        return json_response({"errors": [error_body(exc.code, exc.message, request_id)]}, 401)
+    result = await SCHEMA.execute(
+        operation["query"],
+        variable_values=operation.get("variables"),
+        context_value=OperatorContext(platform, operator),
+        operation_name=operation.get("operationName"),
+    )
+    body: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        body["errors"] = [format_error(e, request_id, {}) for e in result.errors]
+    return json_response(body)

@@ -1,0 +1,130 @@
+"""Tenant lifecycle through the operator API: onboard, suspend, reactivate, offboard."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select
+
+from crmkit.auth.operator import OperatorTokens
+from crmkit.core.audit.chain import verify
+from crmkit.core.audit.models import AuditEvent
+from crmkit.core.customers.models import Customer
+from tests.fixtures import Env
+from tests.test_customers_graphql import PAGE, create
+
+ONBOARD = """mutation($input: OnboardTenantInput!) {
+  onboardTenant(input: $input) { id slug status } }"""
+
+
+async def operator(
+    env: Env,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    *,
+    token: str | None = None,
+    status: int = 200,
+) -> dict[str, Any]:
+    token = token or OperatorTokens(env.tokens).issue("ops-test")
+    response = await env.client.post(
+        "/operator/graphql",
+        json={"query": query, "variables": variables or {}},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_only_operator_tokens_reach_the_operator_api(env: Env) -> None:
+    tenant = await env.tenant()
+    refused = await operator(env, "{ tenants { slug } }", token=env.token(tenant), status=401)
+    assert refused["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    ops = OperatorTokens(env.tokens).issue("ops-test")
+    body = await env.gql(PAGE, token=ops, status=401)
+    assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_onboard_with_plugins_and_refuse_bad_settings(env: Env) -> None:
+    slug = f"bank-{uuid.uuid4().hex[:8]}"
+    bad = await operator(
+        env,
+        ONBOARD,
+        {
+            "input": {
+                "slug": slug,
+                "name": "Bank",
+                "plugins": [{"name": "notes", "settings": {"max_note_length": 1}}],
+            }
+        },
+    )
+    assert bad["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    listed = await operator(env, "{ tenants { slug } }")
+    assert slug not in [t["slug"] for t in listed["data"]["tenants"]]
+    done = await operator(
+        env,
+        ONBOARD,
+        {
+            "input": {
+                "slug": slug,
+                "name": "Bank",
+                "plugins": [{"name": "notes", "settings": {"max_note_length": 500}}],
+            }
+        },
+    )
+    tenant = uuid.UUID(done["data"]["onboardTenant"]["id"])
+    schema = await env.gql('{ __type(name: "Customer") { fields { name } } }', tenant=tenant)
+    assert "notes" in {f["name"] for f in schema["data"]["__type"]["fields"]}
+
+
+async def test_suspend_refuses_tokens_at_once_and_reactivate_restores(env: Env) -> None:
+    tenant = await env.tenant()
+    slug = await _slug(env, tenant)
+    token = env.token(tenant)
+    assert "errors" not in await env.gql(PAGE, token=token)
+    await operator(env, "mutation($s: String!) { suspendTenant(slug: $s) { status } }", {"s": slug})
+    assert (await env.gql(PAGE, token=token, status=401))["errors"][0]["extensions"][
+        "code"
+    ] == "UNAUTHENTICATED"
+    await operator(env, "mutation($s: String!) { reactivateTenant(slug: $s) { status } }", {"s": slug})
+    assert "errors" not in await env.gql(PAGE, token=token)
+    async with env.platform.db.tenant_session(tenant) as session:
+        actions = list(await session.scalars(select(AuditEvent.action)))
+    assert {"tenant.suspend", "tenant.reactivate"} <= set(actions)
+
+
+async def test_offboard_purges_data_destroys_the_key_and_keeps_the_audit_trail(env: Env) -> None:
+    tenant = await env.tenant("notes")
+    other = await env.tenant()
+    customer = await create(env, tenant, givenName="Gone", email="gone@example.com")
+    await env.gql(
+        'mutation($id: UUID!) { addNote(customerId: $id, body: "bye") { id } }',
+        {"id": customer["id"]},
+        tenant=tenant,
+    )
+    await create(env, other, givenName="Stays")
+    await env.queue.drain()
+    slug = await _slug(env, tenant)
+    wrong = await operator(
+        env, 'mutation($s: String!) { offboardTenant(slug: $s, confirm: "nope") { status } }', {"s": slug}
+    )
+    assert wrong["errors"][0]["extensions"]["field"] == "confirm"
+    done = await operator(
+        env, "mutation($s: String!) { offboardTenant(slug: $s, confirm: $s) { status } }", {"s": slug}
+    )
+    assert done["data"]["offboardTenant"]["status"] == "OFFBOARDED"
+    async with env.platform.db.tenant_session(tenant) as session:
+        assert await session.scalar(select(func.count()).select_from(Customer)) == 0
+        actions = list(await session.scalars(select(AuditEvent.action)))
+    assert "tenant.offboard" in actions
+    assert (await verify(env.platform.db, tenant, env.platform.audit_signer)).ok
+    assert (await env.gql(PAGE, tenant=tenant, status=401))["errors"][0]["extensions"][
+        "code"
+    ] == "UNAUTHENTICATED"
+    assert len((await env.gql(PAGE, tenant=other))["data"]["customers"]["nodes"]) == 1
+
+
+async def _slug(env: Env, tenant: uuid.UUID) -> str:
+    listed = await operator(env, "{ tenants { id slug } }")
+    return next(t["slug"] for t in listed["data"]["tenants"] if t["id"] == str(tenant))
