@@ -9,8 +9,11 @@ Key hierarchy (each level wrapped with AES-256-GCM by the one above it)::
 
 Why this shape: a database dump alone reveals no personal data; a tenant's data can
 be re-keyed or destroyed without touching other tenants; and erasing a customer's
-wrapped data key makes every copy of their fields (backups included) unreadable
-("crypto-shredding"). The AAD binds every ciphertext to where it belongs, so a
+wrapped data key makes every copy of their fields unreadable that does not also carry
+that key ("crypto-shredding"). Wrapped keys live in their own tables
+(``tenant_keys``, ``customer_keys``) so that operators can back them up on a shorter
+retention than the data: once the last copy of a key has expired, the data's backups
+are unreadable too (docs/operator.md). The AAD binds every ciphertext to where it belongs, so a
 ciphertext or wrapped key copied to another row, column, customer or tenant fails to
 decrypt with :class:`DecryptionError`. AAD does not stop a rollback (putting back an
 older ciphertext of the same field of the same row); the audit trail covers that.
