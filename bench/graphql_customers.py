@@ -1,33 +1,70 @@
-"""Benchmark: a 50-customer GraphQL page against a bare litestar endpoint doing the same SQL.
+"""Benchmark: a 50-customer GraphQL page against a bare litestar endpoint doing the same work.
 
 A figure, not a pass/fail test. For each backend (a SQLite temp file, then PostgreSQL
 at ``postgresql+asyncpg://postgres@127.0.0.1:5432/crmkit_bench`` when reachable) it
 
 1. creates the schema, a tenant with the ``notes`` plugin enabled, 50 customers (through
-   the core's ``create_customer`` and the tenant's hooks) and a note or two on some;
+   the core's ``create_customer``: personal data encrypted under per-customer data keys)
+   and a note or two on some, in a fresh temp data dir where crmkit generates its
+   development keys (master, token signing, audit signing); issues a token with
+   ``customers:read notes:read pii:identity pii:contact``;
 2. serves :func:`bench_app` in ONE uvicorn process on a free loopback port: crmkit's own
-   app plus ``GET /bare``, a plain litestar handler that validates the same bearer
-   token and runs the same statements (tenant state, the customers page with its tags
-   ``selectin``, the notes batch) and answers the same JSON; and ``GET /stats``: the
-   SQL the latest request of each path ran (a ``before_cursor_execute`` listener, the
-   request found through a context variable, so background jobs are not counted),
-   and the server's CPU and GC seconds;
-3. checks once that both endpoints answer the same data with the same statements;
+   app, ``GET /bare`` (below) and ``GET /stats``: the SQL the latest request of each
+   path ran (a ``before_cursor_execute`` listener, the request found through a context
+   variable, so background jobs are not counted), the server's CPU and GC seconds, and
+   the exceptions that became 500s;
+3. checks that both endpoints answer the same JSON with the same statements (after one
+   warm-up call each) and leave the same access-log audit event;
 4. drives each endpoint from another process (``wrk`` when installed, else this file's
-   own asyncio client started as a subprocess) with 8 keep-alive connections: a
-   warm-up, then the measured time in 2-second rounds alternating the endpoints, so
-   drift of a shared machine hits both alike;
-5. prints requests/s of both, the server's CPU time per request (``time.process_time``
-   read through ``/stats`` around each round: steadier than req/s on a noisy machine)
-   and the part of it the garbage collector took, the ratio graphql/bare of each, and
-   SQL statements per request.
+   own asyncio client started as a subprocess) with 8 keep-alive connections
+   (``--connections``): a warm-up, then the measured time in 2-second rounds
+   alternating the endpoints, so drift of a shared machine hits both alike;
+5. prints requests/s answered 200 of both, the server's CPU time per request
+   (``time.process_time`` read through ``/stats`` around each round: steadier than
+   req/s on a noisy machine) and the part the garbage collector took, the ratio
+   graphql/bare of each, SQL statements per request, failures and their causes, and
+   crmkit's verdict on the tenant's audit chain after the run.
+
+What both sides do, per request:
+
+* ``POST /graphql`` (crmkit's handler) with
+  ``{ customers(first: 50) { nodes { id displayName email lifecycleStage tags createdAt
+  notes { body } } } }``: reads and parses the body, validates the ES256 token,
+  opens a tenant session, binds the actor, ``Platform.bind`` (tenant state; tenant key
+  from the KeyRing's cache; plugin hook caller), checks the token is not revoked (where
+  crmkit has revocation), parses/validates (cached)/executes the
+  query: scope checks, ``list_customers`` (customers + joined customer key, tags
+  ``selectin``), ``customer.personal`` decrypted per customer, ``displayName`` and
+  ``email`` through the masking resolvers that record the disclosure, the notes through
+  the plugin's data loader; then one access-log event (``trail.note``) and commit,
+  whose ``before_commit`` appends it to the audit chain.
+* ``GET /bare``: the same token validation (crmkit's ``authenticate``) and scope check,
+  a tenant session with the same actor bound, ``load_state`` and
+  ``session.info[TENANT_KEYS] = await platform.keyring.tenant_keys(...)`` as
+  ``Platform.bind`` does (it builds no hook caller: no hook runs on this read), the
+  handler's revocation check (``TokenService.ensure_not_revoked``, where crmkit has it), the
+  same customers statement (key joined, tags selectin), the same notes batch,
+  decryption by crmkit itself (``customer.personal``, ``customer.display_name``),
+  crmkit's ``mask``/scope decision per field, the same ``trail.note`` and commit, and
+  the same JSON serialised as crmkit's handler does.
+
+Both run the same statements (the check fails otherwise): on PostgreSQL the tenant
+``set_config`` for row-level security first, then tenant state, the revocation lookup,
+customers with their keys, tags, notes, and the audit append (lock the head, insert
+the event, update the head). The process's first request also reads the tenant key.
+
+On SQLite, concurrent requests of one tenant race in crmkit's audit append (the head
+is read outside any write transaction, so two requests take the same ``seq`` and one
+fails with IntegrityError): the run then says NOT A VALID COMPARISON and lists the
+errors; ``--backend sqlite --connections 1`` measures it without the race.
 
 The ratio is the figure to read: the bare endpoint is what the same work costs
 without GraphQL, so 1 - ratio is the share of a request the GraphQL layer takes.
 With ``--profile`` the server also runs cProfile over the GraphQL load and the top
 functions are printed.
 
-Run: ``.venv/bin/python bench/graphql_customers.py [--seconds N] [--quick]``.
+Run: ``.venv/bin/python bench/graphql_customers.py [--seconds N] [--quick]
+[--backend sqlite|postgres|all] [--connections N] [--profile] [-v]``.
 """
 
 from __future__ import annotations
@@ -46,7 +83,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass
@@ -65,10 +102,21 @@ from sqlalchemy import event, select
 from crmkit import migrations
 from crmkit.app import create_app
 from crmkit.auth.tokens import issue_for_tenant
+from crmkit.core.audit import chain
+from crmkit.core.audit.models import AuditEvent
+from crmkit.core.audit.trail import Actor, bind_actor, note
 from crmkit.core.customers import service
 from crmkit.core.customers.graphql import READ
 from crmkit.core.customers.models import Customer, CustomerKind, LifecycleStage
+from crmkit.core.customers.personal import (
+    CLASS_OF,
+    TENANT_KEYS,
+    InformationClass,
+    mask,
+    unmask_scope,
+)
 from crmkit.errors import Unauthenticated
+from crmkit.graphql.errors import error_body
 from crmkit.graphql.handler import authenticate
 from crmkit.platform import Platform
 from crmkit.plugins import enablement
@@ -147,6 +195,15 @@ class GcTimer:
 
 
 GC = GcTimer()
+EXCEPTIONS: Counter[str] = Counter()
+"""Exceptions that became a 500, by path, type and first line (litestar logs none of
+them outside debug mode)."""
+
+
+async def count_exception(exc: Exception, scope: Scope) -> None:
+    """An ``after_exception`` hook: runs only for requests that fail."""
+    first_line = (str(exc).splitlines() or [""])[0][:140]
+    EXCEPTIONS[f"{scope['path']}: {type(exc).__name__}: {first_line}"] += 1
 
 
 def _json(body: dict[str, Any], status: int = 200) -> Response[bytes]:
@@ -158,39 +215,63 @@ def _json(body: dict[str, Any], status: int = 200) -> Response[bytes]:
     )
 
 
+def _personal_value(
+    customer: Customer, name: str, scopes: frozenset[str], disclosed: tuple[set[uuid.UUID], set[str]]
+) -> str | None:
+    """What ``Customer.<name>``'s GraphQL resolver (crmkit's ``personal_field``) answers:
+    the value crmkit decrypts (``customer.personal``), masked without the information
+    class's scope, else noted as disclosed (``RequestContext.record_disclosure``)."""
+    value = customer.display_name if name == "display_name" else getattr(customer.personal, name)
+    if value is None or unmask_scope(CLASS_OF[name]) not in scopes:
+        return mask(name, value)
+    disclosed[0].add(customer.id)
+    disclosed[1].add(name)
+    return value
+
+
 @get("/bare", include_in_schema=False)
 async def bare(request: Request[Any, Any, Any]) -> Response[bytes]:
-    """The GraphQL query's answer, hand-written: same token check, same statements."""
-    platform = request.app.state.platform
+    """The GraphQL query's answer, hand-written: same token check, same statements, same
+    decryption and masking, same access-log audit event, same JSON."""
+    platform: Platform = request.app.state.platform
+    request_id = uuid.uuid4().hex
     try:
         principal = authenticate(request, request.app.state.tokens)
     except Unauthenticated as exc:
-        return _json({"errors": [{"message": exc.message}]}, 401)
+        return _json({"errors": [error_body(exc.code, exc.message, request_id)]}, 401)
     if not {READ, NOTES_READ} <= principal.scopes:
-        return _json({"errors": [{"message": "missing scope"}]}, 403)
-    async with platform.db.session_for(principal.tenant_id) as session:
+        return _json({"errors": [error_body("FORBIDDEN", "missing scope", request_id)]}, 403)
+    tenant_id = principal.tenant_id
+    async with platform.db.session_for(tenant_id) as session:
         await session.begin()
-        state = await load_state(session, principal.tenant_id)
+        bind_actor(session, Actor.from_subject(principal.subject), request_id)
+        # what Platform.bind does, less the plugin hook caller (no hook runs here)
+        state = await load_state(session, tenant_id)
         if state is None or state.status is not TenantStatus.ACTIVE:
-            return _json({"errors": [{"message": "tenant unavailable"}]}, 401)
-        rows = (
-            await session.scalars(
-                select(Customer)
-                .order_by(Customer.id)
-                .limit(CUSTOMERS + 1)
-                .where(Customer.archived_at.is_(None))
-            )
-        ).all()
-        customers = rows[:CUSTOMERS]
+            return _json({"errors": [error_body("UNAUTHENTICATED", "tenant unavailable", request_id)]}, 401)
+        session.info[TENANT_KEYS] = await platform.keyring.tenant_keys(session, tenant_id)
+        # the handler's revocation check, in crmkit versions that have it
+        ensure_not_revoked = getattr(request.app.state.tokens, "ensure_not_revoked", None)
+        if ensure_not_revoked is not None:
+            try:
+                await ensure_not_revoked(session, principal)
+            except Unauthenticated as exc:
+                return _json({"errors": [error_body("UNAUTHENTICATED", exc.message, request_id)]}, 401)
+        # service.list_customers' statement, unfiltered (its key joined, its tags selectin)
+        query = select(Customer).where(Customer.erased_at.is_(None)).order_by(Customer.id)
+        query = query.limit(CUSTOMERS + 1).where(Customer.archived_at.is_(None))
+        customers = (await session.scalars(query)).all()[:CUSTOMERS]
+        # crmkit_notes' load_notes batch
         notes: defaultdict[uuid.UUID, list[Note]] = defaultdict(list)
         ids = [c.id for c in customers]
-        for note in await session.scalars(select(Note).where(Note.customer_id.in_(ids)).order_by(Note.id)):
-            notes[note.customer_id].append(note)
+        for note_ in await session.scalars(select(Note).where(Note.customer_id.in_(ids)).order_by(Note.id)):
+            notes[note_.customer_id].append(note_)
+        disclosed: tuple[set[uuid.UUID], set[str]] = (set(), set())
         nodes = [
             {
                 "id": str(c.id),
-                "displayName": c.display_name,
-                "email": c.email,
+                "displayName": _personal_value(c, "display_name", principal.scopes, disclosed),
+                "email": _personal_value(c, "email", principal.scopes, disclosed),
                 "lifecycleStage": c.lifecycle_stage.name,
                 "tags": c.tag_names,
                 "createdAt": c.created_at.isoformat(),
@@ -198,19 +279,29 @@ async def bare(request: Request[Any, Any, Any]) -> Response[bytes]:
             }
             for c in customers
         ]
-        await session.commit()
+        if disclosed[0]:  # the GraphQL handler's _log_disclosures: one access-log event
+            shown, names = disclosed
+            note(session, tenant_id, "read", "Customer", [str(i) for i in shown], sorted(names))
+        await session.commit()  # crmkit's before_commit appends the audit event
     await platform.db.committed(session)
     return _json({"data": {"customers": {"nodes": nodes}}})
 
 
 @get("/stats", include_in_schema=False)
 async def stats() -> dict[str, Any]:
-    """The SQL of the latest request per path; the server's CPU and GC seconds so far."""
-    return {"statements": STATEMENTS.last, "cpu": time.process_time(), "gc": GC.seconds}
+    """The SQL of the latest request per path; the server's CPU and GC seconds and the
+    exceptions it raised so far."""
+    return {
+        "statements": STATEMENTS.last,
+        "cpu": time.process_time(),
+        "gc": GC.seconds,
+        "exceptions": EXCEPTIONS,
+    }
 
 
 def _start_profiler(app: Litestar, path: str) -> None:
-    """cProfile the whole server process while ``POST /profile/on`` .. ``/profile/off``."""
+    """cProfile the server's event loop thread between ``GET /profile/on`` and
+    ``GET /profile/off`` (wall time; the loop's idle wait shows as ``epoll``)."""
     import cProfile
 
     profiler = cProfile.Profile()
@@ -236,6 +327,7 @@ def bench_app() -> ASGIApp:
     app = create_app(platform)
     app.register(bare)
     app.register(stats)
+    app.after_exception.append(count_exception)
     app.on_shutdown.append(platform.close)
     if os.environ.get(PROFILE_ENV):
         _start_profiler(app, os.environ[PROFILE_ENV])
@@ -255,8 +347,9 @@ class Target:
 
     def env(self) -> dict[str, str]:
         """The server's environment. Development mode only so crmkit generates its keys
-        (token signing, audit, ...) in ``workdir``; on the measured path it changes
-        nothing (it enables GraphiQL and field suggestions in errors)."""
+        (master key, token signing key, audit signing key) in ``workdir`` on a fresh
+        checkout; on the measured path it changes nothing (it enables GraphiQL and
+        field suggestions in errors)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("CRMKIT_")}
         env.update(
             CRMKIT_DATABASE_URL=self.database_url,
@@ -265,11 +358,19 @@ class Target:
         )
         return env
 
+    def settings(self) -> Settings:
+        """The same settings in this process (main() cleared its CRMKIT_ variables)."""
+        return Settings(database_url=self.database_url, data_dir=self.workdir, dev_mode=True)
 
-async def seed(target: Target) -> str:
-    """Schema, tenant, notes enabled, 50 customers with some notes; returns a token."""
-    settings = Settings(database_url=target.database_url, data_dir=target.workdir, dev_mode=True)
-    platform = Platform(settings)
+
+SCOPES = [READ, NOTES_READ, *(unmask_scope(c) for c in (InformationClass.IDENTITY, InformationClass.CONTACT))]
+"""The token's scopes: read customers and notes, names and e-mail in clear (so both
+endpoints decrypt, disclose and log the read)."""
+
+
+async def seed(target: Target) -> tuple[str, uuid.UUID]:
+    """Schema, tenant, notes enabled, 50 customers with some notes; a token and the tenant id."""
+    platform = Platform(target.settings())
     try:
         await migrations.upgrade(platform.db.engine, platform.registry)
         tenant = await create_tenant(platform.db, SLUG, "Bench Bank")
@@ -297,9 +398,24 @@ async def seed(target: Target) -> str:
         drain = getattr(platform.queue, "drain", None)
         if drain is not None:
             await drain()
-        return await issue_for_tenant(platform, SLUG, None, subject="bench")
+        token = await issue_for_tenant(platform, SLUG, SCOPES, subject="user:bench")
+        return token, tenant.id
     finally:
         await platform.close()
+
+
+async def audit_report(target: Target, tenant_id: uuid.UUID, last: int) -> tuple[list[AuditEvent], str]:
+    """The tenant's ``last`` audit events, and crmkit's verdict on its whole chain."""
+    platform = Platform(target.settings())
+    try:
+        async with platform.db.tenant_session(tenant_id) as session:
+            query = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(last)
+            events = list(reversed((await session.scalars(query)).all()))
+        verdict = await chain.verify(platform.db, tenant_id, platform.audit_signer)
+    finally:
+        await platform.close()
+    status = "intact" if verdict.ok else f"BROKEN at {verdict.first_bad_seq}: {verdict.reason}"
+    return events, f"{verdict.checked} events, chain {status}"
 
 
 async def create_pg_database() -> bool:
@@ -410,9 +526,18 @@ def call_once(client: httpx.Client, endpoint: Endpoint) -> tuple[dict[str, Any],
     return response.json(), client.get("/stats").json()["statements"][endpoint.path]
 
 
-def check(base: str, eps: list[Endpoint]) -> dict[str, list[str]]:
-    """Asserts both endpoints answer the same data with the same statements."""
+AUDITED = ("actor_type", "actor_id", "action", "target_type", "target_ids", "fields")
+
+
+def check(base: str, eps: list[Endpoint], target: Target, tenant_id: uuid.UUID) -> dict[str, list[str]]:
+    """Asserts both endpoints answer the same data with the same statements and leave
+    the same access-log event; returns each one's statements.
+
+    Each endpoint is called once first: the first request of the process also looks up
+    the tenant key (then cached by crmkit's KeyRing) and warms the schema's caches.
+    """
     with httpx.Client(base_url=base, timeout=30) as client:
+        first = {e.name: call_once(client, e)[1] for e in eps}
         answers = {e.name: call_once(client, e) for e in eps}
         refused = client.get("/bare", headers={"Authorization": "Bearer not-a-token"})
         assert refused.status_code == 401, refused.status_code
@@ -420,10 +545,19 @@ def check(base: str, eps: list[Endpoint]) -> dict[str, list[str]]:
     assert "errors" not in graphql, graphql["errors"]
     nodes = graphql["data"]["customers"]["nodes"]
     assert len(nodes) == CUSTOMERS and any(n["notes"] for n in nodes), nodes[:2]
+    assert "*" not in nodes[0]["email"], f"personal data masked: {nodes[0]}"
     assert graphql == bare_, "the two endpoints answer differently"
     if graphql_sql != bare_sql:
         sql = "\n".join(f"  {name}: {s[:100]}" for name in answers for s in answers[name][1])
         raise AssertionError(f"the endpoints ran different SQL; make /bare match:\n{sql}")
+    if len(first["graphql"]) != len(graphql_sql):
+        print(
+            f"  (the process's first request ran {len(first['graphql'])} statements: the tenant key lookup)"
+        )
+    events, _ = asyncio.run(audit_report(target, tenant_id, 2))
+    logged = [{name: getattr(event, name) for name in AUDITED} for event in events]
+    assert len(logged) == 2 and logged[0] == logged[1], f"different access-log events: {logged}"
+    assert logged[0]["action"] == "read" and len(logged[0]["target_ids"]) == CUSTOMERS, logged[0]
     return {"graphql": graphql_sql, "bare": bare_sql}
 
 
@@ -432,11 +566,20 @@ def check(base: str, eps: list[Endpoint]) -> dict[str, list[str]]:
 
 @dataclass
 class Load:
-    requests: int
+    requests: int  # answers received
     seconds: float
-    errors: int
+    failed: int  # of them, answers other than 200
+    errors: int = 0  # connection errors and timeouts (no answer)
     server_cpu: float = 0.0  # seconds of the server process's CPU time
     server_gc: float = 0.0  # seconds of it the garbage collector took
+
+    @property
+    def ok(self) -> int:
+        return self.requests - self.failed
+
+    def add(self, other: Load) -> None:
+        for name in ("requests", "seconds", "failed", "errors", "server_cpu", "server_gc"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 @dataclass
@@ -451,49 +594,61 @@ class ClientSpec:
     seconds: float
 
 
-def run_wrk(base: str, endpoint: Endpoint, seconds: float, workdir: Path) -> Load:
-    script = workdir / f"{endpoint.name}.lua"
-    lines = [f'wrk.method = "{endpoint.method}"']
-    if endpoint.body:
-        lines.append(f"wrk.body = [==[{endpoint.body.decode()}]==]")
-    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in endpoint.headers.items()]
-    script.write_text("\n".join(lines) + "\n")
-    command = [
-        "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-        "-s", str(script), base + endpoint.path,
-    ]  # fmt: skip
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    done = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
-    if done is None:
-        raise RuntimeError(f"cannot read wrk's output:\n{out}")
-    elapsed = float(done[2]) / (1000 if done[3] == "ms" else 1)
-    errors = sum(int(n) for n in re.findall(r"(?:Non-2xx or 3xx responses|timeout): (\d+)", out))
-    errors += sum(int(n) for n in re.findall(r"(?:connect|read|write) (\d+)", out))
-    return Load(int(done[1]), elapsed, errors)
+@dataclass
+class Driver:
+    """Loads an endpoint from another process: wrk, or this file's asyncio client."""
+
+    use_wrk: bool
+    connections: int
+    workdir: Path
+
+    def drive(self, base: str, endpoint: Endpoint, seconds: float) -> Load:
+        if self.use_wrk:
+            return self.run_wrk(base, endpoint, seconds)
+        return self.run_python_client(base, endpoint, seconds)
+
+    def run_wrk(self, base: str, endpoint: Endpoint, seconds: float) -> Load:
+        script = self.workdir / f"{endpoint.name}.lua"
+        lines = [f'wrk.method = "{endpoint.method}"']
+        if endpoint.body:
+            lines.append(f"wrk.body = [==[{endpoint.body.decode()}]==]")
+        lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in endpoint.headers.items()]
+        script.write_text("\n".join(lines) + "\n")
+        command = [
+            "wrk", "-t1", f"-c{self.connections}", f"-d{max(1, round(seconds))}s",
+            "--timeout", "10s", "-s", str(script), base + endpoint.path,
+        ]  # fmt: skip
+        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        done = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
+        if done is None:
+            raise RuntimeError(f"cannot read wrk's output:\n{out}")
+        elapsed = float(done[2]) / (1000 if done[3] == "ms" else 1)
+        failed = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+        errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+        return Load(int(done[1]), elapsed, failed, errors)
+
+    def run_python_client(self, base: str, endpoint: Endpoint, seconds: float) -> Load:
+        host, port = base.removeprefix("http://").split(":")
+        spec = ClientSpec(
+            host, int(port), endpoint.method, endpoint.path, endpoint.body.decode(),
+            endpoint.headers, self.connections, seconds,
+        )  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, __file__, "--client-spec", json.dumps(asdict(spec))],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return Load(**json.loads(out))
 
 
-def run_python_client(base: str, endpoint: Endpoint, seconds: float) -> Load:
-    host, port = base.removeprefix("http://").split(":")
-    spec = ClientSpec(
-        host, int(port), endpoint.method, endpoint.path, endpoint.body.decode(),
-        endpoint.headers, CONNECTIONS, seconds,
-    )  # fmt: skip
-    out = subprocess.run(
-        [sys.executable, __file__, "--client-spec", json.dumps(asdict(spec))],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return Load(**json.loads(out))
-
-
-async def client_main(spec: ClientSpec) -> Load:
+async def client_main(spec: ClientSpec) -> dict[str, Any]:
     """Keep-alive HTTP/1.1 over raw asyncio streams: little client work per request."""
     body = spec.body.encode()
     head = f"{spec.method} {spec.path} HTTP/1.1\r\nHost: {spec.host}:{spec.port}\r\n"
     head += "".join(f"{k}: {v}\r\n" for k, v in spec.headers.items())
     request = (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
-    counted = {"requests": 0, "errors": 0}
+    counted = {"requests": 0, "failed": 0}
 
     async def connection(until: float) -> None:
         reader, writer = await asyncio.open_connection(spec.host, spec.port)
@@ -504,32 +659,23 @@ async def client_main(spec: ClientSpec) -> Load:
                 length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", header)
                 assert length is not None, header
                 await reader.readexactly(int(length[1]))
-                counted["requests" if header[9:12] == b"200" else "errors"] += 1
+                counted["requests"] += 1
+                counted["failed"] += header[9:12] != b"200"
         finally:
             writer.close()
 
     start = time.perf_counter()
     until = start + spec.seconds
     await asyncio.gather(*(connection(until) for _ in range(spec.connections)))
-    return Load(counted["requests"], time.perf_counter() - start, counted["errors"])
+    return {**counted, "seconds": time.perf_counter() - start}
 
 
-def drive(base: str, endpoint: Endpoint, seconds: float, use_wrk: bool, workdir: Path) -> Load:
-    """Load ``endpoint`` for ``seconds`` from another process."""
-    if use_wrk:
-        return run_wrk(base, endpoint, seconds, workdir)
-    return run_python_client(base, endpoint, seconds)
+def server_stats(base: str) -> dict[str, Any]:
+    """The server's CPU and GC seconds so far, and the exceptions it raised."""
+    return dict(httpx.get(f"{base}/stats").json())
 
 
-def server_times(base: str) -> tuple[float, float]:
-    """The server's CPU and GC seconds so far."""
-    stats = httpx.get(f"{base}/stats").json()
-    return float(stats["cpu"]), float(stats["gc"])
-
-
-def measure(
-    base: str, eps: list[Endpoint], seconds: float, warmup: float, use_wrk: bool, workdir: Path
-) -> dict[str, Load]:
+def measure(base: str, eps: list[Endpoint], seconds: float, warmup: float, driver: Driver) -> dict[str, Load]:
     """Warm-up, then rounds alternating the endpoints (so a shared machine's drift hits
     both alike); totals per endpoint, with the server CPU time each took."""
     rounds = max(1, round(seconds / ROUND_SECONDS))
@@ -537,71 +683,106 @@ def measure(
     for round_ in range(rounds):
         for e in eps:
             if round_ == 0:
-                drive(base, e, warmup, use_wrk, workdir)
-            cpu, gc_ = server_times(base)
-            load = drive(base, e, seconds / rounds, use_wrk, workdir)
-            cpu_after, gc_after = server_times(base)
-            total = totals[e.name]
-            total.server_cpu += cpu_after - cpu
-            total.server_gc += gc_after - gc_
-            total.requests += load.requests
-            total.seconds += load.seconds
-            total.errors += load.errors
+                driver.drive(base, e, warmup)
+            before = server_stats(base)
+            load = driver.drive(base, e, seconds / rounds)
+            after = server_stats(base)
+            load.server_cpu = after["cpu"] - before["cpu"]
+            load.server_gc = after["gc"] - before["gc"]
+            totals[e.name].add(load)
     return totals
 
 
-def print_profile(path: Path, top: int = 25) -> None:
+PACKAGES = {
+    "idle (epoll wait)": "epoll",
+    "graphql-core": "/graphql/",
+    "strawberry": "/strawberry/",
+    "sqlalchemy": "/sqlalchemy/",
+    "asyncpg/aiosqlite": "/asyncpg/|/aiosqlite/|sqlite3",
+    "litestar/uvicorn": "/litestar/|/uvicorn/|/h11/|/httptools/",
+    "crmkit": "/crmkit/",
+    "asyncio": "/asyncio/|_socket",
+    "json": "/json/|_json",
+    "cryptography/joserfc": "/cryptography/|/joserfc/|cryptography.hazmat|openssl",
+    "uuid": "/uuid.py",
+    "builtins": "^~ ",
+}
+
+
+def print_profile(path: Path, requests: int, top: int = 25) -> None:
+    """Own time by package, then the top functions by own time and by cumulative time."""
     import pstats
 
-    print(f"\n  cProfile of the server under GraphQL load (top {top} by own time):")
     stats = pstats.Stats(str(path))
+    by_package: Counter[str] = Counter()
+    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    for (filename, _, name), (_, _, own, _, _) in raw.items():
+        where = f"{filename} {name}"
+        package = next(
+            (p for p, pattern in PACKAGES.items() if re.search(pattern, where)),
+            "other",
+        )
+        by_package[package] += own
+    total = sum(own for package, own in by_package.items() if not package.startswith("idle"))
+    print(
+        "\n  cProfile of the server under GraphQL load: own CPU time by package"
+        " (ms/request, inflated by cProfile; % of the busy time)"
+    )
+    for package, own in by_package.most_common():
+        share = "" if package.startswith("idle") else f"{100 * own / total:5.1f}%"
+        print(f"    {package:22} {1000 * own / requests:6.2f}  {share}")
+    print(f"\n  top {top} functions by own time:")
     stats.sort_stats("tottime").print_stats(top)
     stats.sort_stats("cumulative").print_stats(top)
 
 
-def profile_graphql(base: str, endpoint: Endpoint, seconds: float, use_wrk: bool, workdir: Path) -> None:
+def profile_graphql(base: str, endpoint: Endpoint, seconds: float, driver: Driver) -> Load:
     httpx.get(f"{base}/profile/on")
-    load = drive(base, endpoint, seconds, use_wrk, workdir)
+    load = driver.drive(base, endpoint, seconds)
     httpx.get(f"{base}/profile/off")
-    print(f"\n  profiled {load.requests} GraphQL requests")
+    return load
 
 
 # --- the whole run ------------------------------------------------------------------
 
 
-def run_target(target: Target, args: argparse.Namespace, use_wrk: bool) -> float | None:
+def run_target(target: Target, args: argparse.Namespace, driver: Driver) -> None:
     started = time.monotonic()
-    token = asyncio.run(seed(target))
+    token, tenant_id = asyncio.run(seed(target))
     profile = target.workdir / "graphql.prof" if args.profile else None
     with server(target, profile) as base:
         eps = endpoints(token)
-        statements = check(base, eps)
-        totals = measure(base, eps, args.seconds, args.warmup, use_wrk, target.workdir)
-        if profile is not None:
-            profile_graphql(base, eps[0], args.seconds, use_wrk, target.workdir)
-    rates = {name: load.requests / load.seconds for name, load in totals.items()}
-    cpu_ms = {name: 1000 * load.server_cpu / load.requests for name, load in totals.items()}
-    gc_ms = {name: 1000 * load.server_gc / load.requests for name, load in totals.items()}
-    ratio = rates["graphql"] / rates["bare"]
-    print(f"\n{target.name}  ({time.monotonic() - started:.0f} s)")
+        statements = check(base, eps, target, tenant_id)
+        totals = measure(base, eps, args.seconds, args.warmup, driver)
+        profiled = None if profile is None else profile_graphql(base, eps[0], args.seconds, driver)
+        raised: dict[str, int] = server_stats(base)["exceptions"]
+    _, audit = asyncio.run(audit_report(target, tenant_id, 0))
+    rates = {name: load.ok / load.seconds for name, load in totals.items()}
+    cpu_ms = {name: 1000 * load.server_cpu / max(1, load.requests) for name, load in totals.items()}
+    gc_ms = {name: 1000 * load.server_gc / max(1, load.requests) for name, load in totals.items()}
+    print(f"\n{target.name}  ({time.monotonic() - started:.0f} s; audit trail after the run: {audit})")
     for name, load in totals.items():
-        errors = f"  ERRORS {load.errors}" if load.errors else ""
+        failed = f"  FAILED {load.failed} ({100 * load.failed / max(1, load.requests):.0f}%)"
+        errors = f"  NO ANSWER {load.errors}" if load.errors else ""
         print(
             f"  {name:8} {rates[name]:7.1f} req/s  {cpu_ms[name]:6.2f} ms server CPU/request"
-            f" (GC {gc_ms[name]:.2f})"
-            f"  {len(statements[name])} SQL statements/request"
-            f"  ({load.requests} requests in {load.seconds:.1f} s){errors}"
+            f" (GC {gc_ms[name]:.2f})  {len(statements[name])} SQL statements/request"
+            f"  ({load.ok} answered 200 in {load.seconds:.1f} s){failed if load.failed else ''}{errors}"
         )
     print(
-        f"  ratio graphql/bare: {ratio:.2f} in req/s, "
+        f"  ratio graphql/bare: {rates['graphql'] / max(rates['bare'], 1e-9):.2f} in req/s, "
         f"{cpu_ms['bare'] / cpu_ms['graphql']:.2f} in server CPU per request"
     )
+    if any(load.failed or load.errors for load in totals.values()):
+        print("  NOT A VALID COMPARISON: requests failed; the server raised:")
+        for what, count in sorted(raised.items(), key=lambda item: -item[1]):
+            print(f"    {count:6} x {what}")
     if args.verbose:
         for sql in statements["graphql"]:
             print(f"    {sql[:160]}")
-    if profile is not None:
-        print_profile(profile)
-    return ratio
+    if profile is not None and profiled is not None:
+        print(f"\n  profiled {profiled.requests} GraphQL requests ({profiled.failed} failed)")
+        print_profile(profile, profiled.requests)
 
 
 def main() -> None:
@@ -611,20 +792,22 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 s per endpoint, 1 s warm-up")
     parser.add_argument("--backend", choices=["sqlite", "postgres", "all"], default="all")
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
+    parser.add_argument("--connections", type=int, default=CONNECTIONS, help="concurrent connections")
     parser.add_argument("--profile", action="store_true", help="cProfile the GraphQL path")
     parser.add_argument("-v", "--verbose", action="store_true", help="print the SQL")
     parser.add_argument("--client-spec", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client_spec:  # this process is the load generator
-        load = asyncio.run(client_main(ClientSpec(**json.loads(args.client_spec))))
-        print(json.dumps(asdict(load)))
+        print(json.dumps(asyncio.run(client_main(ClientSpec(**json.loads(args.client_spec))))))
         return
     if args.quick:
         args.seconds, args.warmup = 2.0, 1.0
+    for name in [k for k in os.environ if k.startswith("CRMKIT_")]:  # the bench sets its own
+        del os.environ[name]
     use_wrk = args.client == "wrk" or (args.client == "auto" and shutil.which("wrk") is not None)
     client = "wrk" if use_wrk else "asyncio client"
     print(
-        f"{CUSTOMERS} customers per page, {CONNECTIONS} connections, {args.seconds:g} s per "
+        f"{CUSTOMERS} customers per page, {args.connections} connections, {args.seconds:g} s per "
         f"endpoint after {args.warmup:g} s warm-up, load by {client}"
     )
     with tempfile.TemporaryDirectory(prefix="crmkit-bench-") as tmp:
@@ -632,12 +815,13 @@ def main() -> None:
             workdir = Path(tmp, "sqlite")
             workdir.mkdir()
             url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-            run_target(Target("SQLite", url, workdir), args, use_wrk)
+            run_target(Target("SQLite", url, workdir), args, Driver(use_wrk, args.connections, workdir))
         if args.backend in ("postgres", "all") and asyncio.run(create_pg_database()):
             workdir = Path(tmp, "postgres")
             workdir.mkdir()
             try:
-                run_target(Target("PostgreSQL", PG_URL, workdir), args, use_wrk)
+                target = Target("PostgreSQL", PG_URL, workdir)
+                run_target(target, args, Driver(use_wrk, args.connections, workdir))
             finally:
                 asyncio.run(drop_pg_database())
 

@@ -12,6 +12,7 @@ from litestar import Litestar, get
 from litestar.datastructures import State
 
 from crmkit.auth.operator import OperatorTokens
+from crmkit.auth.routes import ROUTES as OAUTH_ROUTES
 from crmkit.auth.tokens import TokenService
 from crmkit.graphql.handler import graphiql, graphql_post
 from crmkit.jobs.backends import InlineQueue
@@ -51,7 +52,7 @@ def create_app(platform: Platform | None = None) -> Litestar:
 
     tokens = TokenService(platform.settings)
     return Litestar(
-        route_handlers=[graphql_post, graphiql, operator_graphql, healthz],
+        route_handlers=[graphql_post, graphiql, operator_graphql, healthz, *OAUTH_ROUTES],
         lifespan=[lifespan],
         state=State({"platform": platform, "tokens": tokens, "operator_tokens": OperatorTokens(tokens)}),
         openapi_config=None,

@@ -28,6 +28,10 @@ app.add_typer(tenants_app, name="tenants")
 app.add_typer(plugins_app, name="plugins")
 app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
+users_app = typer.Typer(help="A tenant's staff users.")
+apps_app = typer.Typer(help="Partner apps (OAuth 2.0 clients).")
+app.add_typer(users_app, name="users")
+app.add_typer(apps_app, name="apps")
 
 
 def run(fn: Callable[[Platform], Awaitable[T]]) -> T:
@@ -104,7 +108,7 @@ def db_upgrade(target: str = typer.Argument("heads")) -> None:
     """Apply migrations (default: the core's and every installed plugin's heads)."""
     from crmkit import migrations
 
-    run(lambda p: migrations.upgrade(p.db.engine, p.registry, target))
+    run(lambda p: migrations.upgrade_as_owner(p.settings, p.registry, target))
     typer.echo(f"database at {target}")
 
 
@@ -115,7 +119,7 @@ def db_downgrade(
     """Revert migrations to ``target``."""
     from crmkit import migrations
 
-    run(lambda p: migrations.downgrade(p.db.engine, p.registry, target))
+    run(lambda p: migrations.downgrade_as_owner(p.settings, p.registry, target))
     typer.echo(f"database at {target}")
 
 
@@ -319,6 +323,115 @@ def audit_checkpoint(tenant: Annotated[str, typer.Option(help="Tenant slug or id
             return signed.seq if signed else 0
 
     typer.echo(f"checkpoint of {tenant} at sequence number {run(sign)}")
+
+
+# --- staff users and partner apps -------------------------------------------------
+
+
+@users_app.command("create")
+def users_create(
+    tenant: Annotated[str, typer.Argument(help="Tenant slug or id.")],
+    email: Annotated[str, typer.Argument()],
+    role: Annotated[
+        str,
+        typer.Option(
+            help="tenant_admin, relationship_manager, service_agent, analyst or compliance_officer."
+        ),
+    ],
+    name: Annotated[str | None, typer.Option(help="Display name (default: the e-mail address).")] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin instead of generating one.")
+    ] = False,
+) -> None:
+    """Create a staff user; prints the generated password (shown once) unless one is read from stdin."""
+    from crmkit.errors import BadUserInput
+    from crmkit.tenants.service import get_tenant
+    from crmkit.tenants.users import Role, create_user
+
+    try:
+        wanted = Role(role)
+    except ValueError:
+        typer.secho(
+            f"error (BAD_USER_INPUT): unknown role {role!r} ({', '.join(r.value for r in Role)})",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
+
+    async def create(p: Platform) -> Any:
+        tenant_id = (await get_tenant(p.db, tenant)).id
+        async with p.db.tenant_session(tenant_id) as session:
+            if password is not None and not password:
+                raise BadUserInput("no password on stdin", field="password")
+            return await create_user(
+                session, email=email, display_name=name or email, role=wanted, password=password
+            )
+
+    user, generated = run(create)
+    typer.echo(f"created {user.email} ({user.role.value}) in {tenant}: {user.id}")
+    if generated is not None:
+        typer.echo(f"password: {generated}")
+
+
+@apps_app.command("register")
+def apps_register(
+    name: Annotated[str, typer.Argument()],
+    redirect_uri: Annotated[
+        list[str] | None, typer.Option("--redirect-uri", help="Exact redirect URI (repeatable).")
+    ] = None,
+    scopes: Annotated[str, typer.Option(help="Comma-separated scopes the app may ask for.")] = "",
+    public: Annotated[bool, typer.Option("--public", help="A public client (no secret; PKCE only).")] = False,
+    webhook_url: Annotated[str | None, typer.Option(help="Where the app receives webhooks.")] = None,
+) -> None:
+    """Register a partner app; prints its client id and (confidential apps) its secret, shown once."""
+    from crmkit.auth.apps import register_client
+
+    wanted = [s.strip() for s in scopes.split(",") if s.strip()]
+    registered = run(
+        lambda p: register_client(
+            p.db,
+            p.registry,
+            name=name,
+            redirect_uris=redirect_uri or [],
+            scopes=wanted,
+            confidential=not public,
+            webhook_url=webhook_url,
+        )
+    )
+    typer.echo(f"client_id: {registered.client.client_id}")
+    if registered.client_secret is not None:
+        typer.echo(f"client_secret: {registered.client_secret}")
+
+
+@apps_app.command("install")
+def apps_install(
+    tenant: Annotated[str, typer.Argument(help="Tenant slug or id.")],
+    client_id: Annotated[str, typer.Argument()],
+    scopes: Annotated[str, typer.Option(help="Comma-separated scopes granted to the app in this tenant.")],
+) -> None:
+    """Install an app in a tenant (tenant admins do this through GraphQL: installApp)."""
+    from crmkit.auth.apps import install_app
+    from crmkit.tenants.service import get_tenant, load_state
+
+    wanted = [s.strip() for s in scopes.split(",") if s.strip()]
+
+    async def install(p: Platform) -> Any:
+        tenant_id = (await get_tenant(p.db, tenant)).id
+        async with p.db.tenant_session(tenant_id) as session:
+            state = await load_state(session, tenant_id)
+            assert state is not None
+            return await install_app(
+                session,
+                p.registry,
+                state.plugins,
+                client_id=client_id,
+                scopes=wanted,
+                installed_by="operator:cli",
+            )
+
+    installation = run(install)
+    typer.echo(f"installed {client_id} in {tenant}: {installation.id} ({', '.join(installation.scopes)})")
 
 
 # --- demo ---------------------------------------------------------------------------

@@ -3,7 +3,11 @@
 Every tenant-owned model inherits :class:`TenantOwned`. A session bound to a tenant
 (:func:`Database.tenant_session`) adds ``tenant_id = <tenant>`` to every ORM query and
 refuses to flush a row of another tenant; a platform session (operator work) must say
-so explicitly. Row-level security on PostgreSQL is the second, independent wall.
+so explicitly. Row-level security on PostgreSQL is the second, independent wall: every
+transaction of a tenant session starts with ``set_config('crmkit.tenant_id', <tenant>,
+true)`` (transaction-local, so a pooled connection never carries it to the next
+tenant), and the policies (:mod:`crmkit.migrations.rls`) show a transaction without it
+no tenant-owned row at all, platform sessions included.
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from sqlalchemy import JSON, DateTime, Enum, MetaData, TypeDecorator, Uuid, event
-from sqlalchemy.engine import Engine
+from sqlalchemy import JSON, DateTime, Enum, MetaData, TypeDecorator, Uuid, event, text
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -32,6 +36,7 @@ from sqlalchemy.orm import (
     Mapped,
     ORMExecuteState,
     Session,
+    SessionTransaction,
     UOWTransaction,
     mapped_column,
     with_loader_criteria,
@@ -213,8 +218,24 @@ def _check_tenant_writes(session: Session, flush_context: UOWTransaction, instan
             raise CrossTenantWrite(f"refusing to write a {type(obj).__name__} of another tenant")
 
 
+TENANT_SETTING = "crmkit.tenant_id"
+"""The PostgreSQL setting the row-level security policies compare ``tenant_id`` with."""
+_SET_TENANT = text(f"SELECT set_config('{TENANT_SETTING}', :tenant, true)")
+
+
+def _set_tenant(session: Session, transaction: SessionTransaction, connection: Connection) -> None:
+    """First statement of every tenant transaction on PostgreSQL: name the tenant for
+    row-level security, for this transaction only (``is_local``)."""
+    if transaction.nested or connection.dialect.name != "postgresql":
+        return
+    tenant_id = session.info.get("tenant_id")
+    if tenant_id is not None:
+        connection.execute(_SET_TENANT, {"tenant": str(tenant_id)})
+
+
 event.listen(Session, "do_orm_execute", _add_tenant_criteria)
 event.listen(Session, "before_flush", _check_tenant_writes)
+event.listen(Session, "after_begin", _set_tenant)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -267,7 +288,12 @@ class Database:
 
     @asynccontextmanager
     async def platform_session(self) -> AsyncIterator[TenantSession]:
-        """A session that crosses tenants: operator tools and schedulers only."""
+        """A session bound to no tenant: operator tools and schedulers only.
+
+        It reads and writes platform tables (``tenants``). On PostgreSQL row-level
+        security shows it no tenant-owned row: work on tenants' data lists the tenants
+        here, then opens one :meth:`tenant_session` per tenant.
+        """
         async with self._sessions() as session:
             session.sync_session.info["cross_tenant"] = True
             async with session.begin():

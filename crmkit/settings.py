@@ -25,6 +25,12 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy async URL; defaults to a SQLite file in data_dir."
     )
+    migration_database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy async URL of the role that owns the tables, for `crmkit db "
+        "upgrade`; defaults to database_url. On PostgreSQL the application's own role "
+        "(database_url) is a member of crmkit_app and owns nothing.",
+    )
     redis_url: str | None = Field(
         default=None, description="Enables the arq job backend; without it jobs run in-process."
     )
@@ -44,6 +50,12 @@ class Settings(BaseSettings):
     )
     issuer: str = "crmkit"
     access_token_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    refresh_token_days: int = Field(
+        default=30, ge=1, le=365, description="Lifetime of an OAuth refresh token (each use rotates it)."
+    )
+    authorization_code_seconds: int = Field(
+        default=300, ge=10, le=600, description="Lifetime of an OAuth authorization code."
+    )
 
     graphql_max_depth: int = 10
     graphql_max_aliases: int = 15
@@ -63,6 +75,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'crmkit.db'}"
+
+    @property
+    def resolved_migration_database_url(self) -> str:
+        return self.migration_database_url or self.resolved_database_url
 
     def resolved_signing_key_file(self) -> Path:
         """The signing key's path; outside development a key must be configured."""

@@ -4,6 +4,11 @@ Every test runs on SQLite and on PostgreSQL (``backend`` is parametrised). Tests
 apart by creating their own tenants, which is also what the platform promises. Where
 PostgreSQL or Redis is not running the tests that need them skip with a message,
 unless ``CRMKIT_TEST_REQUIRE_SERVICES=1`` (CI) turns the skip into a failure.
+
+On PostgreSQL the migrations run as the superuser (the tables' owner here), and the
+platform connects as a login role of this run that is a member of ``crmkit_app``, as in
+production: it owns nothing and row-level security applies to it. A test that must act
+as the owner (tampering with the audit trail) uses ``env.owner_engine``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crmkit import migrations
 from crmkit.app import create_app
@@ -34,6 +40,8 @@ from tests import recorder_plugin
 PG_ADMIN_URL = os.environ.get("CRMKIT_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_DB = os.environ.get("CRMKIT_TEST_PG_DB", f"crmkit_test_{os.getpid()}")
 """One database per test run, so runs side by side never wipe each other's."""
+PG_APP_ROLE = f"crmkit_app_test_{os.getpid()}"
+"""This run's login role, a member of crmkit_app (roles are cluster-wide: one per run)."""
 REDIS_URL = os.environ.get("CRMKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVICES = os.environ.get("CRMKIT_TEST_REQUIRE_SERVICES") == "1"
 
@@ -72,6 +80,32 @@ async def drop_pg(name: str) -> None:
         await admin.close()
 
 
+async def create_app_login(owner_url: str) -> str:
+    """Create this run's login role in ``crmkit_app`` (the migrations created that); the
+    URL of ``owner_url``'s database as that role."""
+    import asyncpg
+
+    from crmkit.migrations.rls import APP_ROLE
+
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute(f'DROP ROLE IF EXISTS "{PG_APP_ROLE}"')
+        await admin.execute(f'CREATE ROLE "{PG_APP_ROLE}" LOGIN IN ROLE {APP_ROLE}')
+    finally:
+        await admin.close()
+    return make_url(owner_url).set(username=PG_APP_ROLE).render_as_string(hide_password=False)
+
+
+async def drop_app_login() -> None:
+    import asyncpg
+
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute(f'DROP ROLE IF EXISTS "{PG_APP_ROLE}"')
+    finally:
+        await admin.close()
+
+
 async def fresh_database_url(backend: str, name: str, tmp: Path) -> str:
     if backend == "sqlite":
         return f"sqlite+aiosqlite:///{tmp / (name + '.db')}"
@@ -92,6 +126,8 @@ class Env:
     client: httpx.AsyncClient
     tokens: TokenService
     backend: str
+    owner_engine: AsyncEngine
+    """Connected as the tables' owner (PostgreSQL: the superuser that migrated them)."""
 
     @property
     def queue(self) -> InlineQueue:
@@ -157,25 +193,30 @@ def session_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 async def env(backend: str, session_tmp: Path) -> AsyncIterator[Env]:
-    url = await fresh_database_url(backend, PG_DB, session_tmp)
+    owner_url = await fresh_database_url(backend, PG_DB, session_tmp)
+    registry = make_registry()
+    owner_engine = create_engine(owner_url)
+    await migrations.upgrade(owner_engine, registry)
+    url = await create_app_login(owner_url) if backend == "postgresql" else owner_url
     settings = Settings(
         dev_mode=True,
         data_dir=session_tmp / backend,
         database_url=url,
+        migration_database_url=owner_url,
         redis_url=None,
         job_retry_base_seconds=0.01,
     )
-    registry = make_registry()
     platform = Platform(settings, registry=registry, db=Database(create_engine(url)))
-    await migrations.upgrade(platform.db.engine, registry)
     app = create_app(platform)
     tokens = app.state.tokens
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://crmkit.test") as client:
-        yield Env(platform, client, tokens, backend)
+        yield Env(platform, client, tokens, backend, owner_engine)
     await platform.close()
+    await owner_engine.dispose()
     if backend == "postgresql":
         await drop_pg(PG_DB)
+        await drop_app_login()
 
 
 class StatementCounter:

@@ -28,7 +28,7 @@ async def events(env: Env, tenant: uuid.UUID) -> list[AuditEvent]:
 
 async def tamper(env: Env, statement: str, **params: object) -> None:
     """Run SQL on audit_events as the database owner would, with its guard triggers off."""
-    async with env.platform.db.engine.begin() as conn:
+    async with env.owner_engine.begin() as conn:
         if env.backend == "postgresql":
             await conn.execute(text("ALTER TABLE audit_events DISABLE TRIGGER USER"))
             await conn.execute(text(statement), params)
@@ -114,11 +114,11 @@ async def test_audit_rows_cannot_be_updated_or_deleted(env: Env) -> None:
     tenant = await audited_tenant(env, 1)
     for statement in ("UPDATE audit_events SET action = 'x'", "DELETE FROM audit_events"):
         with pytest.raises(DBAPIError, match="append-only"):
-            async with env.platform.db.engine.begin() as conn:
+            async with env.owner_engine.begin() as conn:
                 await conn.execute(text(statement + " WHERE tenant_id = :t"), {"t": _id(env, tenant)})
     if env.backend == "postgresql":
         with pytest.raises(DBAPIError, match="append-only"):
-            async with env.platform.db.engine.begin() as conn:
+            async with env.owner_engine.begin() as conn:
                 await conn.execute(text("TRUNCATE audit_events"))
 
 
@@ -176,7 +176,7 @@ async def test_rewriting_every_hash_is_caught_by_the_signed_checkpoint(env: Env)
             t=_id(env, tenant),
             s=row.seq,
         )
-    async with env.platform.db.engine.begin() as conn:
+    async with env.owner_engine.begin() as conn:
         await conn.execute(
             text("UPDATE audit_heads SET hash = :h WHERE tenant_id = :t"), {"h": prev, "t": _id(env, tenant)}
         )

@@ -45,7 +45,7 @@ ANALYST = ["customers:read", "pii:identity"]
 
 async def dump(env: Env) -> str:
     """Every row of every table, as text, the way a stolen backup would read."""
-    async with env.platform.db.engine.connect() as conn:
+    async with env.owner_engine.connect() as conn:  # the owner: no row hidden from it
         tables = await conn.run_sync(lambda c: inspect(c).get_table_names())
         parts = []
         for table in tables:

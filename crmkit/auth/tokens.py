@@ -19,10 +19,12 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
+from crmkit.db import uuid7
 from crmkit.errors import BadUserInput, Unauthenticated
 from crmkit.settings import Settings
 
 if TYPE_CHECKING:
+    from crmkit.db import TenantSession
     from crmkit.platform import Platform
 
 ALGORITHM = "ES256"
@@ -39,6 +41,34 @@ class Principal:
     scopes: frozenset[str]
     client_id: str
     token_id: str
+    issued_at: float = 0.0
+    """When the token was issued, to the millisecond (from its UUIDv7 ``jti``)."""
+    grant_id: str | None = None
+    """The token family (an authorization code's grant) it belongs to, if any."""
+    installation_id: str | None = None
+    """The app installation it was issued to, if an app's."""
+    expires_at: int = 0
+
+    def revocation_keys(self) -> list[str]:
+        from crmkit.auth.revocation import keys_of
+
+        return keys_of(
+            token_id=self.token_id,
+            subject=self.subject,
+            grant_id=self.grant_id,
+            installation_id=self.installation_id,
+        )
+
+
+def _issued_at(jti: str, iat: object) -> float:
+    """A UUIDv7 ``jti`` carries the issue time in milliseconds; else the ``iat`` second."""
+    try:
+        value = uuid.UUID(hex=jti)
+    except ValueError:
+        value = None
+    if value is not None and value.version == 7:
+        return (value.int >> 80) / 1000
+    return float(iat) if isinstance(iat, int | float) else 0.0
 
 
 def load_signing_key(settings: Settings) -> ECKey:
@@ -81,7 +111,12 @@ class TokenService:
         scopes: Iterable[str],
         client_id: str = "crmkit-cli",
         lifetime_seconds: int | None = None,
+        grant_id: str | None = None,
+        installation_id: str | None = None,
     ) -> str:
+        """A signed access token. ``grant_id`` (claim ``gid``) names the token family
+        and ``installation_id`` (claim ``ins``) the app installation, so that revoking
+        either revokes the token."""
         now = int(time.time())
         lifetime = lifetime_seconds or self.settings.access_token_minutes * 60
         claims = {
@@ -93,8 +128,12 @@ class TokenService:
             "scope": " ".join(sorted(set(scopes))),
             "iat": now,
             "exp": now + lifetime,
-            "jti": uuid.uuid4().hex,
+            "jti": uuid7().hex,
         }
+        if grant_id:
+            claims["gid"] = grant_id
+        if installation_id:
+            claims["ins"] = installation_id
         header = {"alg": ALGORITHM, "typ": TOKEN_TYPE, "kid": self.kid}
         return jwt.encode(header, claims, self.key, algorithms=[ALGORITHM])
 
@@ -121,7 +160,20 @@ class TokenService:
             scopes=frozenset(str(claims.get("scope", "")).split()),
             client_id=str(claims["client_id"]),
             token_id=str(claims["jti"]),
+            issued_at=_issued_at(str(claims["jti"]), claims.get("iat")),
+            grant_id=str(claims["gid"]) if claims.get("gid") else None,
+            installation_id=str(claims["ins"]) if claims.get("ins") else None,
+            expires_at=int(claims["exp"]),
         )
+
+    async def ensure_not_revoked(self, session: TenantSession, principal: Principal) -> None:
+        """Refuse a revoked token: one indexed lookup in the caller's transaction
+        (:mod:`crmkit.auth.revocation`). Call it after :meth:`verify`, in a session of
+        the token's tenant."""
+        from crmkit.auth.revocation import is_revoked
+
+        if await is_revoked(session, principal.tenant_id, principal.revocation_keys(), principal.issued_at):
+            raise Unauthenticated("the access token has been revoked")
 
 
 async def issue_for_tenant(

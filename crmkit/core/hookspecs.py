@@ -43,10 +43,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 EVENT_HOOK_MARK = "crmkit_event_hook"
 
 
-def event_hookspec(function: F) -> F:
-    """Declare a domain-event hook: called after commit, once per enabled plugin."""
-    setattr(function, EVENT_HOOK_MARK, True)
-    return hookspec(function)
+def event_hookspec(*, scope: str) -> Callable[[F], F]:
+    """Declare a domain-event hook: called after commit, once per enabled plugin.
+
+    ``scope`` is what reading the event's subject needs: partner apps receive the event
+    as a webhook only if they were granted it.
+    """
+
+    def mark(function: F) -> F:
+        setattr(function, EVENT_HOOK_MARK, scope)
+        return hookspec(function)
+
+    return mark
 
 
 # --- declarations: read once at start-up, for every installed plugin ----------------
@@ -166,28 +174,28 @@ def erase_customer(ctx: TenantContext, customer_id: uuid.UUID) -> None:
 # --- domain events: after commit, at least once, each plugin on its own -----------------
 
 
-@event_hookspec
+@event_hookspec(scope="customers:read")
 def customer_created(event: DomainEvent, ctx: TenantContext) -> None:
     """A customer was created. ``event.subject_id`` is the customer id."""
 
 
-@event_hookspec
+@event_hookspec(scope="customers:read")
 def customer_updated(event: DomainEvent, ctx: TenantContext) -> None:
     """A customer changed; ``event.data["changed"]`` lists the changed fields."""
 
 
-@event_hookspec
+@event_hookspec(scope="customers:read")
 def customer_archived(event: DomainEvent, ctx: TenantContext) -> None:
     """A customer was archived: hidden from lists, kept for history."""
 
 
-@event_hookspec
+@event_hookspec(scope="activities:read")
 def activity_recorded(event: DomainEvent, ctx: TenantContext) -> None:
     """An activity joined a customer's timeline; ``event.data`` has ``customer_id``
     and ``kind``."""
 
 
-@event_hookspec
+@event_hookspec(scope="consent:read")
 def consent_changed(event: DomainEvent, ctx: TenantContext) -> None:
     """A consent decision was recorded. ``event.data`` has ``customer_id``, ``purpose``,
     ``channel``, ``state`` and ``previous_state`` (``None`` for the pair's first record);
@@ -199,7 +207,7 @@ def consent_changed(event: DomainEvent, ctx: TenantContext) -> None:
     """
 
 
-@event_hookspec
+@event_hookspec(scope="customers:read")
 def customer_erased(event: DomainEvent, ctx: TenantContext) -> None:
     """A customer's personal data was erased. Remove anything derived from it that you
     keep outside the database (caches, search indexes, files)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from crmkit.auth import housekeeping
 from crmkit.core.audit import graphql as audit_graphql
 from crmkit.core.consent import graphql as consent_graphql
 from crmkit.core.consent.models import ConsentPurpose
@@ -16,6 +17,7 @@ from crmkit.core.customers.personal import InformationClass, unmask_scope
 from crmkit.core.hookspecs import hookimpl
 from crmkit.jobs import delivery
 from crmkit.plugins.info import CronSpec, JobSpec, PluginInfo, Scope
+from crmkit.tenants.users import APPS_ADMIN, USERS_ADMIN
 from crmkit.version import __version__
 
 plugin_info = PluginInfo(
@@ -39,6 +41,8 @@ def register_scopes() -> Iterable[Scope]:
         Scope(consent_graphql.READ, "Read customers' consent and its history."),
         Scope(consent_graphql.WRITE, "Record customers' consent decisions."),
         Scope(audit_graphql.READ, "Read the audit trail (compliance officers)."),
+        Scope(USERS_ADMIN, "Manage the tenant's staff users and their roles (tenant admins)."),
+        Scope(APPS_ADMIN, "Install partner apps in the tenant and grant them scopes (tenant admins)."),
         *(
             Scope(unmask_scope(c), f"See customers' {c.value} data in clear (else it is masked).")
             for c in (InformationClass.IDENTITY, InformationClass.CONTACT)
@@ -53,4 +57,4 @@ def register_consent_purposes() -> Iterable[ConsentPurpose]:
 
 @hookimpl
 def register_jobs() -> Iterable[JobSpec | CronSpec]:
-    return [*delivery.JOBS, *retention.JOBS]
+    return [*delivery.JOBS, *retention.JOBS, *housekeeping.JOBS]

@@ -85,6 +85,7 @@ async def graphql_post(request: Request[Any, Any, Any]) -> Response[bytes]:
             await session.begin()
             bind_actor(session, Actor.from_subject(principal.subject), request_id)
             scope = await platform.bind(session, principal.tenant_id)
+            await tokens.ensure_not_revoked(session, principal)
         except (Unauthenticated, NotFound) as exc:
             message = exc.message if isinstance(exc, Unauthenticated) else "the token's tenant does not exist"
             return json_response({"errors": [error_body("UNAUTHENTICATED", message, request_id)]}, 401)

@@ -9,6 +9,7 @@ tenant.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable, Iterator
 from functools import cached_property, partial
@@ -173,4 +174,7 @@ class SchemaCache:
             )
             self._schemas[plugins] = schema
             self.builds += 1
+            # a schema lives as long as the process: keep the collector off it
+            gc.collect()
+            gc.freeze()
         return schema

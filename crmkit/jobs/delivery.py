@@ -11,6 +11,7 @@ import uuid
 
 from crmkit.core.events import DomainEvent, OutboxEvent
 from crmkit.db import utcnow
+from crmkit.jobs import webhooks
 from crmkit.plugins.info import JobSpec, TenantContext
 from crmkit.plugins.models import EventDelivery
 
@@ -30,6 +31,13 @@ async def dispatch_event(ctx: TenantContext, event_id: str) -> None:
             payload={"event_id": event_id, "plugin": impl.plugin},
             job_id=f"deliver:{event_id}:{impl.plugin}",
         )
+    for installation_id in await webhooks.subscribers(ctx.session, row.type):
+        await ctx.jobs.enqueue(
+            webhooks.DELIVER_WEBHOOK,
+            tenant_id=ctx.tenant_id,
+            payload={"event_id": event_id, "installation_id": str(installation_id)},
+            job_id=f"webhook:{event_id}:{installation_id}",
+        )
     row.relayed_at = utcnow()
 
 
@@ -46,6 +54,7 @@ async def deliver_event(ctx: TenantContext, event_id: str, plugin: str) -> None:
 
 
 JOBS = [
+    *webhooks.JOBS,
     JobSpec(DISPATCH_EVENT.removeprefix("core."), dispatch_event),
     JobSpec(DELIVER_EVENT.removeprefix("core."), deliver_event),
 ]

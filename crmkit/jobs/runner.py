@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+SWEEP_BATCH = 1000
+"""At most this many of a tenant's unrelayed events are re-queued per sweep."""
+
 
 class Outcome(enum.Enum):
     DONE = "done"
@@ -140,35 +143,45 @@ class JobRunner:
             )
 
     async def sweep_outbox(self, older_than_seconds: float | None = None) -> int:
-        """Re-queue events a crash left unrelayed; runs periodically under both backends."""
+        """Re-queue events a crash left unrelayed; runs periodically under both backends.
+
+        One transaction per tenant: a session bound to no tenant sees no outbox row."""
         age = older_than_seconds
         if age is None:
             age = self.platform.settings.outbox_sweep_seconds
         cutoff = utcnow() - timedelta(seconds=age)
-        async with self.platform.db.platform_session() as session:
-            rows = (
-                await session.execute(
-                    select(OutboxEvent.id, OutboxEvent.tenant_id)
-                    .where(OutboxEvent.relayed_at.is_(None), OutboxEvent.created_at <= cutoff)
-                    .order_by(OutboxEvent.created_at)
-                    .limit(1000)
+        swept = 0
+        for tenant_id in await self._tenant_ids():
+            async with self.platform.db.tenant_session(tenant_id) as session:
+                event_ids = list(
+                    await session.scalars(
+                        select(OutboxEvent.id)
+                        .where(OutboxEvent.relayed_at.is_(None), OutboxEvent.created_at <= cutoff)
+                        .order_by(OutboxEvent.created_at)
+                        .limit(SWEEP_BATCH)
+                    )
                 )
-            ).all()
-        for event_id, tenant_id in rows:
-            await self.platform.queue.enqueue(
-                DISPATCH_EVENT,
-                tenant_id=tenant_id,
-                payload={"event_id": str(event_id)},
-                job_id=f"dispatch:{event_id}",
-            )
-        return len(rows)
+            for event_id in event_ids:
+                await self.platform.queue.enqueue(
+                    DISPATCH_EVENT,
+                    tenant_id=tenant_id,
+                    payload={"event_id": str(event_id)},
+                    job_id=f"dispatch:{event_id}",
+                )
+            swept += len(event_ids)
+        return swept
+
+    async def _tenant_ids(self, *, active_only: bool = False) -> list[uuid.UUID]:
+        """Tenants, from the platform table ``tenants`` (not tenant-owned)."""
+        query = select(Tenant.id).order_by(Tenant.id)
+        if active_only:
+            query = query.where(Tenant.status == TenantStatus.ACTIVE)
+        async with self.platform.db.platform_session() as session:
+            return list(await session.scalars(query))
 
     async def checkpoint_audit(self) -> int:
         """Sign every active tenant's audit chain head, one transaction per tenant."""
-        async with self.platform.db.platform_session() as session:
-            tenant_ids = list(
-                await session.scalars(select(Tenant.id).where(Tenant.status == TenantStatus.ACTIVE))
-            )
+        tenant_ids = await self._tenant_ids(active_only=True)
         for tenant_id in tenant_ids:
             async with self.platform.db.tenant_session(tenant_id) as session:
                 await audit_chain.checkpoint(session, self.platform.audit_signer)
@@ -186,13 +199,16 @@ class JobRunner:
         """Queue a cron job once for each active tenant with its plugin enabled."""
         owner, spec = self.specs[job]
         assert isinstance(spec, CronSpec)
-        async with self.platform.db.platform_session() as session:
-            query = select(Tenant.id).where(Tenant.status == TenantStatus.ACTIVE)
-            if owner != CORE:
-                query = query.join(TenantPlugin, TenantPlugin.tenant_id == Tenant.id).where(
-                    TenantPlugin.plugin == owner, TenantPlugin.enabled
-                )
-            tenant_ids = list(await session.scalars(query))
+        tenant_ids = await self._tenant_ids(active_only=True)
+        if owner != CORE:  # whether it is enabled is the tenant's data: asked in its transaction
+            enabled = []
+            for tenant_id in tenant_ids:
+                async with self.platform.db.tenant_session(tenant_id) as session:
+                    if await session.scalar(
+                        select(TenantPlugin.enabled).where(TenantPlugin.plugin == owner, TenantPlugin.enabled)
+                    ):
+                        enabled.append(tenant_id)
+            tenant_ids = enabled
         stamp = utcnow().strftime("%Y%m%d%H%M")
         for tenant_id in tenant_ids:
             await self.platform.queue.enqueue(

@@ -4,6 +4,10 @@ Each plugin's ``PluginInfo.migrations`` folder is added to alembic's version
 locations; its first revision carries ``branch_labels=("<plugin>",)`` and
 ``depends_on="core_0001"`` (or a later core revision). ``upgrade("heads")`` applies
 the core and every plugin.
+
+Migrations run as the role that owns the tables (:func:`owner_engine`,
+``CRMKIT_MIGRATION_DATABASE_URL``), never as the application's role, which owns
+nothing and is subject to row-level security (see ``core_0004``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from crmkit.db import create_engine
 from crmkit.plugins.registry import PluginRegistry
+from crmkit.settings import Settings
 
 HERE = Path(__file__).parent
 
@@ -51,3 +57,27 @@ async def downgrade(engine: AsyncEngine, registry: PluginRegistry, target: str) 
 
 def heads(registry: PluginRegistry) -> list[str]:
     return list(ScriptDirectory.from_config(alembic_config(registry)).get_heads())
+
+
+def owner_engine(settings: Settings) -> AsyncEngine:
+    """An engine connected as the tables' owner: ``CRMKIT_MIGRATION_DATABASE_URL``, or
+    ``CRMKIT_DATABASE_URL`` when that is not set (SQLite, or one role for everything)."""
+    return create_engine(settings.resolved_migration_database_url, pool=False)
+
+
+async def upgrade_as_owner(settings: Settings, registry: PluginRegistry, target: str = "heads") -> None:
+    """:func:`upgrade` through :func:`owner_engine` (``crmkit db upgrade``)."""
+    engine = owner_engine(settings)
+    try:
+        await upgrade(engine, registry, target)
+    finally:
+        await engine.dispose()
+
+
+async def downgrade_as_owner(settings: Settings, registry: PluginRegistry, target: str) -> None:
+    """:func:`downgrade` through :func:`owner_engine` (``crmkit db downgrade``)."""
+    engine = owner_engine(settings)
+    try:
+        await downgrade(engine, registry, target)
+    finally:
+        await engine.dispose()

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from alembic import context
 
+import crmkit.auth.models
 import crmkit.core.audit.models
 import crmkit.core.consent.models
 import crmkit.core.customers.models
 import crmkit.core.events
+import crmkit.jobs.webhooks
 import crmkit.plugins.models
-import crmkit.tenants.models  # noqa: F401  (models register on the metadata)
+import crmkit.tenants.models
+import crmkit.tenants.users  # noqa: F401  (models register on the metadata)
 from crmkit.db import Model
 
 connection = context.config.attributes["connection"]

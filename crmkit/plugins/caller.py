@@ -10,7 +10,6 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import cached_property
 from typing import Any
 
 from pluggy import HookImpl
@@ -133,16 +132,3 @@ class HookCallers:
         if hooks is None:
             hooks = self._by_set[plugins] = PluginSetHooks(self.registry, plugins)
         return hooks
-
-    @cached_property
-    def event_hooks(self) -> frozenset[str]:
-        """Names of the hooks marked with ``event_hookspec``, core and plugin-declared."""
-        from crmkit.core.hookspecs import EVENT_HOOK_MARK
-
-        names = set()
-        for name in dir(self.registry.pm.hook):
-            caller = getattr(self.registry.pm.hook, name)
-            spec = getattr(caller, "spec", None)
-            if spec is not None and getattr(spec.function, EVENT_HOOK_MARK, False):
-                names.add(name)
-        return frozenset(names)

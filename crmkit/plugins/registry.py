@@ -118,6 +118,16 @@ class PluginRegistry:
                     found[scope.name] = scope
         return found
 
+    def event_scopes(self) -> dict[str, str]:
+        """Each event hook (core and plugin-declared) with the scope its subject needs."""
+        found = {}
+        for name in dir(self.pm.hook):
+            spec = getattr(getattr(self.pm.hook, name), "spec", None)
+            scope = getattr(spec.function, hookspecs.EVENT_HOOK_MARK, None) if spec else None
+            if scope:
+                found[name] = scope
+        return found
+
     def jobs(self) -> dict[str, tuple[str, JobSpec | CronSpec]]:
         """Every job by its full name ``plugin.job``, with the plugin that owns it."""
         found: dict[str, tuple[str, JobSpec | CronSpec]] = {}

@@ -16,22 +16,22 @@ RECENT_FAILURES = 5
 async def plugin_report(platform: Platform) -> dict[str, Any]:
     registry = platform.registry
     async with platform.db.platform_session() as session:
-        enabled = (
-            await session.execute(
-                select(TenantPlugin.plugin, Tenant.slug)
-                .join(Tenant, Tenant.id == TenantPlugin.tenant_id)
-                .where(TenantPlugin.enabled)
-                .order_by(Tenant.slug)
-            )
-        ).all()
-        failures = (
-            await session.execute(
-                select(HandlerFailure, Tenant.slug)
-                .join(Tenant, Tenant.id == HandlerFailure.tenant_id)
-                .order_by(HandlerFailure.occurred_at.desc())
-                .limit(RECENT_FAILURES * max(1, len(registry.names) + 1))
-            )
-        ).all()
+        tenants = (await session.execute(select(Tenant.id, Tenant.slug).order_by(Tenant.slug))).all()
+    enabled: list[tuple[str, str]] = []
+    failures: list[tuple[HandlerFailure, str]] = []
+    for tenant_id, slug in tenants:  # the tenants' own data: one transaction each
+        async with platform.db.tenant_session(tenant_id) as session:
+            names = await session.scalars(select(TenantPlugin.plugin).where(TenantPlugin.enabled))
+            enabled += [(plugin, slug) for plugin in names]
+            failures += [
+                (failure, slug)
+                for failure in await session.scalars(
+                    select(HandlerFailure)
+                    .order_by(HandlerFailure.occurred_at.desc())
+                    .limit(RECENT_FAILURES * max(1, len(registry.names) + 1))
+                )
+            ]
+    failures.sort(key=lambda pair: pair[0].occurred_at, reverse=True)
     plugins = []
     for name in registry.names:
         info = registry.infos[name]

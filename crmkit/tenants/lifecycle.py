@@ -67,10 +67,14 @@ async def offboard(platform: Platform, slug: str, *, confirm: str, operator: str
     tenant = await get_tenant(platform.db, slug)
     if confirm != tenant.slug:
         raise BadUserInput("to offboard, confirm with the tenant's slug", field="confirm")
-    tables = [
+    customers = Customer.__table__
+    tables = [  # what deleting the customers does not already remove by cascade
         t
         for t in reversed(Model.metadata.sorted_tables)
-        if t.name not in KEPT and t.name != Customer.__tablename__ and _tenant_owned(t.name)
+        if t.name not in KEPT
+        and t is not customers
+        and _tenant_owned(t.name)
+        and not any(fk.references(customers) for fk in t.foreign_keys)
     ]
     async with platform.db.tenant_session(tenant.id) as session:
         bind_actor(session, Actor.from_subject(operator or "operator:cli"))

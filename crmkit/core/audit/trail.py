@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import rfc8785
-from sqlalchemy import event, inspect, select
+from sqlalchemy import event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, UOWTransaction
 
@@ -148,18 +148,21 @@ def _iso(value: datetime) -> str:
 
 
 def _lock_head(session: Session, tenant_id: uuid.UUID) -> AuditHead:
-    query = select(AuditHead).where(AuditHead.tenant_id == tenant_id).with_for_update()
-    query = query.execution_options(crmkit_cross_tenant=True)
-    head = session.scalar(query)
-    if head is None:
-        dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        session.execute(
-            insert(AuditHead)
-            .values(tenant_id=tenant_id, seq=0, hash=GENESIS)
-            .on_conflict_do_nothing(index_elements=["tenant_id"])
-        )
-        head = session.scalar(query)
+    """The tenant's chain head, created if new and locked until commit, in one statement.
+
+    An upsert that changes nothing takes the row lock on PostgreSQL (and the write lock
+    on SQLite, whose driver begins a transaction only at a write), so concurrent
+    appenders take turns and always read the latest head.
+    """
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = (
+        insert(AuditHead)
+        .values(tenant_id=tenant_id, seq=0, hash=GENESIS)
+        .on_conflict_do_update(index_elements=["tenant_id"], set_={"seq": AuditHead.seq})
+        .returning(AuditHead)
+    )
+    # populate_existing: sessions keep objects across commits; the head must be fresh
+    head = session.scalar(statement, execution_options={"populate_existing": True})
     assert head is not None
     return head
 

@@ -16,6 +16,7 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types.field import StrawberryField
 
+from crmkit.auth import graphql as staff
 from crmkit.core.audit import graphql as audit
 from crmkit.core.consent import graphql as consent
 from crmkit.core.consent.graphql import ConsentFilterInput
@@ -316,6 +317,7 @@ def query_fields(customer: type) -> dict[str, StrawberryField]:
         "export_customer_data": field(resolve_export_customer_data, scope=EXPORT),
         **consent.query_fields(),
         **audit.query_fields(),
+        **staff.query_fields(),
     }
 
 
@@ -327,4 +329,5 @@ def mutation_fields(customer: type) -> dict[str, StrawberryField]:
         "record_activity": field(resolve_record_activity, scope=ACTIVITIES_WRITE, graphql_type=ActivityType),
         "erase_customer": field(resolve_erase_customer, scope=ERASE),
         **consent.mutation_fields(),
+        **staff.mutation_fields(),
     }

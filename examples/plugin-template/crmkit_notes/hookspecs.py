@@ -8,7 +8,7 @@ from __future__ import annotations
 import crmkit
 
 
-@crmkit.event_hookspec
+@crmkit.event_hookspec(scope="notes:read")
 def note_added(event: crmkit.DomainEvent, ctx: crmkit.TenantContext) -> None:
     """A note was added to a customer, after commit, at least once.
 

@@ -1,0 +1,80 @@
+"""Revoked tokens, checked on every authenticated request.
+
+Cost: one statement per request, a primary-key lookup of at most four keys
+(``tenant_id, key IN (jti, grant, subject, installation)``) in ``oauth_revocations``,
+on the request's own connection and transaction. Nothing is cached in the process,
+so a revocation holds in every process from its commit on.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from crmkit.auth.models import Revocation
+from crmkit.db import TenantSession, utcnow
+
+
+def keys_of(
+    *,
+    token_id: str,
+    subject: str,
+    grant_id: str | None = None,
+    installation_id: str | None = None,
+) -> list[str]:
+    keys = [f"jti:{token_id}", f"sub:{subject}"]
+    if grant_id:
+        keys.append(f"grant:{grant_id}")
+    if installation_id:
+        keys.append(f"ins:{installation_id}")
+    return keys
+
+
+def revoked_query(tenant_id: uuid.UUID, keys: Sequence[str], issued_at: float) -> Select[Any]:
+    issued = datetime.fromtimestamp(issued_at, UTC)
+    return (
+        select(Revocation.key)
+        .where(
+            Revocation.tenant_id == tenant_id,
+            Revocation.key.in_(list(keys)),
+            Revocation.revoked_at >= issued,
+        )
+        .limit(1)
+    )
+
+
+def _upsert(dialect: str, tenant_id: uuid.UUID, key: str, expires_at: datetime | None) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(Revocation).values(
+        tenant_id=tenant_id, key=key, revoked_at=utcnow(), expires_at=expires_at
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["tenant_id", "key"],
+        set_={"revoked_at": statement.excluded.revoked_at, "expires_at": statement.excluded.expires_at},
+    )
+
+
+async def is_revoked(
+    session: TenantSession, tenant_id: uuid.UUID, keys: Sequence[str], issued_at: float
+) -> bool:
+    return await session.scalar(revoked_query(tenant_id, keys, issued_at)) is not None
+
+
+def is_revoked_sync(session: Session, tenant_id: uuid.UUID, keys: Sequence[str], issued_at: float) -> bool:
+    return session.scalar(revoked_query(tenant_id, keys, issued_at)) is not None
+
+
+async def revoke(
+    session: TenantSession, tenant_id: uuid.UUID, key: str, *, expires_at: datetime | None
+) -> None:
+    await session.execute(_upsert(session.get_bind().dialect.name, tenant_id, key, expires_at))
+
+
+def revoke_sync(session: Session, tenant_id: uuid.UUID, key: str, *, expires_at: datetime | None) -> None:
+    session.execute(_upsert(session.get_bind().dialect.name, tenant_id, key, expires_at))

@@ -1,0 +1,324 @@
+"""Staff users of a tenant, their roles, and the scopes each role carries.
+
+A staff user belongs to exactly one tenant (:class:`StaffUser` is tenant-owned; the
+e-mail address is unique within the tenant). Passwords are stored as argon2id hashes
+(argon2-cffi's defaults: the RFC 9106 low-memory profile) and never leave this module.
+
+:data:`ROLES` is the one table that says which scopes a role holds. Plugin scopes are
+decided there too, by :class:`PluginAccess`: a tenant admin gets every scope of the
+tenant's enabled plugins, a relationship manager those whose action is ``read`` or
+``write`` (``notes:read``, ``notes:write``), everyone else none. A token for a user
+never carries more than the role's scopes (an app's grant is intersected with them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import secrets
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import String, UniqueConstraint, Uuid, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from crmkit.db import Model, TenantOwned, TenantSession, str_enum, utcnow, uuid7
+from crmkit.errors import BadUserInput, Conflict, NotFound
+
+USERS_ADMIN = "users:admin"
+"""Create staff users, change their roles, deactivate them."""
+APPS_ADMIN = "apps:admin"
+"""Install partner apps in the tenant and grant them scopes."""
+
+MIN_PASSWORD_LENGTH = 12
+MAX_PASSWORD_LENGTH = 1024
+
+
+class Role(enum.StrEnum):
+    TENANT_ADMIN = "tenant_admin"
+    RELATIONSHIP_MANAGER = "relationship_manager"
+    SERVICE_AGENT = "service_agent"
+    ANALYST = "analyst"
+    COMPLIANCE_OFFICER = "compliance_officer"
+
+
+class PluginAccess(enum.Enum):
+    NONE = "none"
+    READ_WRITE = "read_write"
+    """Plugin scopes named ``<plugin>:read`` or ``<plugin>:write``."""
+    ALL = "all"
+
+
+@dataclass(frozen=True)
+class RoleGrant:
+    core: frozenset[str]
+    plugins: PluginAccess
+    description: str
+
+
+def _scopes(*names: str) -> frozenset[str]:
+    return frozenset(names)
+
+
+ROLES: dict[Role, RoleGrant] = {
+    Role.TENANT_ADMIN: RoleGrant(
+        _scopes(
+            USERS_ADMIN,
+            APPS_ADMIN,
+            "customers:read",
+            "customers:write",
+            "activities:read",
+            "activities:write",
+            "consent:read",
+            "consent:write",
+            "audit:read",
+            "privacy:export",
+            "privacy:erase",
+            "pii:identity",
+            "pii:contact",
+        ),
+        PluginAccess.ALL,
+        "Manages the tenant's staff and apps; every scope.",
+    ),
+    Role.RELATIONSHIP_MANAGER: RoleGrant(
+        _scopes(
+            "customers:read",
+            "customers:write",
+            "activities:read",
+            "activities:write",
+            "consent:read",
+            "consent:write",
+            "pii:identity",
+            "pii:contact",
+        ),
+        PluginAccess.READ_WRITE,
+        "Looks after customers: reads and changes them, sees their personal data.",
+    ),
+    Role.SERVICE_AGENT: RoleGrant(
+        _scopes(
+            "customers:read",
+            "activities:read",
+            "activities:write",
+            "consent:read",
+            "consent:write",
+            "pii:identity",
+            "pii:contact",
+        ),
+        PluginAccess.NONE,
+        "Answers customers: reads them, records contacts and consent.",
+    ),
+    Role.ANALYST: RoleGrant(
+        _scopes("customers:read", "activities:read", "pii:identity"),
+        PluginAccess.NONE,
+        "Reads customers and activities; contact data stays masked.",
+    ),
+    Role.COMPLIANCE_OFFICER: RoleGrant(
+        _scopes(
+            "audit:read",
+            "customers:read",
+            "activities:read",
+            "consent:read",
+            "privacy:export",
+            "privacy:erase",
+            "pii:identity",
+            "pii:contact",
+        ),
+        PluginAccess.NONE,
+        "Reads the audit trail and consent; answers data-subject requests.",
+    ),
+}
+"""Role -> scopes: the only place that decides what a role may do."""
+
+
+def role_scopes(role: Role, available: Iterable[str], core: Iterable[str]) -> frozenset[str]:
+    """The scopes ``role`` holds in a tenant whose usable scopes are ``available``
+    (the core's, named in ``core``, plus those of its enabled plugins)."""
+    grant = ROLES[role]
+    available = frozenset(available)
+    plugin_scopes = available - frozenset(core)
+    if grant.plugins is PluginAccess.ALL:
+        extra = plugin_scopes
+    elif grant.plugins is PluginAccess.READ_WRITE:
+        extra = frozenset(s for s in plugin_scopes if s.rpartition(":")[2] in {"read", "write"})
+    else:
+        extra = frozenset()
+    return (grant.core & available) | extra
+
+
+class StaffUser(TenantOwned, Model):
+    __tablename__ = "staff_users"
+    __table_args__ = (UniqueConstraint("tenant_id", "email"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid7)
+    email: Mapped[str] = mapped_column(String(254))
+    """Stored lower-case; unique within the tenant."""
+    display_name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[Role] = mapped_column(str_enum(Role))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def subject(self) -> str:
+        """The ``sub`` of this user's tokens."""
+        return f"user:{self.id}"
+
+
+# --- passwords ------------------------------------------------------------------------
+
+HASHER = PasswordHasher()
+"""argon2id (argon2-cffi's default type), RFC 9106 low-memory parameters."""
+_DUMMY_HASH = HASHER.hash(secrets.token_urlsafe(16))
+"""Verified against when the e-mail is unknown, so a miss takes as long as a hit."""
+
+
+def hash_password(password: str) -> str:
+    check_password(password)
+    return HASHER.hash(password)
+
+
+def check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise BadUserInput(f"a password needs at least {MIN_PASSWORD_LENGTH} characters", field="password")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise BadUserInput(f"a password has at most {MAX_PASSWORD_LENGTH} characters", field="password")
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Constant work whether or not there is a hash to check against."""
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return False
+    try:
+        return HASHER.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def generate_password() -> str:
+    """24 URL-safe characters (about 143 bits)."""
+    return secrets.token_urlsafe(18)
+
+
+def normalise_email(email: str) -> str:
+    value = email.strip().lower()
+    local, at, domain = value.partition("@")
+    if not at or not local or "." not in domain or len(value) > 254 or any(c.isspace() for c in value):
+        raise BadUserInput(f"{email!r} is not an e-mail address", field="email")
+    return value
+
+
+# --- service --------------------------------------------------------------------------
+
+
+async def create_user(
+    session: TenantSession,
+    *,
+    email: str,
+    display_name: str,
+    role: Role,
+    password: str | None = None,
+) -> tuple[StaffUser, str | None]:
+    """A new active user; returns it with the generated password when none was given."""
+    tenant_id = session.tenant_id
+    assert tenant_id is not None, "create users in a tenant session"
+    generated = None
+    if password is None:
+        password = generated = generate_password()
+    check_password(password)
+    name = display_name.strip()
+    if not name or len(name) > 200:
+        raise BadUserInput("a display name needs 1 to 200 characters", field="displayName")
+    user = StaffUser(
+        tenant_id=tenant_id,
+        email=normalise_email(email),
+        display_name=name,
+        role=Role(role),
+        password_hash=await asyncio.to_thread(HASHER.hash, password),
+    )
+    try:
+        async with session.begin_nested():
+            session.add(user)
+            await session.flush()
+    except IntegrityError:
+        raise Conflict(f"a user with e-mail {user.email!r} already exists", field="email") from None
+    return user, generated
+
+
+async def get_user(session: TenantSession, user_id: uuid.UUID) -> StaffUser:
+    assert session.tenant_id is not None
+    user = await session.get(StaffUser, (session.tenant_id, user_id))
+    if user is None:
+        raise NotFound("no such user")
+    return user
+
+
+async def find_by_email(session: TenantSession, email: str) -> StaffUser | None:
+    try:
+        normalised = normalise_email(email)
+    except BadUserInput:
+        return None
+    return await session.scalar(select(StaffUser).where(StaffUser.email == normalised))
+
+
+async def list_users(
+    session: TenantSession,
+    *,
+    after: uuid.UUID | None = None,
+    limit: int,
+    role: Role | None = None,
+    active: bool | None = None,
+) -> list[StaffUser]:
+    query = select(StaffUser).order_by(StaffUser.id).limit(limit)
+    if after is not None:
+        query = query.where(StaffUser.id > after)
+    if role is not None:
+        query = query.where(StaffUser.role == role)
+    if active is not None:
+        query = query.where(StaffUser.active == active)
+    return list(await session.scalars(query))
+
+
+async def update_user(
+    session: TenantSession,
+    user_id: uuid.UUID,
+    *,
+    role: Role | None = None,
+    active: bool | None = None,
+    display_name: str | None = None,
+) -> StaffUser:
+    """Change a user's role, name or status. Deactivating a user (or changing the
+    role) revokes the user's access tokens issued until now; refresh tokens then
+    yield tokens for the new role only, or nothing for an inactive user. The last
+    active tenant admin cannot be demoted or deactivated."""
+    from crmkit.auth.revocation import revoke
+
+    user = await get_user(session, user_id)
+    demoted = role is not None and role is not user.role and user.role is Role.TENANT_ADMIN
+    deactivated = active is False and user.active
+    if (demoted or deactivated) and user.role is Role.TENANT_ADMIN and user.active:
+        admins = await session.scalar(
+            select(func.count())
+            .select_from(StaffUser)
+            .where(StaffUser.role == Role.TENANT_ADMIN, StaffUser.active.is_(True))
+        )
+        if (admins or 0) <= 1:
+            raise Conflict("the tenant's last active tenant admin cannot be demoted or deactivated")
+    changed_access = deactivated or (role is not None and role is not user.role)
+    if role is not None:
+        user.role = Role(role)
+    if active is not None:
+        user.active = active
+    if display_name is not None:
+        name = display_name.strip()
+        if not name or len(name) > 200:
+            raise BadUserInput("a display name needs 1 to 200 characters", field="displayName")
+        user.display_name = name
+    await session.flush()
+    if changed_access:
+        await revoke(session, user.tenant_id, f"sub:{user.subject}", expires_at=None)
+    return user
