@@ -80,7 +80,7 @@ async def install(env: Env, tenant: uuid.UUID, url: str, scopes: list[str]) -> u
         env.platform.registry,
         name="Partner",
         redirect_uris=["https://partner.example/cb"],
-        scopes=["customers:read", "consent:read"],
+        scopes=["customers:read", "consent:read", "webhooks:subscribe"],
         webhook_url=url,
     )
     async with env.platform.tenant_scope(tenant) as scope:
@@ -137,3 +137,29 @@ def test_signature_matches_the_standard() -> None:
     sig = webhooks.signature(secret, "msg_1", 1700000000, body)
     when = datetime.fromtimestamp(1700000000, tz=UTC)
     assert Webhook(secret).sign("msg_1", when, body.decode()) == sig
+
+
+async def test_an_app_subscribes_itself_through_graphql(env: Env, receiver: tuple[Receiver, str]) -> None:
+    app, url = receiver
+    tenant = await env.tenant()
+    installation = await install(env, tenant, url, ["customers:read", "webhooks:subscribe"])
+    token = env.tokens.issue(
+        tenant_id=tenant,
+        subject=f"app:{installation}",
+        scopes=["customers:read", "webhooks:subscribe"],
+        client_id="partner",
+        installation_id=str(installation),
+    )
+    mutation = 'mutation { subscribeWebhooks(eventTypes: ["customer_updated"]) { installationId eventTypes secret } }'
+    body = await env.gql(mutation, token=token)
+    result = body["data"]["subscribeWebhooks"]
+    assert result["installationId"] == str(installation) and result["secret"].startswith("whsec_")
+    app.secret = result["secret"]
+    customer = await create(env, tenant, givenName="Upd")
+    await env.gql(
+        'mutation($id: UUID!) { updateCustomer(id: $id, input: {familyName: "Dated"}) { id } }',
+        {"id": customer["id"]},
+        tenant=tenant,
+    )
+    await env.queue.drain()
+    assert [e["type"] for e in app.handled.values()] == ["customer_updated"]

@@ -15,6 +15,7 @@ from crmkit.core.customers import graphql as customers_graphql
 from crmkit.core.customers import retention
 from crmkit.core.customers.personal import InformationClass, unmask_scope
 from crmkit.core.hookspecs import hookimpl
+from crmkit.jobs import webhooks
 from crmkit.jobs import delivery
 from crmkit.plugins.info import CronSpec, JobSpec, PluginInfo, Scope
 from crmkit.tenants.users import APPS_ADMIN, USERS_ADMIN
@@ -33,6 +34,7 @@ plugin_info = PluginInfo(
 def register_scopes() -> Iterable[Scope]:
     return [
         Scope(customers_graphql.READ, "Read customers and their tags and stage."),
+        Scope(webhooks.SUBSCRIBE, "Subscribe an installed app to domain events, as webhooks."),
         Scope(customers_graphql.WRITE, "Create, update and archive customers."),
         Scope(customers_graphql.ACTIVITIES_READ, "Read customers' activity timelines."),
         Scope(customers_graphql.ACTIVITIES_WRITE, "Record activities."),

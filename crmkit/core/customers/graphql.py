@@ -21,6 +21,7 @@ from crmkit.core.audit import graphql as audit
 from crmkit.core.consent import graphql as consent
 from crmkit.core.consent.graphql import ConsentFilterInput
 from crmkit.core.customers import rights, service
+from crmkit.jobs import webhooks
 from crmkit.core.customers.models import (
     Activity,
     ActivityKind,
@@ -329,5 +330,6 @@ def mutation_fields(customer: type) -> dict[str, StrawberryField]:
         "record_activity": field(resolve_record_activity, scope=ACTIVITIES_WRITE, graphql_type=ActivityType),
         "erase_customer": field(resolve_erase_customer, scope=ERASE),
         **consent.mutation_fields(),
+        **webhooks.mutation_fields(),
         **staff.mutation_fields(),
     }
