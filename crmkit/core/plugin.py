@@ -15,8 +15,7 @@ from crmkit.core.customers import graphql as customers_graphql
 from crmkit.core.customers import retention
 from crmkit.core.customers.personal import InformationClass, unmask_scope
 from crmkit.core.hookspecs import hookimpl
-from crmkit.jobs import webhooks
-from crmkit.jobs import delivery
+from crmkit.jobs import delivery, webhooks
 from crmkit.plugins.info import CronSpec, JobSpec, PluginInfo, Scope
 from crmkit.tenants.users import APPS_ADMIN, USERS_ADMIN
 from crmkit.version import __version__

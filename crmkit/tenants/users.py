@@ -81,6 +81,7 @@ ROLES: dict[Role, RoleGrant] = {
             "privacy:erase",
             "pii:identity",
             "pii:contact",
+            "webhooks:subscribe",
         ),
         PluginAccess.ALL,
         "Manages the tenant's staff and apps; every scope.",

@@ -21,7 +21,6 @@ from crmkit.core.audit import graphql as audit
 from crmkit.core.consent import graphql as consent
 from crmkit.core.consent.graphql import ConsentFilterInput
 from crmkit.core.customers import rights, service
-from crmkit.jobs import webhooks
 from crmkit.core.customers.models import (
     Activity,
     ActivityKind,
@@ -34,6 +33,7 @@ from crmkit.core.customers.personal import CLASS_OF, FIELDS, mask, unmask_scope
 from crmkit.graphql.context import Info
 from crmkit.graphql.contrib import field
 from crmkit.graphql.pagination import Connection, connection, decode_cursor, page_size
+from crmkit.jobs import webhooks
 
 CustomerKindEnum = strawberry.enum(CustomerKind, name="CustomerKind")
 LifecycleStageEnum = strawberry.enum(LifecycleStage, name="LifecycleStage")
