@@ -15,7 +15,7 @@ from crmkit.auth import apps
 from crmkit.auth.models import AppInstallation, OAuthClient
 from crmkit.graphql.context import Info
 from crmkit.graphql.contrib import field
-from crmkit.graphql.pagination import Connection, connection, decode_cursor, page_size
+from crmkit.graphql.pagination import Connection, connection
 from crmkit.tenants import users
 from crmkit.tenants.users import APPS_ADMIN, USERS_ADMIN, Role, StaffUser
 
@@ -88,10 +88,10 @@ async def resolve_users(
     active: bool | None = None,
 ) -> Connection[Any]:
     ctx = info.context
-    size = page_size(first, ctx.settings.page_size_default, ctx.settings.page_size_max)
+    size, after_id = ctx.page(first, after)
     rows = await users.list_users(
         ctx.session,
-        after=decode_cursor(after) if after else None,
+        after=after_id,
         limit=size + 1,
         role=role,
         active=active,

@@ -13,6 +13,7 @@ from strawberry.types.graphql import OperationType
 
 from crmkit.auth.tokens import Principal
 from crmkit.db import TenantSession
+from crmkit.graphql.pagination import decode_cursor, page_size
 from crmkit.plugins.caller import TenantHooks
 from crmkit.plugins.info import TenantContext
 
@@ -54,6 +55,12 @@ class RequestContext:
     def tenant_context(self, plugin: str) -> TenantContext:
         """A plugin's tenant context, with that plugin's settings."""
         return self.hooks.context_for(plugin)
+
+    def page(self, first: int | None, after: str | None) -> tuple[int, uuid.UUID | None]:
+        """A connection's page size (checked against the cap) and the id its cursor
+        names; fetch ``size + 1`` rows and hand them to :func:`crmkit.connection`."""
+        size = page_size(first, self.settings.page_size_default, self.settings.page_size_max)
+        return size, decode_cursor(after) if after else None
 
     def record_disclosure(self, target_type: str, target_id: uuid.UUID, field_name: str) -> None:
         """Note that ``field_name`` of ``target_id`` goes out unmasked; the request leaves

@@ -50,7 +50,7 @@ async def resolve_audit_events(
 ) -> Connection[Any]:
     """Newest first."""
     ctx = info.context
-    size = page_size(first, ctx.settings.page_size_default, ctx.settings.page_size_max)
+    size = page_size(first, ctx.settings.page_size_default, ctx.settings.page_size_max)  # seq cursors
     query = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(size + 1)
     if after is not None:
         if not after.isdigit():

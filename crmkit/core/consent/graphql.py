@@ -27,7 +27,7 @@ from crmkit.core.consent.models import (
 from crmkit.core.customers.models import Customer
 from crmkit.graphql.context import Info, RequestContext
 from crmkit.graphql.contrib import field
-from crmkit.graphql.pagination import Connection, connection, decode_cursor, page_size
+from crmkit.graphql.pagination import Connection, connection
 
 READ = "consent:read"
 WRITE = "consent:write"
@@ -126,13 +126,13 @@ async def resolve_consent_history(
 ) -> Connection[Any]:
     """Newest first."""
     ctx = info.context
-    size = page_size(first, ctx.settings.page_size_default, ctx.settings.page_size_max)
+    size, after_id = ctx.page(first, after)
     rows = await service.consent_history(
         ctx.session,
         customer_id,
         purpose=purpose,
         channel=channel,
-        after=decode_cursor(after) if after else None,
+        after=after_id,
         limit=size + 1,
     )
     return connection(rows, size)

@@ -32,7 +32,7 @@ from crmkit.core.customers.models import (
 from crmkit.core.customers.personal import CLASS_OF, FIELDS, mask, unmask_scope
 from crmkit.graphql.context import Info
 from crmkit.graphql.contrib import field
-from crmkit.graphql.pagination import Connection, connection, decode_cursor, page_size
+from crmkit.graphql.pagination import Connection, connection
 from crmkit.jobs import webhooks
 
 CustomerKindEnum = strawberry.enum(CustomerKind, name="CustomerKind")
@@ -198,7 +198,7 @@ async def resolve_customers(
     filter: CustomerFilterInput | None = None,
 ) -> Connection[Any]:
     ctx = info.context
-    size = page_size(first, ctx.settings.page_size_default, ctx.settings.page_size_max)
+    size, after_id = ctx.page(first, after)
     f = filter or CustomerFilterInput()
     consent_filter = consent.criterion(ctx, f.consent)
     rows = await service.list_customers(
@@ -213,7 +213,7 @@ async def resolve_customers(
             include_archived=f.include_archived,
             consent=consent_filter,
         ),
-        after=decode_cursor(after) if after else None,
+        after=after_id,
         limit=size + 1,
     )
     return connection(rows, size)
@@ -231,12 +231,12 @@ async def resolve_activities(
     kind: ActivityKindEnum | None = None,  # type: ignore[valid-type]
 ) -> Connection[Any]:
     ctx = info.context
-    size = page_size(first, ctx.settings.page_size_default, ctx.settings.page_size_max)
+    size, after_id = ctx.page(first, after)
     rows = await service.list_activities(
         ctx.hooks,
         customer_id,
         kind=kind,
-        after=decode_cursor(after) if after else None,
+        after=after_id,
         limit=size + 1,
     )
     return connection(rows, size)
