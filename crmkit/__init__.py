@@ -23,7 +23,7 @@ from crmkit.core.customers.models import (
 )
 from crmkit.core.events import DomainEvent, emit
 from crmkit.core.hookspecs import event_hookspec, hookimpl, hookspec
-from crmkit.db import Model, TenantOwned, TenantSession, utcnow, uuid7
+from crmkit.db import Model, TenantOwned, TenantSession, customer_key, utcnow, uuid7
 from crmkit.errors import (
     BadUserInput,
     Conflict,
@@ -80,6 +80,7 @@ __all__ = [
     "__version__",
     "connection",
     "consent_allows",
+    "customer_key",
     "decode_cursor",
     "emit",
     "event_hookspec",

@@ -23,7 +23,17 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from sqlalchemy import JSON, DateTime, Enum, MetaData, TypeDecorator, Uuid, event, text
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Enum,
+    ForeignKeyConstraint,
+    MetaData,
+    TypeDecorator,
+    Uuid,
+    event,
+    text,
+)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -125,6 +135,15 @@ class TenantOwned:
 
 
 AfterCommit = Callable[[AsyncSession], Awaitable[None]]
+
+
+def customer_key() -> ForeignKeyConstraint:
+    """The foreign key of a ``customer_id`` column: composite with the tenant, so no row
+    can point at another tenant's customer, and cascading, so erasing or purging a
+    customer takes the rows that hang off it along."""
+    return ForeignKeyConstraint(
+        ["tenant_id", "customer_id"], ["customers.tenant_id", "customers.id"], ondelete="CASCADE"
+    )
 
 
 class CrossTenantWrite(RuntimeError):

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ForeignKeyConstraint, Index, String, Uuid, event
+from sqlalchemy import Index, String, Uuid, event
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crmkit.db import Model, TenantOwned, str_enum, utcnow, uuid7
+from crmkit.db import Model, TenantOwned, customer_key, str_enum, utcnow, uuid7
 
 
 @dataclass(frozen=True)
@@ -77,11 +77,7 @@ class ConsentRecord(TenantOwned, Model):
 
     __tablename__ = "consent_records"
     __table_args__ = (
-        ForeignKeyConstraint(
-            ["tenant_id", "customer_id"],
-            ["customers.tenant_id", "customers.id"],
-            ondelete="CASCADE",
-        ),
+        customer_key(),
         # the latest record per (customer, purpose, channel) is one index probe
         Index(
             "ix_consent_records_tenant_id_customer_id_purpose_channel_id",

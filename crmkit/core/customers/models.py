@@ -9,7 +9,6 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from sqlalchemy import (
-    ForeignKeyConstraint,
     Index,
     LargeBinary,
     Numeric,
@@ -21,7 +20,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crmkit.core.customers import personal
 from crmkit.core.customers.personal import PersonalData
-from crmkit.db import Model, TenantOwned, str_enum, utcnow, uuid7
+from crmkit.db import Model, TenantOwned, customer_key, str_enum, utcnow, uuid7
 
 
 class CustomerKind(enum.StrEnum):
@@ -143,13 +142,7 @@ class CustomerKey(TenantOwned, Model):
     customer's personal data wherever its ciphertext lives (crypto-shredding)."""
 
     __tablename__ = "customer_keys"
-    __table_args__ = (
-        ForeignKeyConstraint(
-            ["tenant_id", "customer_id"],
-            ["customers.tenant_id", "customers.id"],
-            ondelete="CASCADE",
-        ),
-    )
+    __table_args__ = (customer_key(),)
 
     customer_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
@@ -162,11 +155,7 @@ class CustomerNameToken(TenantOwned, Model):
     __tablename__ = "customer_name_tokens"
     __audited__ = False  # derived from the (audited) change of the customer's names
     __table_args__ = (
-        ForeignKeyConstraint(
-            ["tenant_id", "customer_id"],
-            ["customers.tenant_id", "customers.id"],
-            ondelete="CASCADE",
-        ),
+        customer_key(),
         Index("ix_customer_name_tokens_tenant_id_token", "tenant_id", "token"),
     )
 
@@ -177,11 +166,7 @@ class CustomerNameToken(TenantOwned, Model):
 class CustomerTag(TenantOwned, Model):
     __tablename__ = "customer_tags"
     __table_args__ = (
-        ForeignKeyConstraint(
-            ["tenant_id", "customer_id"],
-            ["customers.tenant_id", "customers.id"],
-            ondelete="CASCADE",
-        ),
+        customer_key(),
         Index("ix_customer_tags_tenant_id_tag", "tenant_id", "tag"),
     )
 
@@ -192,11 +177,7 @@ class CustomerTag(TenantOwned, Model):
 class Activity(TenantOwned, Model):
     __tablename__ = "activities"
     __table_args__ = (
-        ForeignKeyConstraint(
-            ["tenant_id", "customer_id"],
-            ["customers.tenant_id", "customers.id"],
-            ondelete="CASCADE",
-        ),
+        customer_key(),
         UniqueConstraint("tenant_id", "external_ref"),
         Index(
             "ix_activities_tenant_id_customer_id_occurred_at",

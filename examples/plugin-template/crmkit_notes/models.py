@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 
 import crmkit
-from sqlalchemy import ForeignKeyConstraint, Index, String, Text, Uuid
+from sqlalchemy import Index, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 
@@ -20,11 +20,7 @@ class Note(crmkit.TenantOwned, crmkit.Model):
     __tablename__ = "notes"
     __table_args__ = (
         # Composite: a note can only point at a customer of its own tenant.
-        ForeignKeyConstraint(
-            ["tenant_id", "customer_id"],
-            ["customers.tenant_id", "customers.id"],
-            ondelete="CASCADE",
-        ),
+        crmkit.customer_key(),
         Index("ix_notes_tenant_id_customer_id", "tenant_id", "customer_id"),
     )
 
