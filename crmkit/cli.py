@@ -131,12 +131,17 @@ def tenants_create(
     slug: str,
     name: str,
     plugin: Annotated[list[str] | None, typer.Option(help="Enable this plugin (repeatable).")] = None,
+    admin_email: Annotated[str | None, typer.Option(help="The first tenant admin's e-mail.")] = None,
+    admin_name: Annotated[str, typer.Option(help="The first tenant admin's name.")] = "Tenant admin",
 ) -> None:
-    """Onboard a tenant, with its first plugins (configure them after with `plugins configure`)."""
-    from crmkit.tenants.lifecycle import onboard
+    """Onboard a tenant, with its first admin and plugins (configure them with `plugins configure`)."""
+    from crmkit.tenants.lifecycle import Admin, onboard
 
-    done = run(lambda p: onboard(p, slug, name, {name_: {} for name_ in plugin or []}))
+    admin = Admin(admin_email, admin_name) if admin_email else None
+    done = run(lambda p: onboard(p, slug, name, {name_: {} for name_ in plugin or []}, admin))
     typer.echo(f"created tenant {done.tenant.slug} ({done.tenant.id})")
+    if done.admin is not None:
+        typer.echo(f"tenant admin {done.admin.email}, password (shown once): {done.admin_password}")
 
 
 @tenants_app.command("list")

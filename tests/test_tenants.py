@@ -11,11 +11,12 @@ from crmkit.auth.operator import OperatorTokens
 from crmkit.core.audit.chain import verify
 from crmkit.core.audit.models import AuditEvent
 from crmkit.core.customers.models import Customer
+from crmkit.tenants.users import Role, find_by_email
 from tests.fixtures import Env
 from tests.test_customers_graphql import PAGE, create
 
 ONBOARD = """mutation($input: OnboardTenantInput!) {
-  onboardTenant(input: $input) { id slug status } }"""
+  onboardTenant(input: $input) { tenant { id slug status } adminEmail adminPassword } }"""
 
 
 async def operator(
@@ -69,11 +70,18 @@ async def test_onboard_with_plugins_and_refuse_bad_settings(env: Env) -> None:
             "input": {
                 "slug": slug,
                 "name": "Bank",
+                "admin": {"email": "Admin@Bank.example", "displayName": "First Admin"},
                 "plugins": [{"name": "notes", "settings": {"max_note_length": 500}}],
             }
         },
     )
-    tenant = uuid.UUID(done["data"]["onboardTenant"]["id"])
+    onboarded = done["data"]["onboardTenant"]
+    tenant = uuid.UUID(onboarded["tenant"]["id"])
+    assert onboarded["adminEmail"] == "admin@bank.example" and len(onboarded["adminPassword"]) >= 12
+    async with env.platform.tenant_scope(tenant) as scope:
+        user = await find_by_email(scope.session, "admin@bank.example")
+        assert user is not None and user.role is Role.TENANT_ADMIN
+        assert onboarded["adminPassword"] not in str(user.password_hash)
     schema = await env.gql('{ __type(name: "Customer") { fields { name } } }', tenant=tenant)
     assert "notes" in {f["name"] for f in schema["data"]["__type"]["fields"]}
 

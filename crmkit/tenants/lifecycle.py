@@ -23,30 +23,57 @@ from crmkit.platform import Platform
 from crmkit.plugins import enablement
 from crmkit.tenants.models import Tenant, TenantStatus
 from crmkit.tenants.service import create_tenant, get_tenant, set_status
+from crmkit.tenants.users import Role, StaffUser, create_user, normalise_email
 
 KEPT = {AuditEvent.__tablename__, AuditHead.__tablename__, AuditCheckpoint.__tablename__}
 """Tables an offboarding keeps: the audit trail must still verify afterwards."""
 
 
 @dataclass(frozen=True)
+class Admin:
+    """The tenant's first administrator."""
+
+    email: str
+    display_name: str
+
+
+@dataclass(frozen=True)
 class Onboarded:
     tenant: Tenant
     plugins: dict[str, dict[str, Any]]
+    admin: StaffUser | None = None
+    admin_password: str | None = None
+    """Generated, shown once: the admin changes it at first login."""
 
 
 async def onboard(
-    platform: Platform, slug: str, name: str, plugins: dict[str, dict[str, Any]] | None = None
+    platform: Platform,
+    slug: str,
+    name: str,
+    plugins: dict[str, dict[str, Any]] | None = None,
+    admin: Admin | None = None,
+    operator: str | None = None,
 ) -> Onboarded:
-    """Create a tenant and enable its first plugins; bad plugin settings create nothing."""
+    """Create a tenant, its first tenant admin and its first plugins. Bad plugin
+    settings or a bad admin e-mail are refused before anything is written."""
     plugins = plugins or {}
-    for plugin, values in plugins.items():  # every refusal before anything is written
+    for plugin, values in plugins.items():
         enablement.validate_settings(enablement.installed_plugin(platform, plugin), values)
+    if admin is not None:
+        normalise_email(admin.email)
     tenant = await create_tenant(platform.db, slug, name)
     enabled = {
         plugin: await enablement.enable(platform, slug, plugin, values) for plugin, values in plugins.items()
     }
-    await _record(platform, tenant.id, "tenant.onboard", operator=None)
-    return Onboarded(tenant, enabled)
+    user, password = None, None
+    async with platform.tenant_scope(tenant.id) as scope:
+        bind_actor(scope.session, Actor.from_subject(operator or "operator:cli"))
+        if admin is not None:
+            user, password = await create_user(
+                scope.session, email=admin.email, display_name=admin.display_name, role=Role.TENANT_ADMIN
+            )
+        note(scope.session, tenant.id, "tenant.onboard", "Tenant", [str(tenant.id)])
+    return Onboarded(tenant, enabled, user, password)
 
 
 async def suspend(platform: Platform, slug: str, operator: str | None = None) -> Tenant:

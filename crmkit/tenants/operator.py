@@ -54,10 +54,26 @@ class PluginSettingsInput:
 
 
 @strawberry.input
+class TenantAdminInput:
+    email: str
+    display_name: str
+
+
+@strawberry.input
 class OnboardTenantInput:
     slug: str
     name: str
+    admin: TenantAdminInput | None = None
     plugins: list[PluginSettingsInput] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class OnboardedTenant:
+    tenant: TenantType
+    admin_email: str | None
+    admin_password: str | None = strawberry.field(
+        description="Generated for the first tenant admin; shown once, never stored in clear."
+    )
 
 
 @strawberry.type
@@ -74,14 +90,21 @@ class OperatorQuery:
 @strawberry.type
 class OperatorMutation:
     @strawberry.mutation
-    async def onboard_tenant(self, info: OperatorInfo, input: OnboardTenantInput) -> TenantType:
+    async def onboard_tenant(self, info: OperatorInfo, input: OnboardTenantInput) -> OnboardedTenant:
         plugins: dict[str, dict[str, Any]] = {}
         for plugin in input.plugins:
             if not isinstance(plugin.settings, dict):
                 raise BadUserInput(f"settings of {plugin.name!r} must be a JSON object", field="settings")
             plugins[plugin.name] = plugin.settings
-        done = await lifecycle.onboard(info.context.platform, input.slug, input.name, plugins)
-        return done.tenant  # type: ignore[return-value]
+        admin = lifecycle.Admin(input.admin.email, input.admin.display_name) if input.admin else None
+        done = await lifecycle.onboard(
+            info.context.platform, input.slug, input.name, plugins, admin, info.context.operator
+        )
+        return OnboardedTenant(
+            tenant=done.tenant,  # type: ignore[arg-type]
+            admin_email=done.admin.email if done.admin else None,
+            admin_password=done.admin_password,
+        )
 
     @strawberry.mutation
     async def suspend_tenant(self, info: OperatorInfo, slug: str) -> TenantType:
