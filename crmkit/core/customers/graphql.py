@@ -16,8 +16,6 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types.field import StrawberryField
 
-from crmkit.auth import graphql as staff
-from crmkit.core.audit import graphql as audit
 from crmkit.core.consent import graphql as consent
 from crmkit.core.consent.graphql import ConsentFilterInput
 from crmkit.core.customers import rights, service
@@ -33,7 +31,6 @@ from crmkit.core.customers.personal import CLASS_OF, FIELDS, mask, unmask_scope
 from crmkit.graphql.context import Info
 from crmkit.graphql.contrib import field
 from crmkit.graphql.pagination import Connection, connection
-from crmkit.jobs import webhooks
 
 CustomerKindEnum = strawberry.enum(CustomerKind, name="CustomerKind")
 LifecycleStageEnum = strawberry.enum(LifecycleStage, name="LifecycleStage")
@@ -95,12 +92,8 @@ class CustomerFields:
 
 
 def customer_type(extra_fields: dict[str, StrawberryField]) -> type:
-    """The ``Customer`` GraphQL type: core fields plus the plugins' fields."""
-    core_fields = consent.customer_fields()
-    clash = set(core_fields) & set(extra_fields)
-    if clash:
-        raise ValueError(f"plugins may not redefine core Customer fields: {sorted(clash)}")
-    namespace: dict[str, Any] = {"__module__": __name__, **core_fields, **extra_fields}
+    """The ``Customer`` GraphQL type: these fields plus ``extra_fields``."""
+    namespace: dict[str, Any] = {"__module__": __name__, **extra_fields}
     return strawberry.type(type("Customer", (CustomerFields,), namespace), name="Customer")
 
 
@@ -316,9 +309,6 @@ def query_fields(customer: type) -> dict[str, StrawberryField]:
         "customer": field(resolve_customer, scope=READ, graphql_type=customer),
         "activities": field(resolve_activities, scope=ACTIVITIES_READ, graphql_type=Connection[ActivityType]),
         "export_customer_data": field(resolve_export_customer_data, scope=EXPORT),
-        **consent.query_fields(),
-        **audit.query_fields(),
-        **staff.query_fields(),
     }
 
 
@@ -329,7 +319,4 @@ def mutation_fields(customer: type) -> dict[str, StrawberryField]:
         "archive_customer": field(resolve_archive_customer, scope=WRITE, graphql_type=customer),
         "record_activity": field(resolve_record_activity, scope=ACTIVITIES_WRITE, graphql_type=ActivityType),
         "erase_customer": field(resolve_erase_customer, scope=ERASE),
-        **consent.mutation_fields(),
-        **webhooks.mutation_fields(),
-        **staff.mutation_fields(),
     }
