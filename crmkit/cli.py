@@ -214,14 +214,21 @@ def plugins_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
         typer.echo(f"  {plugin['description']}")
         typer.echo(f"  hooks: {', '.join(plugin['hooks']) or '-'}")
         typer.echo(f"  enabled for: {', '.join(plugin['enabled_tenants']) or '-'}")
-        for failure in plugin["recent_failures"]:
-            gave_up = " (gave up)" if failure["gave_up"] else ""
-            typer.echo(
-                f"  failure {failure['occurred_at']} {failure['tenant']} {failure['job']} "
-                f"try {failure['attempt']}{gave_up}: {failure['error']}"
-            )
+        _echo_failures(plugin["recent_failures"])
     for refused in report["refused"]:
         typer.secho(f"{refused['name']} REFUSED: {refused['reason']}", fg="red")
+    if report["core_failures"]:
+        typer.echo("core jobs (event dispatch, webhooks, retention):")
+        _echo_failures(report["core_failures"])
+
+
+def _echo_failures(failures: list[dict[str, Any]]) -> None:
+    for failure in failures:
+        gave_up = " (gave up)" if failure["gave_up"] else ""
+        typer.echo(
+            f"  failure {failure['occurred_at']} {failure['tenant']} {failure['job']} "
+            f"try {failure['attempt']}{gave_up}: {failure['error']}"
+        )
 
 
 def _settings_command(action: Callable[..., Awaitable[Any]], verb: str) -> Callable[..., None]:

@@ -163,3 +163,19 @@ async def test_an_app_subscribes_itself_through_graphql(env: Env, receiver: tupl
     )
     await env.queue.drain()
     assert [e["type"] for e in app.handled.values()] == ["customer_updated"]
+
+
+async def test_a_receiver_that_never_answers_is_recorded_for_the_operator(env: Env) -> None:
+    from crmkit.plugins.report import plugin_report
+
+    tenant = await env.tenant()
+    installation = await install(env, tenant, "http://127.0.0.1:9/closed", ["customers:read"])
+    async with env.platform.tenant_scope(tenant) as scope:
+        await webhooks.subscribe(
+            scope.ctx, installation, ["customer_created"], env.platform.registry.event_scopes()
+        )
+    await create(env, tenant, givenName="Nobody listens")
+    await env.queue.drain()
+    report = await plugin_report(env.platform)
+    mine = [f for f in report["core_failures"] if f["job"] == webhooks.DELIVER_WEBHOOK]
+    assert mine and mine[0]["gave_up"] and "DeliveryFailed" in mine[0]["error"]

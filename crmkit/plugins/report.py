@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from crmkit.platform import Platform
 from crmkit.plugins.models import HandlerFailure, TenantPlugin
+from crmkit.plugins.registry import CORE
 from crmkit.tenants.models import Tenant
 
 RECENT_FAILURES = 5
@@ -32,6 +33,22 @@ async def plugin_report(platform: Platform) -> dict[str, Any]:
                 )
             ]
     failures.sort(key=lambda pair: pair[0].occurred_at, reverse=True)
+
+    def recent(owner: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "tenant": slug,
+                "job": f.job,
+                "event_id": f.event_id,
+                "attempt": f.attempt,
+                "gave_up": f.gave_up,
+                "error": f.error,
+                "occurred_at": f.occurred_at.isoformat(),
+            }
+            for f, slug in failures
+            if f.plugin == owner
+        ][:RECENT_FAILURES]
+
     plugins = []
     for name in registry.names:
         info = registry.infos[name]
@@ -44,20 +61,9 @@ async def plugin_report(platform: Platform) -> dict[str, Any]:
                 "compatible": True,
                 "hooks": registry.hooks_implemented(name),
                 "enabled_tenants": [slug for plugin, slug in enabled if plugin == name],
-                "recent_failures": [
-                    {
-                        "tenant": slug,
-                        "job": f.job,
-                        "event_id": f.event_id,
-                        "attempt": f.attempt,
-                        "gave_up": f.gave_up,
-                        "error": f.error,
-                        "occurred_at": f.occurred_at.isoformat(),
-                    }
-                    for f, slug in failures
-                    if f.plugin == name
-                ][:RECENT_FAILURES],
+                "recent_failures": recent(name),
             }
         )
     refused = [{"name": r.name, "reason": r.reason, "compatible": False} for r in registry.refused]
-    return {"plugins": plugins, "refused": refused}
+    # the core's own jobs: event dispatch, webhook deliveries, retention
+    return {"plugins": plugins, "refused": refused, "core_failures": recent(CORE)}
