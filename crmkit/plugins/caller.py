@@ -22,7 +22,9 @@ from crmkit.plugins.registry import CORE, PluginRegistry
 class PreparedImpl:
     plugin: str
     function: Callable[..., Any]
-    argnames: tuple[str, ...]
+    wants_ctx: bool
+    others: tuple[str, ...]
+    """The arguments it takes besides ``ctx``, passed through from the caller."""
 
 
 class PluginSetHooks:
@@ -40,7 +42,12 @@ class PluginSetHooks:
             caller = getattr(self.registry.pm.hook, hook)
             hookimpls: list[HookImpl] = caller.get_hookimpls()
             prepared = [
-                PreparedImpl(impl.plugin_name, impl.function, tuple(impl.argnames))
+                PreparedImpl(
+                    impl.plugin_name,
+                    impl.function,
+                    "ctx" in impl.argnames,
+                    tuple(name for name in impl.argnames if name != "ctx"),
+                )
                 for impl in reversed(hookimpls)  # pluggy calls the last registered first
                 if impl.plugin_name in self._members
             ]
@@ -78,6 +85,12 @@ class TenantHooks:
             self._contexts[plugin] = ctx
         return ctx
 
+    def _arguments(self, impl: PreparedImpl, kwargs: dict[str, Any]) -> dict[str, Any]:
+        args = {name: kwargs[name] for name in impl.others}
+        if impl.wants_ctx:
+            args["ctx"] = self._contexts.get(impl.plugin) or self.context_for(impl.plugin)
+        return args
+
     async def call(self, hook: str, **kwargs: Any) -> list[Any]:
         """Call every enabled implementation in order; the first exception propagates.
 
@@ -87,11 +100,7 @@ class TenantHooks:
         """
         results = []
         for impl in self.plugin_set.impls(hook):
-            args = {
-                name: self.context_for(impl.plugin) if name == "ctx" else kwargs[name]
-                for name in impl.argnames
-            }
-            result = impl.function(**args)
+            result = impl.function(**self._arguments(impl, kwargs))
             if result is not None and inspect.isawaitable(result):
                 result = await result
             if result is not None:
@@ -109,11 +118,7 @@ class TenantHooks:
         """Call one plugin's implementation, if it is enabled and has one."""
         for impl in self.plugin_set.impls(hook):
             if impl.plugin == plugin:
-                args = {
-                    name: self.context_for(plugin) if name == "ctx" else kwargs[name]
-                    for name in impl.argnames
-                }
-                result = impl.function(**args)
+                result = impl.function(**self._arguments(impl, kwargs))
                 if result is not None and inspect.isawaitable(result):
                     result = await result
                 return result
