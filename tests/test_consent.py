@@ -348,7 +348,7 @@ def test_malformed_or_duplicate_purpose_declarations_are_ignored(
     from crmkit.plugins.caller import PreparedImpl
 
     def impl(plugin: str, *declared: Any) -> PreparedImpl:
-        return PreparedImpl(plugin, lambda: list(declared), ())
+        return PreparedImpl(plugin, lambda: list(declared), wants_ctx=False, others=())
 
     found = _collect(
         [
