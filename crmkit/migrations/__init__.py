@@ -17,7 +17,6 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crmkit.db import create_engine
@@ -53,10 +52,6 @@ async def upgrade(engine: AsyncEngine, registry: PluginRegistry, target: str = "
 
 async def downgrade(engine: AsyncEngine, registry: PluginRegistry, target: str) -> None:
     await _run(engine, registry, command.downgrade, target)
-
-
-def heads(registry: PluginRegistry) -> list[str]:
-    return list(ScriptDirectory.from_config(alembic_config(registry)).get_heads())
 
 
 def owner_engine(settings: Settings) -> AsyncEngine:

@@ -178,11 +178,6 @@ _DUMMY_HASH = HASHER.hash(secrets.token_urlsafe(16))
 """Verified against when the e-mail is unknown, so a miss takes as long as a hit."""
 
 
-def hash_password(password: str) -> str:
-    check_password(password)
-    return HASHER.hash(password)
-
-
 def check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise BadUserInput(f"a password needs at least {MIN_PASSWORD_LENGTH} characters", field="password")
