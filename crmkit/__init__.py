@@ -13,6 +13,7 @@ from crmkit.core.consent.models import (
 )
 from crmkit.core.consent.service import allows as consent_allows
 from crmkit.core.consent.service import record_consent
+from crmkit.core.customers.api import create_customer, get_customer, record_activity, update_customer
 from crmkit.core.customers.models import (
     Activity,
     ActivityKind,
@@ -80,15 +81,19 @@ __all__ = [
     "__version__",
     "connection",
     "consent_allows",
+    "create_customer",
     "customer_key",
     "decode_cursor",
     "emit",
     "event_hookspec",
     "field",
+    "get_customer",
     "hookimpl",
     "hookspec",
     "page_size",
+    "record_activity",
     "record_consent",
+    "update_customer",
     "utcnow",
     "uuid7",
 ]

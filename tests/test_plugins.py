@@ -207,3 +207,22 @@ def test_declarations_are_collected_with_their_plugin() -> None:
     assert jobs["recorder.count_calls"][0] == "recorder"
     assert isinstance(jobs["recorder.nightly"][1], crmkit.CronSpec)
     assert "core.deliver_event" in jobs
+
+
+async def test_plugins_change_customers_through_the_public_api(env: Env) -> None:
+    """A plugin's write runs the validation hooks, emits the event and is audited."""
+    tenant = await env.tenant("recorder")
+    customer = uuid.UUID((await create(env, tenant, givenName="Churny"))["id"])
+    async with env.platform.tenant_scope(tenant) as scope:
+        ctx = scope.hooks.context_for("recorder")
+        updated = await crmkit.update_customer(ctx, customer, lifecycle_stage=crmkit.LifecycleStage.AT_RISK)
+        assert updated.lifecycle_stage is crmkit.LifecycleStage.AT_RISK
+        await crmkit.record_activity(
+            ctx, customer_id=customer, kind=crmkit.ActivityKind.COMPLAINT, channel=crmkit.Channel.PHONE
+        )
+        with pytest.raises(crmkit.NotFound):
+            await crmkit.get_customer(ctx, uuid.uuid4())
+    await env.queue.drain()
+    assert recorder_plugin.calls(tenant, "customer_updated") == [("lifecycle_stage",)]
+    assert recorder_plugin.calls(tenant, "activity_recorded") == ["complaint"]
+    assert frozenset({"lifecycle_stage"}) in recorder_plugin.calls(tenant, "validate_customer")
