@@ -254,6 +254,16 @@ def _register_plugin_commands() -> None:
         _settings_command(enablement.configure, "configured")
     )
 
+    @plugins_app.command("purge")
+    def purge(
+        tenant: str,
+        plugin: str,
+        confirm: Annotated[str, typer.Option(help="Repeat the plugin's name: this cannot be undone.")],
+    ) -> None:
+        """Delete a disabled plugin's data of one tenant (audited)."""
+        tables = run(lambda p: enablement.purge(p, tenant, plugin, confirm=confirm))
+        typer.echo(f"purged {plugin} for {tenant}: {', '.join(tables) or 'no tables'}")
+
     @plugins_app.command("disable")
     def disable(tenant: str, plugin: str) -> None:
         """Disable a plugin for a tenant (its data is kept)."""

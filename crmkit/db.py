@@ -21,7 +21,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from sqlalchemy import (
     JSON,
@@ -29,6 +29,7 @@ from sqlalchemy import (
     Enum,
     ForeignKeyConstraint,
     MetaData,
+    Table,
     TypeDecorator,
     Uuid,
     event,
@@ -135,6 +136,17 @@ class TenantOwned:
 
 
 AfterCommit = Callable[[AsyncSession], Awaitable[None]]
+
+
+def tenant_owned_tables(module_prefix: str | None = None) -> list[Table]:
+    """Tables of tenant-owned models (of one package, if named), children before parents."""
+    names = {
+        cast(Table, mapper.local_table).name
+        for mapper in Model.registry.mappers
+        if issubclass(mapper.class_, TenantOwned)
+        and (module_prefix is None or mapper.class_.__module__.partition(".")[0] == module_prefix)
+    }
+    return [t for t in reversed(Model.metadata.sorted_tables) if t.name in names]
 
 
 def customer_key() -> ForeignKeyConstraint:

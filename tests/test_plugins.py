@@ -226,3 +226,30 @@ async def test_plugins_change_customers_through_the_public_api(env: Env) -> None
     assert recorder_plugin.calls(tenant, "customer_updated") == [("lifecycle_stage",)]
     assert recorder_plugin.calls(tenant, "activity_recorded") == ["complaint"]
     assert frozenset({"lifecycle_stage"}) in recorder_plugin.calls(tenant, "validate_customer")
+
+
+async def test_purging_a_disabled_plugin_deletes_its_data_for_one_tenant(env: Env) -> None:
+    from crmkit_notes.models import Note
+    from sqlalchemy import func, select
+
+    from crmkit.core.audit.models import AuditEvent
+
+    a, b = await env.tenant("notes"), await env.tenant("notes")
+    for tenant in (a, b):
+        customer = await create(env, tenant, givenName="Noted")
+        await env.gql(
+            'mutation($id: UUID!) { addNote(customerId: $id, body: "kept?") { id } }',
+            {"id": customer["id"]},
+            tenant=tenant,
+        )
+    with pytest.raises(BadUserInput, match="disable"):
+        await enablement.purge(env.platform, str(a), "notes", confirm="notes")
+    await enablement.disable(env.platform, str(a), "notes")
+    with pytest.raises(BadUserInput, match="confirm"):
+        await enablement.purge(env.platform, str(a), "notes", confirm="yes")
+    assert await enablement.purge(env.platform, str(a), "notes", confirm="notes") == ["notes"]
+    for tenant, left in ((a, 0), (b, 1)):
+        async with env.platform.db.tenant_session(tenant) as session:
+            assert await session.scalar(select(func.count()).select_from(Note)) == left
+    async with env.platform.db.tenant_session(a) as session:
+        assert "plugin.purge" in list(await session.scalars(select(AuditEvent.action)))

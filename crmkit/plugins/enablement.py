@@ -11,8 +11,10 @@ import uuid
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import select
+from sqlalchemy import Table, delete, select
 
+from crmkit.core.audit.trail import note
+from crmkit.db import tenant_owned_tables
 from crmkit.errors import BadUserInput, NotFound
 from crmkit.platform import Platform, TenantScope
 from crmkit.plugins.info import PluginInfo
@@ -97,3 +99,29 @@ async def disable(platform: Platform, tenant: str, plugin: str) -> None:
             raise BadUserInput(f"plugin {plugin!r} is not enabled for tenant {tenant!r}")
         await scope.hooks.call_plugin(plugin, "plugin_disabled")
         row.enabled = False
+
+
+def plugin_tables(platform: Platform, plugin: str) -> list[Table]:
+    """The tenant-owned tables of ``plugin``'s models (defined in its package)."""
+    module = platform.registry.pm.get_plugin(plugin)
+    return tenant_owned_tables(getattr(module, "__name__", "").partition(".")[0])
+
+
+async def purge(platform: Platform, tenant: str, plugin: str, *, confirm: str) -> list[str]:
+    """Delete a disabled plugin's data of one tenant, as one audited act; ``confirm``
+    repeats the plugin's name. Returns the tables purged."""
+    installed_plugin(platform, plugin)
+    if confirm != plugin:
+        raise BadUserInput("to purge, confirm with the plugin's name", field="confirm")
+    tenant_id = await _tenant_id(platform, tenant)
+    tables = plugin_tables(platform, plugin)
+    async with platform.tenant_scope(tenant_id, require_active=False) as scope:
+        row = await _row(scope, plugin)
+        if row is not None and row.enabled:
+            raise BadUserInput(f"disable plugin {plugin!r} for tenant {tenant!r} before purging its data")
+        for table in tables:
+            await scope.session.execute(delete(table).where(table.c.tenant_id == tenant_id))
+        if row is not None:
+            await scope.session.delete(row)
+        note(scope.session, tenant_id, "plugin.purge", "Plugin", [plugin], [t.name for t in tables])
+    return [t.name for t in tables]

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete
+from sqlalchemy import Table, delete
 
 from crmkit.core.audit.models import AuditCheckpoint, AuditEvent, AuditHead
 from crmkit.core.audit.trail import Actor, bind_actor, note
 from crmkit.core.customers.models import Customer
-from crmkit.db import Model, TenantOwned
+from crmkit.db import tenant_owned_tables
 from crmkit.errors import BadUserInput
 from crmkit.platform import Platform
 from crmkit.plugins import enablement
@@ -94,13 +94,12 @@ async def offboard(platform: Platform, slug: str, *, confirm: str, operator: str
     tenant = await get_tenant(platform.db, slug)
     if confirm != tenant.slug:
         raise BadUserInput("to offboard, confirm with the tenant's slug", field="confirm")
-    customers = Customer.__table__
+    customers = cast(Table, Customer.__table__)
     tables = [  # what deleting the customers does not already remove by cascade
         t
-        for t in reversed(Model.metadata.sorted_tables)
+        for t in tenant_owned_tables()
         if t.name not in KEPT
         and t is not customers
-        and _tenant_owned(t.name)
         and not any(fk.references(customers) for fk in t.foreign_keys)
     ]
     async with platform.db.tenant_session(tenant.id) as session:
@@ -112,13 +111,6 @@ async def offboard(platform: Platform, slug: str, *, confirm: str, operator: str
         note(session, tenant.id, "tenant.offboard", "Tenant", [str(tenant.id)], [t.name for t in tables])
     platform.keyring.forget(tenant.id)
     return await set_status(platform.db, slug, TenantStatus.OFFBOARDED)
-
-
-def _tenant_owned(table_name: str) -> bool:
-    return any(
-        issubclass(m.class_, TenantOwned) and getattr(m.class_, "__tablename__", None) == table_name
-        for m in Model.registry.mappers
-    )
 
 
 async def _change_status(platform: Platform, slug: str, status: TenantStatus) -> Tenant:
