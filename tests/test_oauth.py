@@ -884,3 +884,22 @@ async def test_plain_http_is_refused_outside_development_mode(
     plain = await env.client.post("/oauth/token", data=data, auth=app.basic)  # http://crmkit.test
     assert plain.status_code == 400 and "https" in plain.json()["error_description"]
     assert (await token_request(env, data, auth=app.basic)).status_code == 200
+
+
+async def test_repeated_wrong_passwords_lock_the_account_for_a_while(env: Env) -> None:
+    from crmkit.tenants.users import MAX_FAILED_LOGINS, find_by_email
+
+    tenant, app, email = await setup(env)
+    async with app.client() as client:
+        url, _ = client.create_authorization_url(AUTHORIZE_URL, code_verifier=verifier())
+    for _ in range(MAX_FAILED_LOGINS):
+        wrong = await sign_in(env, url, tenant, email, password="not the password at all")
+        assert "not right" in wrong.text
+    locked = await sign_in(env, url, tenant, email)  # the right password, now refused
+    assert "Too many failed attempts" in locked.text and "name=ticket" not in locked.text
+    async with env.platform.tenant_scope(tenant) as scope:
+        user = await find_by_email(scope.session, email)
+        assert user is not None and user.locked()
+        user.locked_until = None  # the lock expires
+    signed_in = await sign_in(env, url, tenant, email)
+    assert signed_in.status_code == 302 and "code" in query_of(signed_in.headers["location"])

@@ -48,7 +48,7 @@ from crmkit.errors import NotFound, Unauthenticated
 from crmkit.platform import Platform
 from crmkit.tenants.models import TenantStatus
 from crmkit.tenants.service import get_tenant, load_state
-from crmkit.tenants.users import find_by_email, role_scopes, verify_password
+from crmkit.tenants.users import LOCK_MINUTES, find_by_email, role_scopes, verify_password
 
 AUTHORIZE = "/oauth/authorize"
 TOKEN = "/oauth/token"  # noqa: S105  (a path)
@@ -480,7 +480,14 @@ async def _login(
     usable = (
         user if user is not None and user.active and state and state.status is TenantStatus.ACTIVE else None
     )
+    if usable is not None and usable.locked():
+        error = f"Too many failed attempts: try again in {LOCK_MINUTES} minutes."
+        return _html(login_page(checked, request_string, tenant=tenant_name, email=email, error=error))
     ok = await asyncio.to_thread(verify_password, usable.password_hash if usable else None, password)
+    if usable is not None and tenant_id is not None:
+        async with platform.db.tenant_session(tenant_id) as session:
+            counted = await session.merge(usable)
+            counted.record_login(ok)
     if not ok or usable is None or state is None or tenant_id is None:
         page = login_page(
             checked,

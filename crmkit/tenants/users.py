@@ -19,7 +19,7 @@ import secrets
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -163,11 +163,30 @@ class StaffUser(TenantOwned, Model):
     role: Mapped[Role] = mapped_column(str_enum(Role))
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    failed_logins: Mapped[int] = mapped_column(default=0, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column()
 
     @property
     def subject(self) -> str:
         """The ``sub`` of this user's tokens."""
         return f"user:{self.id}"
+
+    def locked(self) -> bool:
+        return self.locked_until is not None and self.locked_until > utcnow()
+
+    def record_login(self, ok: bool) -> None:
+        """Count failed passwords; after ``MAX_FAILED_LOGINS`` in a row the account is
+        locked for ``LOCK_MINUTES`` (each attempt is audited as a change of this row)."""
+        if ok:
+            self.failed_logins, self.locked_until = 0, None
+            return
+        self.failed_logins += 1
+        if self.failed_logins >= MAX_FAILED_LOGINS:
+            self.failed_logins, self.locked_until = 0, utcnow() + timedelta(minutes=LOCK_MINUTES)
+
+
+MAX_FAILED_LOGINS = 5
+LOCK_MINUTES = 15
 
 
 # --- passwords ------------------------------------------------------------------------
