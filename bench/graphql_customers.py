@@ -101,7 +101,7 @@ from sqlalchemy import event, select
 
 from crmkit import migrations
 from crmkit.app import create_app
-from crmkit.auth.tokens import issue_for_tenant
+from crmkit.auth.operator import issue_for_tenant
 from crmkit.core.audit import chain
 from crmkit.core.audit.models import AuditEvent
 from crmkit.core.audit.trail import Actor, bind_actor, note

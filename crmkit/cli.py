@@ -288,7 +288,7 @@ def token_issue(
     minutes: Annotated[int | None, typer.Option(help="Lifetime (default from settings).")] = None,
 ) -> None:
     """Print an access token for a tenant (operator tool)."""
-    from crmkit.auth.tokens import issue_for_tenant
+    from crmkit.auth.operator import issue_for_tenant
 
     wanted = None if all_scopes else [s.strip() for s in scopes.split(",") if s.strip()]
     token = run(lambda p: issue_for_tenant(p, tenant, wanted, subject=subject, minutes=minutes))

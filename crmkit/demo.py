@@ -10,7 +10,7 @@ from decimal import Decimal
 from graphql import GraphQLObjectType, get_named_type, is_leaf_type
 from sqlalchemy import func, select
 
-from crmkit.auth.tokens import issue_for_tenant
+from crmkit.auth.operator import issue_for_tenant
 from crmkit.core.customers import service
 from crmkit.core.customers.models import (
     ActivityKind,

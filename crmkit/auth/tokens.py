@@ -20,12 +20,11 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
 from crmkit.db import uuid7
-from crmkit.errors import BadUserInput, Unauthenticated
+from crmkit.errors import Unauthenticated
 from crmkit.settings import Settings
 
 if TYPE_CHECKING:
     from crmkit.db import TenantSession
-    from crmkit.platform import Platform
 
 ALGORITHM = "ES256"
 TOKEN_TYPE = "at+jwt"  # noqa: S105  (a JWT "typ", not a secret)
@@ -174,41 +173,3 @@ class TokenService:
 
         if await is_revoked(session, principal.tenant_id, principal.revocation_keys(), principal.issued_at):
             raise Unauthenticated("the access token has been revoked")
-
-
-async def issue_for_tenant(
-    platform: Platform,
-    tenant: str,
-    scopes: list[str] | None,
-    *,
-    subject: str = "operator:cli",
-    minutes: int | None = None,
-) -> str:
-    """An operator-issued token; ``scopes=None`` means every scope the tenant can use.
-
-    A scope neither the core nor the tenant's enabled plugins define is refused.
-    """
-    from crmkit.tenants.service import get_tenant, load_state
-
-    tenant_row = await get_tenant(platform.db, tenant)
-    async with platform.db.tenant_session(tenant_row.id) as session:
-        state = await load_state(session, tenant_row.id)
-    assert state is not None
-    available = platform.registry.scopes(state.plugins)
-    if scopes is None:
-        scopes = sorted(available)
-    unknown = sorted(set(scopes) - set(available))
-    if unknown:
-        raise BadUserInput(
-            f"unknown scopes for this tenant: {', '.join(unknown)} "
-            f"(available: {', '.join(sorted(available))})",
-            field="scopes",
-        )
-    if not scopes:
-        raise BadUserInput("name at least one scope, or use --all-scopes", field="scopes")
-    return TokenService(platform.settings).issue(
-        tenant_id=tenant_row.id,
-        subject=subject,
-        scopes=scopes,
-        lifetime_seconds=minutes * 60 if minutes else None,
-    )
