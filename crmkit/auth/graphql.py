@@ -19,7 +19,8 @@ from crmkit.graphql.pagination import Connection, connection
 from crmkit.tenants import users
 from crmkit.tenants.users import APPS_ADMIN, USERS_ADMIN, Role, StaffUser
 
-RoleEnum = strawberry.enum(Role, name="Role", description="A staff user's role; roles map to scopes.")
+# the model's enums are the GraphQL enums too (strawberry marks the classes)
+strawberry.enum(Role, name="Role", description="A staff user's role; roles map to scopes.")
 
 
 @strawberry.type(name="StaffUser")
@@ -27,7 +28,7 @@ class StaffUserType:
     id: uuid.UUID
     email: str
     display_name: str
-    role: RoleEnum  # type: ignore[valid-type]
+    role: Role
     active: bool
     created_at: datetime
 
@@ -44,7 +45,7 @@ class CreatedUser:
 class CreateUserInput:
     email: str
     display_name: str
-    role: RoleEnum  # type: ignore[valid-type]
+    role: Role
     password: str | None = strawberry.field(
         default=None, description="At least 12 characters; leave out to have one generated."
     )
@@ -52,7 +53,7 @@ class CreateUserInput:
 
 @strawberry.input
 class UpdateUserInput:
-    role: RoleEnum | None = None  # type: ignore[valid-type]
+    role: Role | None = None
     active: bool | None = strawberry.field(
         default=None, description="false deactivates the user and revokes the user's tokens."
     )
@@ -84,7 +85,7 @@ async def resolve_users(
     info: Info,
     first: int | None = None,
     after: str | None = None,
-    role: RoleEnum | None = None,  # type: ignore[valid-type]
+    role: Role | None = None,
     active: bool | None = None,
 ) -> Connection[Any]:
     ctx = info.context

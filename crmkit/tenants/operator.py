@@ -25,7 +25,8 @@ from crmkit.tenants import lifecycle
 from crmkit.tenants.models import TenantStatus
 from crmkit.tenants.service import list_tenants
 
-TenantStatusEnum = strawberry.enum(TenantStatus, name="TenantStatus")
+# the model's enums are the GraphQL enums too (strawberry marks the classes)
+strawberry.enum(TenantStatus, name="TenantStatus")
 
 
 @dataclass
@@ -42,7 +43,7 @@ class TenantType:
     id: uuid.UUID
     slug: str
     name: str
-    status: TenantStatusEnum  # type: ignore[valid-type]
+    status: TenantStatus
     created_at: datetime
     activity_retention_days: int | None
 

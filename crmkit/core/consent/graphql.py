@@ -32,10 +32,11 @@ from crmkit.graphql.pagination import Connection, connection
 READ = "consent:read"
 WRITE = "consent:write"
 
-ConsentChannelEnum = strawberry.enum(ConsentChannel, name="ConsentChannel")
-ConsentStateEnum = strawberry.enum(ConsentState, name="ConsentState")
-ConsentSourceEnum = strawberry.enum(ConsentSource, name="ConsentSource")
-LegalBasisEnum = strawberry.enum(LegalBasis, name="LegalBasis")
+# the model's enums are the GraphQL enums too (strawberry marks the classes)
+strawberry.enum(ConsentChannel, name="ConsentChannel")
+strawberry.enum(ConsentState, name="ConsentState")
+strawberry.enum(ConsentSource, name="ConsentSource")
+strawberry.enum(LegalBasis, name="LegalBasis")
 
 
 @strawberry.type(
@@ -46,11 +47,11 @@ class ConsentRecordType:
     id: uuid.UUID
     customer_id: uuid.UUID
     purpose: str
-    channel: ConsentChannelEnum  # type: ignore[valid-type]
-    state: ConsentStateEnum  # type: ignore[valid-type]
-    source: ConsentSourceEnum  # type: ignore[valid-type]
+    channel: ConsentChannel
+    state: ConsentState
+    source: ConsentSource
     policy_version: str
-    legal_basis: LegalBasisEnum  # type: ignore[valid-type]
+    legal_basis: LegalBasis
     captured_by: str = strawberry.field(description="Who captured it: the token's subject.")
     captured_at: datetime
     recorded_at: datetime
@@ -72,13 +73,13 @@ class ConsentPurposeType:
 class RecordConsentInput:
     customer_id: uuid.UUID
     purpose: str = strawberry.field(description="A name listed by consentPurposes.")
-    channel: ConsentChannelEnum  # type: ignore[valid-type]
-    state: ConsentStateEnum  # type: ignore[valid-type]
-    source: ConsentSourceEnum  # type: ignore[valid-type]
+    channel: ConsentChannel
+    state: ConsentState
+    source: ConsentSource
     policy_version: str = strawberry.field(
         description="The version of the privacy notice or terms the customer was shown."
     )
-    legal_basis: LegalBasisEnum  # type: ignore[valid-type]
+    legal_basis: LegalBasis
     captured_at: datetime | None = strawberry.field(
         default=None,
         description="When the customer decided, if earlier than now (a paper form, an "
@@ -93,8 +94,8 @@ class RecordConsentInput:
 )
 class ConsentFilterInput:
     purpose: str
-    channel: ConsentChannelEnum  # type: ignore[valid-type]
-    state: ConsentStateEnum  # type: ignore[valid-type]
+    channel: ConsentChannel
+    state: ConsentState
 
 
 def criterion(context: RequestContext, f: ConsentFilterInput | None) -> service.ConsentCriterion | None:
@@ -122,7 +123,7 @@ async def resolve_consent_history(
     first: int | None = None,
     after: str | None = None,
     purpose: str | None = None,
-    channel: ConsentChannelEnum | None = None,  # type: ignore[valid-type]
+    channel: ConsentChannel | None = None,
 ) -> Connection[Any]:
     """Newest first."""
     ctx = info.context

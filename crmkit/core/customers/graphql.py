@@ -32,10 +32,11 @@ from crmkit.graphql.context import Info
 from crmkit.graphql.contrib import field
 from crmkit.graphql.pagination import Connection, connection
 
-CustomerKindEnum = strawberry.enum(CustomerKind, name="CustomerKind")
-LifecycleStageEnum = strawberry.enum(LifecycleStage, name="LifecycleStage")
-ActivityKindEnum = strawberry.enum(ActivityKind, name="ActivityKind")
-ChannelEnum = strawberry.enum(Channel, name="Channel")
+# the model's enums are the GraphQL enums too (strawberry marks the classes)
+strawberry.enum(CustomerKind, name="CustomerKind")
+strawberry.enum(LifecycleStage, name="LifecycleStage")
+strawberry.enum(ActivityKind, name="ActivityKind")
+strawberry.enum(Channel, name="Channel")
 
 READ = "customers:read"
 WRITE = "customers:write"
@@ -69,7 +70,7 @@ def personal_field(name: str, description: str, *, nullable: bool = True) -> Any
 @strawberry.type(name="CustomerFields", description="Core fields of a customer.")
 class CustomerFields:
     id: uuid.UUID
-    kind: CustomerKindEnum  # type: ignore[valid-type]
+    kind: CustomerKind
     display_name = personal_field(
         "display_name", "The person's names, or the organisation's.", nullable=False
     )
@@ -82,7 +83,7 @@ class CustomerFields:
     national_id = personal_field("national_id", "National identity number.")
     date_of_birth = personal_field("date_of_birth", "Date of birth, YYYY-MM-DD.")
     tag_names: list[str] = strawberry.field(name="tags")
-    lifecycle_stage: LifecycleStageEnum  # type: ignore[valid-type]
+    lifecycle_stage: LifecycleStage
     relationship_manager: str | None
     external_ref: str | None
     created_at: datetime
@@ -101,8 +102,8 @@ def customer_type(extra_fields: dict[str, StrawberryField]) -> type:
 class ActivityType:
     id: uuid.UUID
     customer_id: uuid.UUID
-    kind: ActivityKindEnum  # type: ignore[valid-type]
-    channel: ChannelEnum  # type: ignore[valid-type]
+    kind: ActivityKind
+    channel: Channel
     amount: Decimal | None
     currency: str | None
     occurred_at: datetime
@@ -114,7 +115,7 @@ class ActivityType:
 @strawberry.input
 class CustomerFilterInput:
     tag: str | None = None
-    stage: LifecycleStageEnum | None = None  # type: ignore[valid-type]
+    stage: LifecycleStage | None = None
     text: str | None = strawberry.field(
         default=None, description="Whole words of the names, any case and accents."
     )
@@ -127,7 +128,7 @@ class CustomerFilterInput:
 
 @strawberry.input
 class CreateCustomerInput:
-    kind: CustomerKindEnum  # type: ignore[valid-type]
+    kind: CustomerKind
     given_name: str | None = None
     family_name: str | None = None
     organisation_name: str | None = None
@@ -137,7 +138,7 @@ class CreateCustomerInput:
     national_id: str | None = None
     date_of_birth: str | None = None
     tags: list[str] = strawberry.field(default_factory=list)
-    lifecycle_stage: LifecycleStageEnum = LifecycleStage.NEW  # type: ignore[valid-type]
+    lifecycle_stage: LifecycleStage = LifecycleStage.NEW
     relationship_manager: str | None = None
     external_ref: str | None = strawberry.field(
         default=None,
@@ -147,7 +148,7 @@ class CreateCustomerInput:
 
 @strawberry.input
 class UpdateCustomerInput:
-    kind: CustomerKindEnum | None = None  # type: ignore[valid-type]
+    kind: CustomerKind | None = None
     given_name: str | None = strawberry.UNSET
     family_name: str | None = strawberry.UNSET
     organisation_name: str | None = strawberry.UNSET
@@ -158,14 +159,14 @@ class UpdateCustomerInput:
     date_of_birth: str | None = strawberry.UNSET
     relationship_manager: str | None = strawberry.UNSET
     tags: list[str] | None = None
-    lifecycle_stage: LifecycleStageEnum | None = None  # type: ignore[valid-type]
+    lifecycle_stage: LifecycleStage | None = None
 
 
 @strawberry.input
 class RecordActivityInput:
     customer_id: uuid.UUID
-    kind: ActivityKindEnum  # type: ignore[valid-type]
-    channel: ChannelEnum  # type: ignore[valid-type]
+    kind: ActivityKind
+    channel: Channel
     occurred_at: datetime | None = None
     amount: Decimal | None = None
     currency: str | None = None
@@ -221,7 +222,7 @@ async def resolve_activities(
     customer_id: uuid.UUID,
     first: int | None = None,
     after: str | None = None,
-    kind: ActivityKindEnum | None = None,  # type: ignore[valid-type]
+    kind: ActivityKind | None = None,
 ) -> Connection[Any]:
     ctx = info.context
     size, after_id = ctx.page(first, after)
