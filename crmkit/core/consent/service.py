@@ -32,6 +32,7 @@ from crmkit.core.consent.models import (
 )
 from crmkit.core.customers.models import Customer
 from crmkit.core.events import emit
+from crmkit.core.inputs import required_text
 from crmkit.db import utcnow
 from crmkit.errors import BadUserInput, NotFound
 from crmkit.plugins.caller import PluginSetHooks
@@ -121,24 +122,10 @@ def _coerce(enum_cls: type[E], value: E | str, field: str) -> E:
         raise BadUserInput(f"{field} must be one of: {allowed}", field=field) from None
 
 
-def _text(value: str, field: str, max_len: int) -> str:
-    value = value.strip()
-    if not value:
-        raise BadUserInput(f"{field} must not be empty", field=field)
-    if len(value) > max_len:
-        raise BadUserInput(f"{field} is longer than {max_len} characters", field=field)
-    return value
-
-
 def _aware(value: datetime, field: str) -> datetime:
     if value.tzinfo is None:
         raise BadUserInput(f"{field} needs a time zone offset", field=field)
     return value.astimezone(UTC)
-
-
-def as_utc(value: datetime) -> datetime:
-    """Stored times are UTC; SQLite returns them without an offset, so restore it."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 async def _require_customer(session: AsyncSession, customer_id: uuid.UUID) -> None:
@@ -188,8 +175,8 @@ async def record_consent(
     state = _coerce(ConsentState, state, "state")
     source = _coerce(ConsentSource, source, "source")
     legal_basis = _coerce(LegalBasis, legal_basis, "legalBasis")
-    policy_version = _text(policy_version, "policyVersion", 50)
-    captured_by = _text(captured_by, "capturedBy", 200)
+    policy_version = required_text(policy_version, "policyVersion", 50)
+    captured_by = required_text(captured_by, "capturedBy", 200)
     now = utcnow()
     if captured_at is not None:
         captured_at = _aware(captured_at, "capturedAt")
@@ -204,7 +191,7 @@ async def record_consent(
             raise BadUserInput("expiresAt must be in the future", field="expiresAt")
     await _require_customer(session, customer_id)
     previous = (await session.scalars(_latest(customer_id, purpose, channel))).first()
-    in_force_since = as_utc(previous.captured_at) if previous is not None else None
+    in_force_since = previous.captured_at if previous is not None else None
     if captured_at is not None and in_force_since is not None and captured_at < in_force_since:
         raise BadUserInput(
             f"capturedAt is earlier than the decision in force for {purpose}/{channel.value} "
@@ -343,7 +330,7 @@ async def allows(
     ).first()
     if row is None or row.state != ConsentState.GRANTED:
         return False
-    return row.expires_at is None or as_utc(row.expires_at) > now
+    return row.expires_at is None or row.expires_at > now
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from crmkit.core.customers.models import (
 )
 from crmkit.core.customers.personal import FIELDS, TENANT_KEYS, PersonalData
 from crmkit.core.events import emit
+from crmkit.core.inputs import optional_text
 from crmkit.db import utcnow
 from crmkit.errors import BadUserInput, Conflict, NotFound
 from crmkit.plugins.caller import TenantHooks
@@ -58,17 +59,6 @@ class CustomerFilter:
     national_id: str | None = None
     include_archived: bool = False
     consent: ConsentCriterion | None = None
-
-
-def _clean(value: str | None, field: str, max_len: int) -> str | None:
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    if len(value) > max_len:
-        raise BadUserInput(f"{field} is longer than {max_len} characters", field=field)
-    return value
 
 
 def _tags(values: Iterable[str]) -> list[str]:
@@ -103,7 +93,7 @@ def _personal(current: PersonalData, values: dict[str, Any]) -> PersonalData:
     if unknown:
         raise BadUserInput(f"unknown customer fields: {', '.join(sorted(unknown))}")
     cleaned = {
-        name: _clean(value, name, PERSONAL_LIMITS[name])
+        name: optional_text(value, name, PERSONAL_LIMITS[name])
         for name, value in values.items()
         if value is not UNSET
     }
@@ -146,7 +136,7 @@ async def create_customer(
 ) -> Customer:
     """Create a customer; retried with the same ``external_ref`` it returns the first one."""
     session = hooks.ctx.session
-    external_ref = _clean(external_ref, "externalRef", 100)
+    external_ref = optional_text(external_ref, "externalRef", 100)
     if external_ref is not None:
         existing = await session.scalar(select(Customer).where(Customer.external_ref == external_ref))
         if existing is not None:
@@ -157,7 +147,7 @@ async def create_customer(
         kind=kind,
         lifecycle_stage=lifecycle_stage,
         external_ref=external_ref,
-        relationship_manager=_clean(relationship_manager, "relationshipManager", 200),
+        relationship_manager=optional_text(relationship_manager, "relationshipManager", 200),
     )
     customer.personal = data
     customer.tags = [CustomerTag(tag=t) for t in _tags(tags)]
@@ -207,7 +197,7 @@ async def update_customer(
         customer.personal = data
         changed.update(personal_changes)
     if relationship_manager is not UNSET:
-        manager = _clean(relationship_manager, "relationshipManager", 200)
+        manager = optional_text(relationship_manager, "relationshipManager", 200)
         if manager != customer.relationship_manager:
             customer.relationship_manager = manager
             changed.add("relationship_manager")
@@ -310,7 +300,7 @@ async def record_activity(
     first one."""
     session = hooks.ctx.session
     await get_customer(hooks, customer_id)
-    external_ref = _clean(external_ref, "externalRef", 100)
+    external_ref = optional_text(external_ref, "externalRef", 100)
     if external_ref is not None:
         existing = await session.scalar(select(Activity).where(Activity.external_ref == external_ref))
         if existing is not None:
