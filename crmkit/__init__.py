@@ -4,6 +4,7 @@ Everything a plugin needs is here or in :mod:`crmkit.core.hookspecs`; the rest o
 package may change between versions.
 """
 
+from crmkit.clock import utcnow
 from crmkit.core.consent.models import (
     ConsentChannel,
     ConsentPurpose,
@@ -24,7 +25,7 @@ from crmkit.core.customers.models import (
 )
 from crmkit.core.events import DomainEvent, emit
 from crmkit.core.hookspecs import event_hookspec, hookimpl, hookspec
-from crmkit.db import Model, TenantOwned, TenantSession, customer_key, utcnow, uuid7
+from crmkit.db import Model, TenantOwned, TenantSession, customer_key, uuid7
 from crmkit.errors import (
     BadUserInput,
     Conflict,

@@ -78,10 +78,6 @@ def uuid7() -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every backend.
 

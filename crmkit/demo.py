@@ -11,6 +11,7 @@ from graphql import GraphQLObjectType, get_named_type, is_leaf_type
 from sqlalchemy import func, select
 
 from crmkit.auth.operator import issue_for_tenant
+from crmkit.clock import utcnow
 from crmkit.core.customers import service
 from crmkit.core.customers.models import (
     ActivityKind,
@@ -19,7 +20,6 @@ from crmkit.core.customers.models import (
     CustomerKind,
     LifecycleStage,
 )
-from crmkit.db import utcnow
 from crmkit.errors import NotFound
 from crmkit.platform import Platform
 from crmkit.plugins import enablement

@@ -11,9 +11,9 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from crmkit.core.audit import trail as audit_trail
-from crmkit.core.crypto import AuditSigner
 from crmkit.core.customers import protection
 from crmkit.core.customers.personal import TENANT_KEYS
+from crmkit.crypto import AuditSigner
 from crmkit.db import Database, TenantSession, create_engine
 from crmkit.errors import NotFound, Unauthenticated
 from crmkit.plugins.caller import HookCallers, TenantHooks

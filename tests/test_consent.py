@@ -12,10 +12,10 @@ from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 import crmkit
+from crmkit.clock import utcnow
 from crmkit.core.consent.models import AppendOnly, ConsentRecord
 from crmkit.core.consent.service import consent_state_criterion
 from crmkit.core.customers.models import Customer
-from crmkit.db import utcnow
 from tests import recorder_plugin
 from tests.fixtures import Env, StatementCounter
 from tests.test_customers_graphql import create

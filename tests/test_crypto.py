@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from crmkit.core import crypto
-from crmkit.core.crypto import (
+from crmkit import crypto
+from crmkit.crypto import (
     AuditSigner,
     DataKey,
     DecryptionError,

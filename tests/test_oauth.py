@@ -28,7 +28,8 @@ from joserfc.jwk import KeySet
 from crmkit.auth.apps import Registered, install_app, register_client
 from crmkit.auth.models import AuthorizationCode, new_opaque, parse_opaque
 from crmkit.auth.routes import server_metadata
-from crmkit.db import utcnow, uuid7
+from crmkit.clock import utcnow
+from crmkit.db import uuid7
 from crmkit.settings import Settings
 from crmkit.tenants.models import TenantStatus
 from crmkit.tenants.service import load_state, set_status

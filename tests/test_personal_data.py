@@ -9,12 +9,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import inspect, select, text
 
+from crmkit.clock import utcnow
 from crmkit.core.audit.models import AuditEvent
-from crmkit.core.crypto import DecryptionError
 from crmkit.core.customers import service
 from crmkit.core.customers.models import Customer
 from crmkit.core.customers.retention import purge_activities
-from crmkit.db import utcnow
+from crmkit.crypto import DecryptionError
 from crmkit.tenants.service import set_retention
 from tests import recorder_plugin
 from tests.fixtures import Env

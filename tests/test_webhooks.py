@@ -16,7 +16,7 @@ import uvicorn
 from standardwebhooks.webhooks import Webhook
 
 from crmkit.auth import apps
-from crmkit.jobs import webhooks
+from crmkit.webhooks import service as webhooks
 from tests.fixtures import Env
 from tests.test_customers_graphql import create
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import delete
 
 from crmkit.auth.models import AuthorizationCode, RefreshToken, Revocation
-from crmkit.db import utcnow
+from crmkit.clock import utcnow
 from crmkit.plugins.info import CronSpec, TenantContext
 
 

@@ -20,7 +20,8 @@ from datetime import datetime
 from sqlalchemy import ForeignKeyConstraint, Index, String, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crmkit.db import Model, TenantOwned, utcnow, uuid7
+from crmkit.clock import utcnow
+from crmkit.db import Model, TenantOwned, uuid7
 
 SECRET_PREFIX = "sha256:"  # noqa: S105  (a hash label, not a secret)
 

@@ -18,22 +18,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from crmkit.auth.models import Revocation
-from crmkit.db import TenantSession, utcnow
-
-
-def keys_of(
-    *,
-    token_id: str,
-    subject: str,
-    grant_id: str | None = None,
-    installation_id: str | None = None,
-) -> list[str]:
-    keys = [f"jti:{token_id}", f"sub:{subject}"]
-    if grant_id:
-        keys.append(f"grant:{grant_id}")
-    if installation_id:
-        keys.append(f"ins:{installation_id}")
-    return keys
+from crmkit.clock import utcnow
+from crmkit.db import TenantSession
 
 
 def revoked_query(tenant_id: uuid.UUID, keys: Sequence[str], issued_at: float) -> Select[Any]:

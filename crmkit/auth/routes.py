@@ -43,9 +43,10 @@ from crmkit.auth.server import (
     PresentedToken,
     error_redirect,
 )
-from crmkit.auth.tokens import ALGORITHM, Principal, TokenService
+from crmkit.auth.tokens import ALGORITHM, TokenService
 from crmkit.errors import NotFound, Unauthenticated
 from crmkit.platform import Platform
+from crmkit.principal import Principal
 from crmkit.tenants.models import TenantStatus
 from crmkit.tenants.service import get_tenant, load_state
 from crmkit.tenants.users import LOCK_MINUTES, find_by_email, role_scopes, verify_password

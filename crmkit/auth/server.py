@@ -66,8 +66,10 @@ from crmkit.auth.models import (
     parse_opaque,
 )
 from crmkit.auth.revocation import is_revoked_sync, revoke_sync
-from crmkit.auth.tokens import AUDIENCE, Principal, TokenService
-from crmkit.db import utcnow, uuid7
+from crmkit.auth.tokens import AUDIENCE, TokenService
+from crmkit.clock import utcnow
+from crmkit.db import uuid7
+from crmkit.principal import Principal
 from crmkit.tenants.models import TenantStatus
 from crmkit.tenants.service import TenantState
 from crmkit.tenants.users import StaffUser, role_scopes

@@ -11,7 +11,6 @@ import os
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +20,7 @@ from joserfc.jwk import ECKey
 
 from crmkit.db import uuid7
 from crmkit.errors import Unauthenticated
+from crmkit.principal import Principal
 from crmkit.settings import Settings
 
 if TYPE_CHECKING:
@@ -29,34 +29,6 @@ if TYPE_CHECKING:
 ALGORITHM = "ES256"
 TOKEN_TYPE = "at+jwt"  # noqa: S105  (a JWT "typ", not a secret)
 AUDIENCE = "crmkit"
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: the tenant, the subject and the scopes the token carries."""
-
-    tenant_id: uuid.UUID
-    subject: str
-    scopes: frozenset[str]
-    client_id: str
-    token_id: str
-    issued_at: float = 0.0
-    """When the token was issued, to the millisecond (from its UUIDv7 ``jti``)."""
-    grant_id: str | None = None
-    """The token family (an authorization code's grant) it belongs to, if any."""
-    installation_id: str | None = None
-    """The app installation it was issued to, if an app's."""
-    expires_at: int = 0
-
-    def revocation_keys(self) -> list[str]:
-        from crmkit.auth.revocation import keys_of
-
-        return keys_of(
-            token_id=self.token_id,
-            subject=self.subject,
-            grant_id=self.grant_id,
-            installation_id=self.installation_id,
-        )
 
 
 def _issued_at(jti: str, iat: object) -> float:

@@ -16,7 +16,8 @@ from sqlalchemy import Index, String, Uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crmkit.db import Model, TenantOwned, utcnow, uuid7
+from crmkit.clock import utcnow
+from crmkit.db import Model, TenantOwned, uuid7
 
 PENDING_EVENTS = "crmkit_pending_events"
 

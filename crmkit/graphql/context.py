@@ -11,11 +11,11 @@ import strawberry
 from strawberry.dataloader import DataLoader
 from strawberry.types.graphql import OperationType
 
-from crmkit.auth.tokens import Principal
 from crmkit.db import TenantSession
 from crmkit.graphql.pagination import decode_cursor, page_size
 from crmkit.plugins.caller import TenantHooks
 from crmkit.plugins.info import TenantContext
+from crmkit.principal import Principal
 
 if TYPE_CHECKING:
     from crmkit.settings import Settings

@@ -17,12 +17,13 @@ from litestar.exceptions import HTTPException
 from strawberry.http.ides import get_graphql_ide_html
 from strawberry.types.graphql import OperationType
 
-from crmkit.auth.tokens import Principal, TokenService
+from crmkit.auth.tokens import TokenService
 from crmkit.core.audit.trail import Actor, bind_actor, note
 from crmkit.errors import NotFound, Unauthenticated
 from crmkit.graphql.context import RequestContext
 from crmkit.graphql.errors import error_body, format_error
 from crmkit.platform import Platform
+from crmkit.principal import Principal
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
-from crmkit.core import graphql as core
 from crmkit.graphql.contrib import GraphQLContribution
+from crmkit.plugins import core
 from crmkit.plugins.registry import PluginRegistry
 from crmkit.settings import Settings
 

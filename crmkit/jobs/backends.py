@@ -20,7 +20,7 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.cron import next_cron
 from arq.worker import Retry
 
-from crmkit.db import utcnow
+from crmkit.clock import utcnow
 from crmkit.jobs.queue import JobQueue, pack, unpack
 from crmkit.jobs.runner import Outcome
 

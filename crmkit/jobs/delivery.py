@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import uuid
 
+from crmkit.clock import utcnow
 from crmkit.core.events import DomainEvent, OutboxEvent
-from crmkit.db import utcnow
-from crmkit.jobs import webhooks
 from crmkit.plugins.info import JobSpec, TenantContext
 from crmkit.plugins.models import EventDelivery
+from crmkit.webhooks import service as webhooks
 
 DISPATCH_EVENT = "core.dispatch_event"
 DELIVER_EVENT = "core.deliver_event"

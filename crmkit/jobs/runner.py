@@ -19,15 +19,14 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crmkit.clock import utcnow
 from crmkit.core.audit import chain as audit_chain
 from crmkit.core.audit.trail import Actor, bind_actor
 from crmkit.core.events import PENDING_EVENTS, OutboxEvent
-from crmkit.db import utcnow
 from crmkit.errors import CrmError, PermanentJobError
 from crmkit.jobs.delivery import DELIVER_EVENT, DISPATCH_EVENT
-from crmkit.plugins.info import CronSpec, JobSpec
+from crmkit.plugins.info import CORE, CronSpec, JobSpec
 from crmkit.plugins.models import HandlerFailure, TenantPlugin
-from crmkit.plugins.registry import CORE
 from crmkit.tenants.models import Tenant, TenantStatus
 
 if TYPE_CHECKING:

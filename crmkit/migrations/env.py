@@ -9,7 +9,6 @@ import crmkit.core.audit.models
 import crmkit.core.consent.models
 import crmkit.core.customers.models
 import crmkit.core.events
-import crmkit.jobs.webhooks
 import crmkit.plugins.models
 import crmkit.tenants.models
 import crmkit.tenants.users  # noqa: F401  (models register on the metadata)

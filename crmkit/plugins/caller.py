@@ -10,12 +10,14 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pluggy import HookImpl
 
-from crmkit.plugins.info import TenantContext
-from crmkit.plugins.registry import CORE, PluginRegistry
+from crmkit.plugins.info import CORE, TenantContext
+
+if TYPE_CHECKING:
+    from crmkit.plugins.registry import PluginRegistry
 
 
 @dataclass(frozen=True)

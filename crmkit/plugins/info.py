@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 S = TypeVar("S", bound=BaseModel)
 
+CORE = "core"
+"""The core's own plugin name: always enabled, it declares the core's hooks."""
+
 
 @dataclass(frozen=True)
 class PluginInfo:

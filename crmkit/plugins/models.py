@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import Index, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crmkit.db import Model, TenantOwned, utcnow, uuid7
+from crmkit.clock import utcnow
+from crmkit.db import Model, TenantOwned, uuid7
 
 
 class TenantPlugin(TenantOwned, Model):

@@ -21,13 +21,12 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
 from crmkit.core import hookspecs
-from crmkit.plugins.info import CronSpec, JobSpec, PluginInfo, Scope
+from crmkit.plugins.info import CORE, CronSpec, JobSpec, PluginInfo, Scope
 from crmkit.version import __version__
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "crmkit.plugins"
-CORE = "core"
 
 
 @dataclass(frozen=True)
@@ -140,7 +139,7 @@ class PluginRegistry:
 
 def load_registry(*, discover: bool = True) -> PluginRegistry:
     """The core plus (unless ``discover`` is off) every installed plugin."""
-    from crmkit.core import plugin as core_plugin
+    from crmkit.plugins import core as core_plugin
 
     registry = PluginRegistry()
     registry.add(core_plugin)

@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy import select
 
 from crmkit.platform import Platform
+from crmkit.plugins.info import CORE
 from crmkit.plugins.models import HandlerFailure, TenantPlugin
-from crmkit.plugins.registry import CORE
 from crmkit.tenants.models import Tenant
 
 RECENT_FAILURES = 5

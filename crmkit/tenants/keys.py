@@ -12,7 +12,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from crmkit.core.crypto import MasterKey, TenantKeys, new_tenant_key, unwrap_tenant_key
+from crmkit.crypto import MasterKey, TenantKeys, new_tenant_key, unwrap_tenant_key
 from crmkit.db import TenantSession
 from crmkit.settings import Settings
 from crmkit.tenants.models import TenantKey

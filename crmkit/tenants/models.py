@@ -9,7 +9,8 @@ from datetime import datetime
 from sqlalchemy import LargeBinary, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crmkit.db import Model, TenantOwned, str_enum, utcnow, uuid7
+from crmkit.clock import utcnow
+from crmkit.db import Model, TenantOwned, str_enum, uuid7
 
 
 class TenantStatus(enum.StrEnum):

@@ -27,7 +27,8 @@ from sqlalchemy import String, UniqueConstraint, Uuid, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crmkit.db import Model, TenantOwned, TenantSession, str_enum, utcnow, uuid7
+from crmkit.clock import utcnow
+from crmkit.db import Model, TenantOwned, TenantSession, str_enum, uuid7
 from crmkit.errors import BadUserInput, Conflict, NotFound
 
 USERS_ADMIN = "users:admin"

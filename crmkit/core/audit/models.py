@@ -8,7 +8,8 @@ from datetime import datetime
 from sqlalchemy import JSON, BigInteger, Index, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crmkit.db import Model, TenantOwned, utcnow
+from crmkit.clock import utcnow
+from crmkit.db import Model, TenantOwned
 
 GENESIS = "0" * 64
 """The ``prev_hash`` of a tenant's first event."""

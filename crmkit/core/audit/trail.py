@@ -21,8 +21,9 @@ from sqlalchemy import event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, UOWTransaction
 
+from crmkit.clock import utcnow
 from crmkit.core.audit.models import GENESIS, AuditEvent, AuditHead
-from crmkit.db import TenantOwned, utcnow
+from crmkit.db import TenantOwned
 
 PENDING = "crmkit_audit_pending"
 ACTOR = "crmkit_actor"

@@ -18,7 +18,8 @@ from typing import Any
 from sqlalchemy import Index, String, Uuid, event
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crmkit.db import Model, TenantOwned, customer_key, str_enum, utcnow, uuid7
+from crmkit.clock import utcnow
+from crmkit.db import Model, TenantOwned, customer_key, str_enum, uuid7
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from sqlalchemy import ColumnElement, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from crmkit.clock import utcnow
 from crmkit.core.consent.models import (
     ConsentChannel,
     ConsentPurpose,
@@ -33,11 +34,9 @@ from crmkit.core.consent.models import (
 from crmkit.core.customers.models import Customer
 from crmkit.core.events import emit
 from crmkit.core.inputs import required_text
-from crmkit.db import utcnow
 from crmkit.errors import BadUserInput, NotFound
 from crmkit.plugins.caller import PluginSetHooks
-from crmkit.plugins.info import TenantContext
-from crmkit.plugins.registry import CORE
+from crmkit.plugins.info import CORE, TenantContext
 
 log = logging.getLogger(__name__)
 

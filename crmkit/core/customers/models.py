@@ -18,9 +18,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from crmkit.clock import utcnow
 from crmkit.core.customers import personal
 from crmkit.core.customers.personal import PersonalData
-from crmkit.db import Model, TenantOwned, customer_key, str_enum, utcnow, uuid7
+from crmkit.db import Model, TenantOwned, customer_key, str_enum, uuid7
 
 
 class CustomerKind(enum.StrEnum):

@@ -4,7 +4,7 @@ encryption at rest.
 All of a customer's personal fields travel as one :class:`PersonalData`, stored as a
 single AES-GCM ciphertext (``customers.pii``) under the customer's data key, bound to
 tenant, table, column and row. Exact search goes through keyed blind indexes, the
-text filter through blind-indexed name words (:mod:`crmkit.core.crypto`).
+text filter through blind-indexed name words (:mod:`crmkit.crypto`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import object_session
 
-from crmkit.core.crypto import DataKey, TenantKeys
+from crmkit.crypto import DataKey, TenantKeys
 
 if TYPE_CHECKING:
     from crmkit.core.customers.models import Customer, CustomerKind

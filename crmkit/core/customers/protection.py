@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import delete, event
 from sqlalchemy.orm import Session, UOWTransaction
 
-from crmkit.core.crypto import TenantKeys
 from crmkit.core.customers import personal
 from crmkit.core.customers.models import Customer, CustomerKey, CustomerNameToken
+from crmkit.crypto import TenantKeys
 from crmkit.db import uuid7
 
 

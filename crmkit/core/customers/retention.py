@@ -7,9 +7,9 @@ from datetime import timedelta
 
 from sqlalchemy import delete, select
 
+from crmkit.clock import utcnow
 from crmkit.core.audit.trail import note
 from crmkit.core.customers.models import Activity
-from crmkit.db import utcnow
 from crmkit.plugins.info import CronSpec, TenantContext
 from crmkit.tenants.models import Tenant
 

@@ -16,13 +16,13 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
+from crmkit.clock import utcnow
 from crmkit.core.audit.trail import note
 from crmkit.core.consent.models import ConsentRecord
 from crmkit.core.customers.models import Activity, Customer, CustomerNameToken, CustomerTag
 from crmkit.core.customers.personal import FIELDS
 from crmkit.core.customers.service import get_customer
 from crmkit.core.events import emit
-from crmkit.db import utcnow
 from crmkit.plugins.caller import TenantHooks
 
 

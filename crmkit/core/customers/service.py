@@ -18,8 +18,8 @@ from typing import Any
 
 from sqlalchemy import exists, select
 
+from crmkit.clock import utcnow
 from crmkit.core.consent.service import ConsentCriterion
-from crmkit.core.crypto import TenantKeys
 from crmkit.core.customers.models import (
     Activity,
     ActivityKind,
@@ -33,7 +33,7 @@ from crmkit.core.customers.models import (
 from crmkit.core.customers.personal import FIELDS, TENANT_KEYS, PersonalData
 from crmkit.core.events import emit
 from crmkit.core.inputs import optional_text
-from crmkit.db import utcnow
+from crmkit.crypto import TenantKeys
 from crmkit.errors import BadUserInput, Conflict, NotFound
 from crmkit.plugins.caller import TenantHooks
 

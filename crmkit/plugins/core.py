@@ -1,11 +1,18 @@
-"""The core, registered as the always-enabled plugin ``core``: its scopes and jobs go
-through the same hooks as every plugin's."""
+"""The core, registered as the always-enabled plugin ``core``.
+
+Its scopes, jobs, consent purposes and GraphQL go through the same hooks as every
+plugin's. This is composition: it gathers the core's features (customers, consent,
+audit, staff and apps, webhooks) and the platform jobs, so it sits above them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
 
+from strawberry.types.field import StrawberryField
+
+from crmkit.auth import graphql as staff
 from crmkit.auth import housekeeping
 from crmkit.core.audit import graphql as audit_graphql
 from crmkit.core.consent import graphql as consent_graphql
@@ -15,13 +22,14 @@ from crmkit.core.customers import graphql as customers_graphql
 from crmkit.core.customers import retention
 from crmkit.core.customers.personal import InformationClass, unmask_scope
 from crmkit.core.hookspecs import hookimpl
-from crmkit.jobs import delivery, webhooks
-from crmkit.plugins.info import CronSpec, JobSpec, PluginInfo, Scope
+from crmkit.jobs import delivery
+from crmkit.plugins.info import CORE, CronSpec, JobSpec, PluginInfo, Scope
 from crmkit.tenants.users import APPS_ADMIN, USERS_ADMIN
 from crmkit.version import __version__
+from crmkit.webhooks import graphql as webhooks_graphql
 
 plugin_info = PluginInfo(
-    name="core",
+    name=CORE,
     version=__version__,
     description="Customers, activities, consent and audit.",
     requires=f"=={__version__}",
@@ -33,7 +41,7 @@ plugin_info = PluginInfo(
 def register_scopes() -> Iterable[Scope]:
     return [
         Scope(customers_graphql.READ, "Read customers and their tags and stage."),
-        Scope(webhooks.SUBSCRIBE, "Subscribe an installed app to domain events, as webhooks."),
+        Scope(webhooks_graphql.SUBSCRIBE, "Subscribe an installed app to domain events, as webhooks."),
         Scope(customers_graphql.WRITE, "Create, update and archive customers."),
         Scope(customers_graphql.ACTIVITIES_READ, "Read customers' activity timelines."),
         Scope(customers_graphql.ACTIVITIES_WRITE, "Record activities."),
@@ -59,3 +67,40 @@ def register_consent_purposes() -> Iterable[ConsentPurpose]:
 @hookimpl
 def register_jobs() -> Iterable[JobSpec | CronSpec]:
     return [*delivery.JOBS, *retention.JOBS, *housekeeping.JOBS]
+
+
+def _merge(*parts: dict[str, StrawberryField]) -> dict[str, StrawberryField]:
+    merged: dict[str, StrawberryField] = {}
+    for part in parts:
+        clash = set(merged) & set(part)
+        if clash:
+            raise ValueError(f"core GraphQL fields defined twice: {sorted(clash)}")
+        merged.update(part)
+    return merged
+
+
+def customer_type(plugin_fields: dict[str, StrawberryField]) -> type:
+    """``Customer``: the customers module's fields, consent's, then the plugins'."""
+    core = consent_graphql.customer_fields()
+    clash = set(core) & set(plugin_fields)
+    if clash:
+        raise ValueError(f"plugins may not redefine core Customer fields: {sorted(clash)}")
+    return customers_graphql.customer_type({**core, **plugin_fields})
+
+
+def query_fields(customer: type) -> dict[str, StrawberryField]:
+    return _merge(
+        customers_graphql.query_fields(customer),
+        consent_graphql.query_fields(),
+        audit_graphql.query_fields(),
+        staff.query_fields(),
+    )
+
+
+def mutation_fields(customer: type) -> dict[str, StrawberryField]:
+    return _merge(
+        customers_graphql.mutation_fields(customer),
+        consent_graphql.mutation_fields(),
+        webhooks_graphql.mutation_fields(),
+        staff.mutation_fields(),
+    )

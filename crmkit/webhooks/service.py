@@ -19,42 +19,19 @@ import uuid
 from typing import Any
 
 import httpx
-import strawberry
-from sqlalchemy import ForeignKeyConstraint, LargeBinary, Uuid, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import select
 
 from crmkit.auth.models import AppInstallation, OAuthClient
 from crmkit.core.customers.personal import TENANT_KEYS
 from crmkit.core.events import DomainEvent, OutboxEvent
-from crmkit.db import Model, TenantOwned, TenantSession
+from crmkit.db import TenantSession
 from crmkit.errors import BadUserInput, NotFound, PermanentJobError
-from crmkit.graphql.context import Info
-from crmkit.graphql.contrib import field
 from crmkit.plugins.info import JobSpec, TenantContext
+from crmkit.webhooks.models import SECRET_COLUMN, SECRET_TABLE, WebhookSubscription
 
 SECRET_PREFIX = "whsec_"  # noqa: S105  (the Standard Webhooks prefix, not a secret)
 TIMEOUT_SECONDS = 10.0
 DELIVER_WEBHOOK = "core.deliver_webhook"
-SECRET_TABLE, SECRET_COLUMN = "webhook_subscriptions", "secret"
-
-
-class WebhookSubscription(TenantOwned, Model):
-    """The event types an installed app receives, and its signing secret (encrypted
-    under a key of its own, wrapped by the tenant key)."""
-
-    __tablename__ = "webhook_subscriptions"
-    __table_args__ = (
-        ForeignKeyConstraint(
-            ["tenant_id", "installation_id"],
-            ["app_installations.tenant_id", "app_installations.id"],
-            ondelete="CASCADE",
-        ),
-    )
-
-    installation_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    event_types: Mapped[list[str]] = mapped_column(default=list)
-    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
-    secret: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class DeliveryFailed(Exception):
@@ -174,37 +151,3 @@ async def deliver_webhook(ctx: TenantContext, event_id: str, installation_id: st
 
 
 JOBS = [JobSpec(DELIVER_WEBHOOK.removeprefix("core."), deliver_webhook)]
-
-
-SUBSCRIBE = "webhooks:subscribe"
-
-
-@strawberry.type(description="An app's webhook subscription; the secret is shown only here.")
-class WebhookSubscriptionResult:
-    installation_id: uuid.UUID
-    event_types: list[str]
-    secret: str = strawberry.field(description="Signs every delivery (Standard Webhooks); store it.")
-
-
-async def resolve_subscribe_webhooks(
-    info: Info, event_types: list[str], installation_id: uuid.UUID | None = None
-) -> WebhookSubscriptionResult:
-    """An app subscribes its own installation; a tenant admin names the installation.
-    Subscribing again replaces the event types and issues a new secret."""
-    context = info.context
-    own = context.principal.installation_id
-    if own is not None:
-        if installation_id is not None and str(installation_id) != own:
-            raise NotFound(f"no app installation {installation_id}")
-        installation_id = uuid.UUID(own)
-    if installation_id is None:
-        raise BadUserInput("name the installationId to subscribe", field="installationId")
-    scopes = context.hooks.plugin_set.registry.event_scopes()
-    secret = await subscribe(context.tenant, installation_id, event_types, scopes)
-    return WebhookSubscriptionResult(
-        installation_id=installation_id, event_types=sorted(set(event_types)), secret=secret
-    )
-
-
-def mutation_fields() -> dict[str, Any]:
-    return {"subscribe_webhooks": field(resolve_subscribe_webhooks, scope=SUBSCRIBE)}

@@ -1,0 +1,1 @@
+"""Signed webhooks to partner apps: subscriptions (models), delivery (service), GraphQL."""
