@@ -80,8 +80,8 @@ async def drop_pg(name: str) -> None:
         await admin.close()
 
 
-async def create_app_login(owner_url: str) -> str:
-    """Create this run's login role in ``crmkit_app`` (the migrations created that); the
+async def create_app_login(owner_url: str, role: str = PG_APP_ROLE) -> str:
+    """Create the login role ``role`` in ``crmkit_app`` (the migrations created that); the
     URL of ``owner_url``'s database as that role."""
     import asyncpg
 
@@ -89,19 +89,19 @@ async def create_app_login(owner_url: str) -> str:
 
     admin = await asyncpg.connect(PG_ADMIN_URL)
     try:
-        await admin.execute(f'DROP ROLE IF EXISTS "{PG_APP_ROLE}"')
-        await admin.execute(f'CREATE ROLE "{PG_APP_ROLE}" LOGIN IN ROLE {APP_ROLE}')
+        await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        await admin.execute(f'CREATE ROLE "{role}" LOGIN IN ROLE {APP_ROLE}')
     finally:
         await admin.close()
-    return make_url(owner_url).set(username=PG_APP_ROLE).render_as_string(hide_password=False)
+    return make_url(owner_url).set(username=role).render_as_string(hide_password=False)
 
 
-async def drop_app_login() -> None:
+async def drop_app_login(role: str = PG_APP_ROLE) -> None:
     import asyncpg
 
     admin = await asyncpg.connect(PG_ADMIN_URL)
     try:
-        await admin.execute(f'DROP ROLE IF EXISTS "{PG_APP_ROLE}"')
+        await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
     finally:
         await admin.close()
 
