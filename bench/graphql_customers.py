@@ -94,7 +94,6 @@ import httpx
 from crmkit_notes.graphql import READ as NOTES_READ
 from crmkit_notes.models import Note
 from crmkit_notes.service import add_note
-from crmkit_notes.settings import NotesSettings
 from litestar import Litestar, Request, Response, get
 from litestar.types import ASGIApp, Receive, Scope, Send
 from sqlalchemy import event, select
@@ -379,7 +378,7 @@ async def seed(target: Target) -> tuple[str, uuid.UUID]:
         async with platform.tenant_scope(tenant.id) as scope:
             for i in range(CUSTOMERS):
                 customer = await service.create_customer(
-                    scope.hooks,
+                    scope.ctx,
                     kind=CustomerKind.PERSON,
                     given_name=f"Given{i}",
                     family_name=f"Family{i}",
@@ -389,8 +388,7 @@ async def seed(target: Target) -> tuple[str, uuid.UUID]:
                 )
                 for n in range(i % 3 if i % 2 == 0 else 0):  # 0, 1 or 2 notes
                     await add_note(
-                        scope.session,
-                        NotesSettings(),
+                        scope.hooks.context_for("notes"),
                         customer_id=customer.id,
                         body=f"Note {n} on customer {i}.",
                         author="bench",

@@ -14,7 +14,6 @@ from crmkit.core.consent.models import (
 )
 from crmkit.core.consent.service import allows as consent_allows
 from crmkit.core.consent.service import record_consent
-from crmkit.core.customers.api import create_customer, get_customer, record_activity, update_customer
 from crmkit.core.customers.models import (
     Activity,
     ActivityKind,
@@ -23,6 +22,7 @@ from crmkit.core.customers.models import (
     CustomerKind,
     LifecycleStage,
 )
+from crmkit.core.customers.service import create_customer, get_customer, record_activity, update_customer
 from crmkit.core.events import DomainEvent, emit
 from crmkit.core.hookspecs import event_hookspec, hookimpl, hookspec
 from crmkit.db import Model, TenantOwned, TenantSession, customer_key, uuid7

@@ -23,6 +23,7 @@ from crmkit.core.customers.models import (
 from crmkit.errors import NotFound
 from crmkit.platform import Platform
 from crmkit.plugins import enablement
+from crmkit.plugins.info import TenantContext
 from crmkit.tenants.service import create_tenant, get_tenant
 
 SLUG = "demo-bank"
@@ -63,7 +64,7 @@ async def setup_demo(platform: Platform, customers: int = 24) -> Demo:
     async with platform.tenant_scope(tenant.id) as scope:
         existing = await scope.session.scalar(select(func.count()).select_from(Customer))
         if not existing:
-            await _sample(scope.hooks, customers)
+            await _sample(scope.ctx, customers)
     if hasattr(platform.queue, "drain"):
         await platform.queue.drain()
     token = await issue_for_tenant(platform, SLUG, None, subject="operator:demo", minutes=24 * 60)
@@ -89,14 +90,14 @@ def first_query(platform: Platform, plugins: frozenset[str]) -> str:
     return "{ customers(first: 5) { nodes { " + " ".join(selections) + " } } }"
 
 
-async def _sample(hooks: service.TenantHooks, count: int) -> None:
+async def _sample(ctx: TenantContext, count: int) -> None:
     rng = random.Random(7)  # noqa: S311  (the same demo every time; not security)
     stages = list(LifecycleStage)
     now = utcnow()
     for i in range(count):
         if i % 6 == 5:
             customer = await service.create_customer(
-                hooks,
+                ctx,
                 kind=CustomerKind.ORGANISATION,
                 organisation_name=COMPANIES[(i // 6) % len(COMPANIES)],
                 email=f"office{i}@example.com",
@@ -107,7 +108,7 @@ async def _sample(hooks: service.TenantHooks, count: int) -> None:
         else:
             given, family = rng.choice(GIVEN), rng.choice(FAMILY)
             customer = await service.create_customer(
-                hooks,
+                ctx,
                 kind=CustomerKind.PERSON,
                 given_name=given,
                 family_name=family,
@@ -120,7 +121,7 @@ async def _sample(hooks: service.TenantHooks, count: int) -> None:
             )
         for j in range(3):
             await service.record_activity(
-                hooks,
+                ctx,
                 customer_id=customer.id,
                 kind=ActivityKind.TRANSACTION if j else ActivityKind.LOGIN,
                 channel=rng.choice([Channel.APP, Channel.WEB, Channel.BRANCH]),

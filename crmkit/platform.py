@@ -106,8 +106,7 @@ class Platform:
             raise Unauthenticated(f"tenant is {state.status.value}")
         session.info[TENANT_KEYS] = await self.keyring.tenant_keys(session, tenant_id)
         ctx = TenantContext(tenant_id=tenant_id, session=session, jobs=self.queue)
-        hooks = self.hook_callers.for_plugins(state.plugins).bind(ctx, state.plugin_settings)
-        ctx.hooks = hooks
+        ctx.hooks = hooks = self.hook_callers.for_plugins(state.plugins).bind(ctx, state.plugin_settings)
         return TenantScope(state, session, hooks)
 
     async def close(self) -> None:

@@ -6,14 +6,15 @@ import asyncio
 import uuid
 
 import pytest
-from sqlalchemy import select, text
+from crmkit_notes.models import Note
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from crmkit.core.audit.chain import checkpoint, verify
 from crmkit.core.audit.models import AuditEvent
-from crmkit.core.audit.trail import hashed_fields, link_hash
+from crmkit.core.audit.trail import UnauditedWrite, hashed_fields, link_hash, note
 from crmkit.core.customers import service
-from crmkit.core.customers.models import CustomerKind
+from crmkit.core.customers.models import Customer, CustomerKind, LifecycleStage
 from tests.fixtures import Env
 from tests.test_customers_graphql import create
 
@@ -192,7 +193,7 @@ async def test_concurrent_writers_keep_one_unbroken_chain(env: Env) -> None:
     async def writer(n: int) -> None:
         for i in range(3):
             async with env.platform.tenant_scope(tenant) as scope:
-                await service.create_customer(scope.hooks, kind=CustomerKind.PERSON, given_name=f"W{n}-{i}")
+                await service.create_customer(scope.ctx, kind=CustomerKind.PERSON, given_name=f"W{n}-{i}")
 
     await asyncio.gather(*(writer(n) for n in range(8)))
     trail = await events(env, tenant)
@@ -211,3 +212,80 @@ async def test_audit_events_query_is_for_the_audit_scope(env: Env) -> None:
     actions = [n["action"] for n in body["data"]["auditEvents"]["nodes"]]
     # newest first: the read of the created customer's names, its data key, its row
     assert actions == ["read", "customer_keys.create", "customers.create"]
+
+
+async def test_a_plugins_bulk_delete_on_erasure_names_the_deleted_notes(env: Env) -> None:
+    tenant = await env.tenant("notes")
+    customer = await create(env, tenant, givenName="Erin")
+    notes = [(await env.gql(ADD_NOTE, {"id": customer["id"]}, tenant=tenant))["data"]["addNote"]["id"] for _ in "ab"]
+    erased = await env.gql(
+        "mutation($id: UUID!) { eraseCustomer(id: $id) { id } }", {"id": customer["id"]}, tenant=tenant
+    )
+    assert "errors" not in erased, erased
+    [deleted] = [e for e in await events(env, tenant) if e.action == "notes.delete"]
+    assert deleted.target_type == "Note" and deleted.target_ids == sorted(notes) and deleted.fields == []
+    assert (deleted.actor_type, deleted.actor_id) == ("user", "test") and deleted.request_id
+    assert (await verify(env.platform.db, tenant, env.platform.audit_signer)).ok
+
+
+async def test_bulk_updates_of_a_plugin_table_record_ids_and_field_names(env: Env) -> None:
+    tenant = await env.tenant("notes")
+    customer = await create(env, tenant, givenName="Upton")
+    notes = sorted(
+        [(await env.gql(ADD_NOTE, {"id": customer["id"]}, tenant=tenant))["data"]["addNote"]["id"] for _ in "ab"]
+    )
+    table = Note.__table__
+    async with env.platform.tenant_scope(tenant) as scope:
+        orm = update(Note).where(Note.customer_id == uuid.UUID(customer["id"])).values(body="Redacted")
+        assert (await scope.session.execute(orm)).rowcount == 2  # the caller's result is intact
+        core = update(table).where(table.c.id == uuid.UUID(notes[0])).values(author="someone")
+        await scope.session.execute(core)
+        returning = update(Note).where(Note.id == uuid.UUID(notes[1])).values(author="x").returning(Note.author)
+        assert (await scope.session.execute(returning)).scalars().all() == ["x"]
+        await scope.session.execute(update(Note).where(Note.author == "nobody").values(body="-"))  # no row
+    updates = [e for e in await events(env, tenant) if e.action == "notes.update"]
+    assert [(e.target_ids, e.fields) for e in updates] == [
+        (notes, ["body"]),
+        ([notes[0]], ["author"]),
+        ([notes[1]], ["author"]),
+    ]
+    assert all(e.target_type == "Note" for e in updates)
+    assert (await verify(env.platform.db, tenant, env.platform.audit_signer)).ok
+
+
+async def test_a_bulk_write_that_rolls_back_leaves_no_audit_event(env: Env) -> None:
+    tenant = await env.tenant("notes")
+    customer = await create(env, tenant, givenName="Rollo")
+    await env.gql(ADD_NOTE, {"id": customer["id"]}, tenant=tenant)
+    with pytest.raises(RuntimeError, match="changed my mind"):
+        async with env.platform.tenant_scope(tenant) as scope:
+            await scope.session.execute(delete(Note))
+            raise RuntimeError("changed my mind")
+    assert not [e for e in await events(env, tenant) if e.action == "notes.delete"]
+
+
+async def test_a_bulk_update_cannot_write_encrypted_columns_unaudited(env: Env) -> None:
+    tenant = await env.tenant()
+    await create(env, tenant, givenName="Crypt")
+    async with env.platform.tenant_scope(tenant) as scope:
+        with pytest.raises(UnauditedWrite, match="Customer"):
+            await scope.session.execute(update(Customer).values(pii=b"garbage"))
+        stage = update(Customer).values(lifecycle_stage=LifecycleStage.ACTIVE)
+        assert (await scope.session.execute(stage)).rowcount == 1
+    [staged] = [e for e in await events(env, tenant) if e.action == "customers.update"]
+    assert staged.fields == ["lifecycle_stage"]
+
+
+async def test_the_target_id_filter_matches_whole_ids_only(env: Env) -> None:
+    tenant = await env.tenant()
+    ids = ["a%c", "abc", "a_c", "aXc", 'q"uote', "ü-1", "a%c-longer"]
+    async with env.platform.tenant_scope(tenant) as scope:
+        for target in ids:
+            note(scope.session, tenant, "thing.read", "Thing", [target])
+        note(scope.session, tenant, "thing.read", "Thing", ["abc", "zzz"])
+    query = "query($id: String!) { auditEvents(filter: {targetId: $id}) { nodes { targetIds } } }"
+    for target in ids:
+        body = await env.gql(query, {"id": target}, tenant=tenant)
+        found = [n["targetIds"] for n in body["data"]["auditEvents"]["nodes"]]
+        expected = [["abc", "zzz"], ["abc"]] if target == "abc" else [[target]]
+        assert found == expected, target

@@ -24,14 +24,14 @@ from tests.fixtures import REDIS_URL, Env, unavailable
 
 async def new_customer(platform: Platform, tenant: uuid.UUID, name: str) -> str:
     async with platform.tenant_scope(tenant) as scope:
-        customer = await service.create_customer(scope.hooks, kind=CustomerKind.PERSON, given_name=name)
+        customer = await service.create_customer(scope.ctx, kind=CustomerKind.PERSON, given_name=name)
     return str(customer.id)
 
 
 async def test_failing_handler_is_retried_alone_and_recorded(env: Env) -> None:
     tenant = await env.tenant("recorder", "notes")
     async with env.platform.tenant_scope(tenant) as scope:
-        customer = await service.create_customer(scope.hooks, kind=CustomerKind.PERSON, given_name="Retry")
+        customer = await service.create_customer(scope.ctx, kind=CustomerKind.PERSON, given_name="Retry")
         recorder_plugin.FAIL_ONCE.add(str(customer.id))
     customer_id = str(customer.id)
     await env.queue.drain()
@@ -121,7 +121,7 @@ async def test_arq_delivers_once_per_plugin_despite_a_failure(env: Env, arq_plat
     assert isinstance(arq_platform.queue, ArqQueue)
     tenant = await env.tenant("recorder", "notes")
     async with arq_platform.tenant_scope(tenant) as scope:
-        customer = await service.create_customer(scope.hooks, kind=CustomerKind.PERSON, given_name="Arq")
+        customer = await service.create_customer(scope.ctx, kind=CustomerKind.PERSON, given_name="Arq")
         recorder_plugin.FAIL_ONCE.add(str(customer.id))
     settings = {**worker_settings(arq_platform), "cron_jobs": []}
     worker = Worker(**settings, burst=True, poll_delay=0.05)

@@ -196,7 +196,7 @@ async def test_retention_purges_old_activities(env: Env) -> None:
     async with env.platform.tenant_scope(tenant) as scope:
         for days in (400, 10):
             await service.record_activity(
-                scope.hooks,
+                scope.ctx,
                 customer_id=uuid.UUID(customer["id"]),
                 kind=service.ActivityKind.LOGIN,
                 channel=service.Channel.APP,

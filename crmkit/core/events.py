@@ -10,14 +10,16 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Index, String, Uuid
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crmkit.clock import utcnow
 from crmkit.db import Model, TenantOwned, uuid7
+
+if TYPE_CHECKING:
+    from crmkit.plugins.info import TenantContext
 
 PENDING_EVENTS = "crmkit_pending_events"
 
@@ -61,9 +63,13 @@ class DomainEvent:
         )
 
 
-def emit(session: AsyncSession, type: str, subject_type: str, subject_id: Any, **data: Any) -> OutboxEvent:
-    """Write a domain event into the session's transaction; ``type`` names an event hook."""
+def emit(ctx: TenantContext, type: str, subject_type: str, subject_id: Any, **data: Any) -> OutboxEvent:
+    """Write a domain event into the tenant's transaction; ``type`` names an event hook.
+
+    The event commits with the change that caused it, or not at all; after commit the
+    job queue hands it to the enabled plugins' handlers and subscribed apps.
+    """
     row = OutboxEvent(type=type, subject_type=subject_type, subject_id=str(subject_id), data=data)
-    session.add(row)
-    session.info.setdefault(PENDING_EVENTS, []).append(row)
+    ctx.session.add(row)
+    ctx.session.info.setdefault(PENDING_EVENTS, []).append(row)
     return row

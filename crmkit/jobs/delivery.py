@@ -23,7 +23,6 @@ async def dispatch_event(ctx: TenantContext, event_id: str) -> None:
     row = await ctx.session.get(OutboxEvent, (ctx.tenant_id, uuid.UUID(event_id)))
     if row is None:  # another tenant's id reads as not found
         return
-    assert ctx.hooks is not None
     for impl in ctx.hooks.plugin_set.impls(row.type):
         await ctx.jobs.enqueue(
             DELIVER_EVENT,
@@ -48,7 +47,6 @@ async def deliver_event(ctx: TenantContext, event_id: str, plugin: str) -> None:
     row = await ctx.session.get(OutboxEvent, (ctx.tenant_id, event_uuid))
     if row is None:
         return
-    assert ctx.hooks is not None
     await ctx.hooks.call_plugin(plugin, row.type, event=DomainEvent.from_row(row))
     ctx.session.add(EventDelivery(event_id=event_uuid, plugin=plugin))
 

@@ -84,6 +84,7 @@ class TenantHooks:
             if info.settings is not None:
                 settings = info.settings.model_validate(self._raw_settings.get(plugin) or {})
             ctx = replace(self.ctx, settings=settings, plugin=plugin)
+            ctx.hooks = self  # not an __init__ field, so replace() does not copy it
             self._contexts[plugin] = ctx
         return ctx
 

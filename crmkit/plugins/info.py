@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from crmkit.db import TenantSession
     from crmkit.jobs.queue import JobQueue
     from crmkit.plugins.caller import TenantHooks
+    from crmkit.plugins.registry import PluginRegistry
 
 S = TypeVar("S", bound=BaseModel)
 
@@ -51,20 +52,27 @@ class Scope:
 
 @dataclass
 class TenantContext:
-    """What a hook, job or resolver may touch for one tenant.
+    """What a hook, job, service or resolver may touch for one tenant: the first
+    argument of every operation that works in a tenant.
 
     ``session`` is bound to the tenant: its queries only see that tenant's rows.
     ``settings`` is the calling plugin's validated settings for the tenant (``None`` for
     plugins without a settings model, and for the core). ``hooks`` calls hooks of the
-    tenant's enabled plugins, for plugins that declare hooks of their own.
+    tenant's enabled plugins (validation hooks, and hooks plugins declare for others).
     """
 
     tenant_id: uuid.UUID
     session: TenantSession
     jobs: JobQueue
-    hooks: TenantHooks | None = None
     settings: BaseModel | None = None
     plugin: str | None = None
+    hooks: TenantHooks = field(init=False, repr=False)
+    """Set by the platform when it binds the context to the tenant's plugin set."""
+
+    @property
+    def registry(self) -> PluginRegistry:
+        """Every installed plugin's declarations (scopes, events, jobs)."""
+        return self.hooks.plugin_set.registry
 
     def settings_as(self, model: type[S]) -> S:
         """The settings, typed: ``ctx.settings_as(MySettings)`` in your plugin's code."""

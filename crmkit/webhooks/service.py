@@ -137,7 +137,6 @@ async def deliver_webhook(ctx: TenantContext, event_id: str, installation_id: st
     installation = await session.get(AppInstallation, (ctx.tenant_id, install_id))
     if event is None or subscription is None or installation is None:
         return  # uninstalled or unsubscribed since: nothing to send
-    assert ctx.hooks is not None
     scope = ctx.hooks.plugin_set.registry.event_scopes().get(event.type)
     if scope is None or scope not in installation.scopes:
         return  # the app no longer holds the scope to read this event

@@ -88,8 +88,6 @@ def _collect(impls: Iterable[Any]) -> dict[str, DeclaredPurpose]:
 
 def purposes(ctx: TenantContext) -> dict[str, DeclaredPurpose]:
     """The purposes this tenant may record: the core's and its enabled plugins'."""
-    if ctx.hooks is None:
-        return {p.name: DeclaredPurpose(p, CORE) for p in CORE_PURPOSES}
     plugin_set = ctx.hooks.plugin_set
     found = _catalogues.get(plugin_set)
     if found is None:
@@ -214,7 +212,7 @@ async def record_consent(
     session.add(record)
     await session.flush()
     emit(
-        session,
+        ctx,
         "consent_changed",
         "ConsentRecord",
         record.id,

@@ -196,7 +196,7 @@ async def resolve_customers(
     f = filter or CustomerFilterInput()
     consent_filter = consent.criterion(ctx, f.consent)
     rows = await service.list_customers(
-        ctx.hooks,
+        ctx.tenant,
         service.CustomerFilter(
             tag=f.tag,
             stage=f.stage,
@@ -214,7 +214,7 @@ async def resolve_customers(
 
 
 async def resolve_customer(info: Info, id: uuid.UUID) -> Customer:
-    return await service.get_customer(info.context.hooks, id)
+    return await service.get_customer(info.context.tenant, id)
 
 
 async def resolve_activities(
@@ -227,7 +227,7 @@ async def resolve_activities(
     ctx = info.context
     size, after_id = ctx.page(first, after)
     rows = await service.list_activities(
-        ctx.hooks,
+        ctx.tenant,
         customer_id,
         kind=kind,
         after=after_id,
@@ -238,7 +238,7 @@ async def resolve_activities(
 
 async def resolve_create_customer(info: Info, input: CreateCustomerInput) -> Customer:
     return await service.create_customer(
-        info.context.hooks,
+        info.context.tenant,
         kind=input.kind,
         tags=input.tags,
         lifecycle_stage=input.lifecycle_stage,
@@ -258,7 +258,7 @@ async def resolve_update_customer(
     ] = None,
 ) -> Customer:
     return await service.update_customer(
-        info.context.hooks,
+        info.context.tenant,
         id,
         expected_version=expected_version,
         kind=input.kind,
@@ -269,7 +269,7 @@ async def resolve_update_customer(
 
 
 async def resolve_archive_customer(info: Info, id: uuid.UUID) -> Customer:
-    return await service.archive_customer(info.context.hooks, id)
+    return await service.archive_customer(info.context.tenant, id)
 
 
 @strawberry.type(description="What stays of an erased customer: a tombstone.")
@@ -280,19 +280,19 @@ class ErasedCustomer:
 
 async def resolve_export_customer_data(info: Info, id: uuid.UUID) -> JSON:
     """Everything held on the customer, core and plugins: the right of access."""
-    return JSON(await rights.export_customer(info.context.hooks, id))
+    return JSON(await rights.export_customer(info.context.tenant, id))
 
 
 async def resolve_erase_customer(info: Info, id: uuid.UUID) -> ErasedCustomer:
     """Erase the customer's personal data from the core and every plugin."""
-    customer = await rights.erase_customer(info.context.hooks, id)
+    customer = await rights.erase_customer(info.context.tenant, id)
     assert customer.erased_at is not None
     return ErasedCustomer(id=customer.id, erased_at=customer.erased_at)
 
 
 async def resolve_record_activity(info: Info, input: RecordActivityInput) -> Activity:
     return await service.record_activity(
-        info.context.hooks,
+        info.context.tenant,
         customer_id=input.customer_id,
         kind=input.kind,
         channel=input.channel,

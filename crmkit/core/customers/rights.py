@@ -23,7 +23,7 @@ from crmkit.core.customers.models import Activity, Customer, CustomerNameToken, 
 from crmkit.core.customers.personal import FIELDS
 from crmkit.core.customers.service import get_customer
 from crmkit.core.events import emit
-from crmkit.plugins.caller import TenantHooks
+from crmkit.plugins.info import TenantContext
 
 
 def _plain(value: Any) -> Any:
@@ -40,18 +40,18 @@ def _row(row: Any, names: list[str]) -> dict[str, Any]:
     return {name: _plain(getattr(row, name)) for name in names}
 
 
-async def export_customer(hooks: TenantHooks, customer_id: uuid.UUID) -> dict[str, Any]:
+async def export_customer(ctx: TenantContext, customer_id: uuid.UUID) -> dict[str, Any]:
     """Everything the platform and the tenant's enabled plugins hold on the customer."""
-    customer = await get_customer(hooks, customer_id)
-    session = hooks.ctx.session
+    customer = await get_customer(ctx, customer_id)
+    session = ctx.session
     activities = await session.scalars(
         select(Activity).where(Activity.customer_id == customer_id).order_by(Activity.id)
     )
     consents = await session.scalars(
         select(ConsentRecord).where(ConsentRecord.customer_id == customer_id).order_by(ConsentRecord.id)
     )
-    plugins = await hooks.call_by_plugin("export_customer_data", customer_id=customer_id)
-    note(session, hooks.ctx.tenant_id, "customers.export", "Customer", [str(customer_id)], list(FIELDS))
+    plugins = await ctx.hooks.call_by_plugin("export_customer_data", customer_id=customer_id)
+    note(session, ctx.tenant_id, "customers.export", "Customer", [str(customer_id)], list(FIELDS))
     return {
         "customer": {
             **_row(customer, ["id", "kind", "lifecycle_stage", "relationship_manager", "external_ref"]),
@@ -72,11 +72,11 @@ async def export_customer(hooks: TenantHooks, customer_id: uuid.UUID) -> dict[st
     }
 
 
-async def erase_customer(hooks: TenantHooks, customer_id: uuid.UUID) -> Customer:
+async def erase_customer(ctx: TenantContext, customer_id: uuid.UUID) -> Customer:
     """Erase a customer's personal data everywhere; erasing twice reads as not found."""
-    customer = await get_customer(hooks, customer_id)
-    session = hooks.ctx.session
-    await hooks.call("erase_customer", customer_id=customer_id)
+    customer = await get_customer(ctx, customer_id)
+    session = ctx.session
+    await ctx.hooks.call("erase_customer", customer_id=customer_id)
     for table in (Activity, CustomerTag, CustomerNameToken):
         await session.execute(delete(table).where(table.customer_id == customer_id))
     session.expire(customer, ["tags"])
@@ -86,6 +86,6 @@ async def erase_customer(hooks: TenantHooks, customer_id: uuid.UUID) -> Customer
     customer.relationship_manager = None
     customer.erased_at = customer.updated_at = utcnow()
     await session.flush()
-    note(session, hooks.ctx.tenant_id, "customers.erase", "Customer", [str(customer_id)], list(FIELDS))
-    emit(session, "customer_erased", "Customer", customer_id)
+    note(session, ctx.tenant_id, "customers.erase", "Customer", [str(customer_id)], list(FIELDS))
+    emit(ctx, "customer_erased", "Customer", customer_id)
     return customer

@@ -35,7 +35,7 @@ from crmkit.core.events import emit
 from crmkit.core.inputs import optional_text
 from crmkit.crypto import TenantKeys
 from crmkit.errors import BadUserInput, Conflict, NotFound
-from crmkit.plugins.caller import TenantHooks
+from crmkit.plugins.info import TenantContext
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{4,24}$")
@@ -125,7 +125,7 @@ def _check_names(kind: CustomerKind, data: PersonalData) -> None:
 
 
 async def create_customer(
-    hooks: TenantHooks,
+    ctx: TenantContext,
     *,
     kind: CustomerKind,
     tags: Sequence[str] = (),
@@ -135,7 +135,7 @@ async def create_customer(
     **personal_fields: str | None,
 ) -> Customer:
     """Create a customer; retried with the same ``external_ref`` it returns the first one."""
-    session = hooks.ctx.session
+    session = ctx.session
     external_ref = optional_text(external_ref, "externalRef", 100)
     if external_ref is not None:
         existing = await session.scalar(select(Customer).where(Customer.external_ref == external_ref))
@@ -153,22 +153,22 @@ async def create_customer(
     customer.tags = [CustomerTag(tag=t) for t in _tags(tags)]
     session.add(customer)
     changed = frozenset({"kind", "lifecycle_stage", "tags", *customer.personal_changed})
-    await hooks.call("validate_customer", customer=customer, changed=changed)
+    await ctx.hooks.call("validate_customer", customer=customer, changed=changed)
     await session.flush()
-    emit(session, "customer_created", "Customer", customer.id)
+    emit(ctx, "customer_created", "Customer", customer.id)
     return customer
 
 
-async def get_customer(hooks: TenantHooks, customer_id: uuid.UUID) -> Customer:
+async def get_customer(ctx: TenantContext, customer_id: uuid.UUID) -> Customer:
     """A customer of the tenant; another tenant's id and an erased customer read as not found."""
-    customer = await hooks.ctx.session.get(Customer, (hooks.ctx.tenant_id, customer_id))
+    customer = await ctx.session.get(Customer, (ctx.tenant_id, customer_id))
     if customer is None or customer.erased_at is not None:
         raise NotFound(f"no customer {customer_id}")
     return customer
 
 
 async def update_customer(
-    hooks: TenantHooks,
+    ctx: TenantContext,
     customer_id: uuid.UUID,
     *,
     expected_version: int | None = None,
@@ -179,7 +179,7 @@ async def update_customer(
     **personal_fields: str | None,
 ) -> Customer:
     """Apply the fields given; with ``expected_version`` a concurrent edit is a CONFLICT."""
-    customer = await get_customer(hooks, customer_id)
+    customer = await get_customer(ctx, customer_id)
     if expected_version is not None and expected_version != customer.version:
         raise Conflict(
             f"the customer is at version {customer.version}, not {expected_version}; "
@@ -212,19 +212,19 @@ async def update_customer(
     if not changed:
         return customer
     customer.updated_at = utcnow()
-    await hooks.call("validate_customer", customer=customer, changed=frozenset(changed))
-    await hooks.ctx.session.flush()
-    emit(hooks.ctx.session, "customer_updated", "Customer", customer.id, changed=sorted(changed))
+    await ctx.hooks.call("validate_customer", customer=customer, changed=frozenset(changed))
+    await ctx.session.flush()
+    emit(ctx, "customer_updated", "Customer", customer.id, changed=sorted(changed))
     return customer
 
 
-async def archive_customer(hooks: TenantHooks, customer_id: uuid.UUID) -> Customer:
+async def archive_customer(ctx: TenantContext, customer_id: uuid.UUID) -> Customer:
     """Hide a customer from lists; archiving twice is a no-op."""
-    customer = await get_customer(hooks, customer_id)
+    customer = await get_customer(ctx, customer_id)
     if customer.archived_at is None:
         customer.archived_at = utcnow()
-        await hooks.ctx.session.flush()
-        emit(hooks.ctx.session, "customer_archived", "Customer", customer.id)
+        await ctx.session.flush()
+        emit(ctx, "customer_archived", "Customer", customer.id)
     return customer
 
 
@@ -236,11 +236,11 @@ def _exact(keys: TenantKeys, kind: Any, column: Any, value: str, field: str) -> 
 
 
 async def list_customers(
-    hooks: TenantHooks, filter: CustomerFilter, *, after: uuid.UUID | None, limit: int
+    ctx: TenantContext, filter: CustomerFilter, *, after: uuid.UUID | None, limit: int
 ) -> Sequence[Customer]:
     """Customers by id; exact e-mail, phone and national id and whole name words are
     matched through blind indexes, since the values themselves are encrypted."""
-    session = hooks.ctx.session
+    session = ctx.session
     keys: TenantKeys = session.info[TENANT_KEYS]
     query = select(Customer).where(Customer.erased_at.is_(None)).order_by(Customer.id).limit(limit)
     if after is not None:
@@ -285,7 +285,7 @@ async def list_customers(
 
 
 async def record_activity(
-    hooks: TenantHooks,
+    ctx: TenantContext,
     *,
     customer_id: uuid.UUID,
     kind: ActivityKind,
@@ -298,8 +298,8 @@ async def record_activity(
 ) -> Activity:
     """Add to a customer's timeline; retried with the same ``external_ref`` it returns the
     first one."""
-    session = hooks.ctx.session
-    await get_customer(hooks, customer_id)
+    session = ctx.session
+    await get_customer(ctx, customer_id)
     external_ref = optional_text(external_ref, "externalRef", 100)
     if external_ref is not None:
         existing = await session.scalar(select(Activity).where(Activity.external_ref == external_ref))
@@ -346,10 +346,10 @@ async def record_activity(
         external_ref=external_ref,
     )
     session.add(activity)
-    await hooks.call("validate_activity", activity=activity)
+    await ctx.hooks.call("validate_activity", activity=activity)
     await session.flush()
     emit(
-        session,
+        ctx,
         "activity_recorded",
         "Activity",
         activity.id,
@@ -360,14 +360,14 @@ async def record_activity(
 
 
 async def list_activities(
-    hooks: TenantHooks,
+    ctx: TenantContext,
     customer_id: uuid.UUID,
     *,
     kind: ActivityKind | None,
     after: uuid.UUID | None,
     limit: int,
 ) -> Sequence[Activity]:
-    await get_customer(hooks, customer_id)
+    await get_customer(ctx, customer_id)
     query = (
         select(Activity).where(Activity.customer_id == customer_id).order_by(Activity.id.desc()).limit(limit)
     )
@@ -375,4 +375,4 @@ async def list_activities(
         query = query.where(Activity.id < after)
     if kind is not None:
         query = query.where(Activity.kind == kind)
-    return (await hooks.ctx.session.scalars(query)).all()
+    return (await ctx.session.scalars(query)).all()

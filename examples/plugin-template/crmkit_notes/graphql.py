@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from crmkit_notes import service
 from crmkit_notes.models import Note
-from crmkit_notes.settings import NAME, NotesSettings
+from crmkit_notes.settings import NAME
 
 READ = f"{NAME}:read"
 WRITE = f"{NAME}:write"
@@ -60,8 +60,7 @@ async def resolve_add_note(info: crmkit.Info, customer_id: uuid.UUID, body: str)
     if customer is None:
         raise crmkit.NotFound(f"no customer {customer_id}")
     note = await service.add_note(
-        ctx.session,
-        ctx.tenant_context(NAME).settings_as(NotesSettings),
+        ctx.tenant_context(NAME),
         customer_id=customer_id,
         body=body,
         author=ctx.principal.subject,

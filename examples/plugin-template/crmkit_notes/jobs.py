@@ -9,7 +9,6 @@ import crmkit
 
 from crmkit_notes import service
 from crmkit_notes.models import Note
-from crmkit_notes.settings import NotesSettings
 
 SYSTEM_AUTHOR = "crmkit:notes"
 
@@ -28,8 +27,7 @@ async def add_archive_note(ctx: crmkit.TenantContext, customer_id: str, event_id
     if customer is None:
         return  # erased since: nothing to note
     await service.add_note(
-        ctx.session,
-        ctx.settings_as(NotesSettings),
+        ctx,
         customer_id=customer.id,
         body="Customer archived.",
         author=SYSTEM_AUTHOR,

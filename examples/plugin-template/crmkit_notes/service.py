@@ -14,8 +14,7 @@ from crmkit_notes.settings import NotesSettings
 
 
 async def add_note(
-    session: AsyncSession,
-    settings: NotesSettings,
+    ctx: crmkit.TenantContext,
     *,
     customer_id: uuid.UUID,
     body: str,
@@ -23,6 +22,7 @@ async def add_note(
     note_id: uuid.UUID | None = None,
 ) -> Note:
     """Add a note to an existing customer and emit ``note_added`` in the same transaction."""
+    settings = ctx.settings_as(NotesSettings)
     body = body.strip()
     if not body:
         raise crmkit.BadUserInput("body must not be empty", field="body")
@@ -33,9 +33,9 @@ async def add_note(
             field="body",
         )
     note = Note(id=note_id or crmkit.uuid7(), customer_id=customer_id, body=body, author=author)
-    session.add(note)
-    await session.flush()
-    crmkit.emit(session, "note_added", "Note", note.id, customer_id=str(customer_id))
+    ctx.session.add(note)
+    await ctx.session.flush()
+    crmkit.emit(ctx, "note_added", "Note", note.id, customer_id=str(customer_id))
     return note
 
 
