@@ -15,8 +15,7 @@ from crmkit.core.audit.models import AuditEvent
 from crmkit.core.audit.trail import UnauditedWrite, hashed_fields, link_hash, note
 from crmkit.core.customers import service
 from crmkit.core.customers.models import Customer, CustomerKind, LifecycleStage
-from tests.fixtures import Env
-from tests.test_customers_graphql import create
+from crmkit.testing import Env
 
 ADD_NOTE = 'mutation($id: UUID!) { addNote(customerId: $id, body: "Secret plan: call on Monday") { id } }'
 
@@ -54,14 +53,14 @@ async def tamper(env: Env, statement: str, **params: object) -> None:
 async def audited_tenant(env: Env, changes: int = 4) -> uuid.UUID:
     tenant = await env.tenant("notes")
     for i in range(changes):
-        await create(env, tenant, givenName=f"Au{i}")
+        await env.create_customer(tenant, givenName=f"Au{i}")
     await env.queue.drain()
     return tenant
 
 
 async def test_a_plugin_mutation_is_audited_without_plugin_code(env: Env) -> None:
     tenant = await env.tenant("notes")
-    customer = await create(env, tenant, givenName="Ana", email="ana@example.com")
+    customer = await env.create_customer(tenant, givenName="Ana", email="ana@example.com")
     note = await env.gql(ADD_NOTE, {"id": customer["id"]}, tenant=tenant)
     note_id = note["data"]["addNote"]["id"]
     trail = await events(env, tenant)
@@ -78,7 +77,7 @@ async def test_a_plugin_mutation_is_audited_without_plugin_code(env: Env) -> Non
 
 async def test_updates_record_changed_field_names_only(env: Env) -> None:
     tenant = await env.tenant()
-    customer = await create(env, tenant, givenName="Bo")
+    customer = await env.create_customer(tenant, givenName="Bo")
     await env.gql(
         'mutation($id: UUID!) { updateCustomer(id: $id, input: {email: "bo@example.com"}) { id } }',
         {"id": customer["id"]},
@@ -106,7 +105,7 @@ async def test_untouched_chain_verifies_with_and_without_checkpoint(env: Env) ->
     async with env.platform.db.tenant_session(tenant) as session:
         signed = await checkpoint(session, signer)
     assert signed is not None
-    await create(env, tenant, givenName="After")
+    await env.create_customer(tenant, givenName="After")
     result = await verify(env.platform.db, tenant, signer)
     assert result.ok and result.checkpoint_seq == signed.seq
 
@@ -204,7 +203,7 @@ async def test_concurrent_writers_keep_one_unbroken_chain(env: Env) -> None:
 
 async def test_audit_events_query_is_for_the_audit_scope(env: Env) -> None:
     tenant = await env.tenant()
-    customer = await create(env, tenant, givenName="Cy")
+    customer = await env.create_customer(tenant, givenName="Cy")
     query = "query($id: String!) { auditEvents(filter: {targetId: $id}) { nodes { action fields actorId } } }"
     refused = await env.gql(query, {"id": customer["id"]}, token=env.token(tenant, ["customers:read"]))
     assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
@@ -216,8 +215,11 @@ async def test_audit_events_query_is_for_the_audit_scope(env: Env) -> None:
 
 async def test_a_plugins_bulk_delete_on_erasure_names_the_deleted_notes(env: Env) -> None:
     tenant = await env.tenant("notes")
-    customer = await create(env, tenant, givenName="Erin")
-    notes = [(await env.gql(ADD_NOTE, {"id": customer["id"]}, tenant=tenant))["data"]["addNote"]["id"] for _ in "ab"]
+    customer = await env.create_customer(tenant, givenName="Erin")
+    notes = [
+        (await env.gql(ADD_NOTE, {"id": customer["id"]}, tenant=tenant))["data"]["addNote"]["id"]
+        for _ in "ab"
+    ]
     erased = await env.gql(
         "mutation($id: UUID!) { eraseCustomer(id: $id) { id } }", {"id": customer["id"]}, tenant=tenant
     )
@@ -230,9 +232,12 @@ async def test_a_plugins_bulk_delete_on_erasure_names_the_deleted_notes(env: Env
 
 async def test_bulk_updates_of_a_plugin_table_record_ids_and_field_names(env: Env) -> None:
     tenant = await env.tenant("notes")
-    customer = await create(env, tenant, givenName="Upton")
+    customer = await env.create_customer(tenant, givenName="Upton")
     notes = sorted(
-        [(await env.gql(ADD_NOTE, {"id": customer["id"]}, tenant=tenant))["data"]["addNote"]["id"] for _ in "ab"]
+        [
+            (await env.gql(ADD_NOTE, {"id": customer["id"]}, tenant=tenant))["data"]["addNote"]["id"]
+            for _ in "ab"
+        ]
     )
     table = Note.__table__
     async with env.platform.tenant_scope(tenant) as scope:
@@ -240,7 +245,9 @@ async def test_bulk_updates_of_a_plugin_table_record_ids_and_field_names(env: En
         assert (await scope.session.execute(orm)).rowcount == 2  # the caller's result is intact
         core = update(table).where(table.c.id == uuid.UUID(notes[0])).values(author="someone")
         await scope.session.execute(core)
-        returning = update(Note).where(Note.id == uuid.UUID(notes[1])).values(author="x").returning(Note.author)
+        returning = (
+            update(Note).where(Note.id == uuid.UUID(notes[1])).values(author="x").returning(Note.author)
+        )
         assert (await scope.session.execute(returning)).scalars().all() == ["x"]
         await scope.session.execute(update(Note).where(Note.author == "nobody").values(body="-"))  # no row
     updates = [e for e in await events(env, tenant) if e.action == "notes.update"]
@@ -255,7 +262,7 @@ async def test_bulk_updates_of_a_plugin_table_record_ids_and_field_names(env: En
 
 async def test_a_bulk_write_that_rolls_back_leaves_no_audit_event(env: Env) -> None:
     tenant = await env.tenant("notes")
-    customer = await create(env, tenant, givenName="Rollo")
+    customer = await env.create_customer(tenant, givenName="Rollo")
     await env.gql(ADD_NOTE, {"id": customer["id"]}, tenant=tenant)
     with pytest.raises(RuntimeError, match="changed my mind"):
         async with env.platform.tenant_scope(tenant) as scope:
@@ -266,7 +273,7 @@ async def test_a_bulk_write_that_rolls_back_leaves_no_audit_event(env: Env) -> N
 
 async def test_a_bulk_update_cannot_write_encrypted_columns_unaudited(env: Env) -> None:
     tenant = await env.tenant()
-    await create(env, tenant, givenName="Crypt")
+    await env.create_customer(tenant, givenName="Crypt")
     async with env.platform.tenant_scope(tenant) as scope:
         with pytest.raises(UnauditedWrite, match="Customer"):
             await scope.session.execute(update(Customer).values(pii=b"garbage"))

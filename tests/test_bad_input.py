@@ -9,8 +9,8 @@ import pytest
 
 from crmkit.tenants.models import TenantStatus
 from crmkit.tenants.service import set_status
-from tests.fixtures import Env
-from tests.test_customers_graphql import CREATE, PAGE, create
+from crmkit.testing import CREATE_CUSTOMER, Env
+from tests.test_customers_graphql import PAGE
 
 
 def code(body: dict) -> str:  # type: ignore[type-arg]
@@ -51,7 +51,7 @@ async def test_malformed_id_and_invalid_enum(env: Env) -> None:
     tenant = await env.tenant()
     body = await env.gql('query { customer(id: "42") { id } }', tenant=tenant)
     assert code(body) == "BAD_USER_INPUT"
-    body = await env.gql(CREATE, {"input": {"kind": "ROBOT", "givenName": "R2"}}, tenant=tenant)
+    body = await env.gql(CREATE_CUSTOMER, {"input": {"kind": "ROBOT", "givenName": "R2"}}, tenant=tenant)
     assert code(body) == "BAD_USER_INPUT"
     assert await count(env, tenant) == 0
 
@@ -69,7 +69,7 @@ async def test_malformed_id_and_invalid_enum(env: Env) -> None:
 )
 async def test_invalid_customer_changes_nothing(env: Env, fields: dict, field: str) -> None:  # type: ignore[type-arg]
     tenant = await env.tenant()
-    body = await env.gql(CREATE, {"input": {"kind": "PERSON", **fields}}, tenant=tenant)
+    body = await env.gql(CREATE_CUSTOMER, {"input": {"kind": "PERSON", **fields}}, tenant=tenant)
     assert code(body) == "BAD_USER_INPUT"
     assert body["errors"][0]["extensions"]["field"] == field
     assert await count(env, tenant) == 0
@@ -92,7 +92,7 @@ async def test_failed_mutation_rolls_back_the_whole_operation(env: Env) -> None:
 )
 async def test_invalid_activity(env: Env, amount: str | None, currency: str | None, field: str) -> None:
     tenant = await env.tenant()
-    customer = await create(env, tenant, givenName="Tim")
+    customer = await env.create_customer(tenant, givenName="Tim")
     body = await env.gql(
         "mutation($input: RecordActivityInput!) { recordActivity(input: $input) { id } }",
         {
@@ -135,7 +135,7 @@ async def test_suspended_tenant_tokens_are_refused(env: Env) -> None:
 async def test_missing_scope_is_forbidden_naming_the_scope(env: Env) -> None:
     tenant = await env.tenant()
     token = env.token(tenant, ["customers:read"])
-    body = await env.gql(CREATE, {"input": {"kind": "PERSON", "givenName": "No"}}, token=token)
+    body = await env.gql(CREATE_CUSTOMER, {"input": {"kind": "PERSON", "givenName": "No"}}, token=token)
     assert code(body) == "FORBIDDEN" and body["errors"][0]["extensions"]["scope"] == "customers:write"
     assert await count(env, tenant) == 0
 

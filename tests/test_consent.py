@@ -16,9 +16,8 @@ from crmkit.clock import utcnow
 from crmkit.core.consent.models import AppendOnly, ConsentRecord
 from crmkit.core.consent.service import consent_state_criterion
 from crmkit.core.customers.models import Customer
+from crmkit.testing import Env, StatementCounter
 from tests import recorder_plugin
-from tests.fixtures import Env, StatementCounter
-from tests.test_customers_graphql import create
 
 RECORD = """
 mutation($input: RecordConsentInput!) {
@@ -78,7 +77,7 @@ async def allows(env: Env, tenant: uuid.UUID, customer_id: uuid.UUID, **kw: Any)
 
 async def test_record_then_read_current_state_and_history(env: Env) -> None:
     tenant = await env.tenant()
-    customer = (await create(env, tenant, givenName="Ada"))["id"]
+    customer = (await env.create_customer(tenant, givenName="Ada"))["id"]
     first = await record(env, tenant, customer)
     assert first["capturedBy"] == "user:test"
     assert first["expired"] is False
@@ -118,7 +117,7 @@ async def test_record_then_read_current_state_and_history(env: Env) -> None:
 
 async def test_allows_answers_from_the_latest_record_and_honours_expiry(env: Env) -> None:
     tenant = await env.tenant()
-    customer = uuid.UUID((await create(env, tenant, givenName="Bo"))["id"])
+    customer = uuid.UUID((await env.create_customer(tenant, givenName="Bo"))["id"])
     assert await allows(env, tenant, customer) is False  # never asked: no consent
 
     await record_in(env, tenant, customer, "granted", expires_at=utcnow() + timedelta(hours=1))
@@ -143,7 +142,7 @@ async def test_allows_answers_from_the_latest_record_and_honours_expiry(env: Env
 
 async def test_a_committed_withdrawal_is_always_seen(env: Env) -> None:
     tenant = await env.tenant()
-    customer = uuid.UUID((await create(env, tenant, givenName="Cy"))["id"])
+    customer = uuid.UUID((await env.create_customer(tenant, givenName="Cy"))["id"])
     await record_in(env, tenant, customer, "granted")
     assert await allows(env, tenant, customer) is True
     await record_in(env, tenant, customer, "withdrawn")  # committed in its own session
@@ -160,7 +159,7 @@ async def test_a_committed_withdrawal_is_always_seen(env: Env) -> None:
 
 async def test_the_database_refuses_to_change_or_delete_a_record(env: Env) -> None:
     tenant = await env.tenant()
-    customer = uuid.UUID((await create(env, tenant, givenName="Dee"))["id"])
+    customer = uuid.UUID((await env.create_customer(tenant, givenName="Dee"))["id"])
     await record_in(env, tenant, customer, "granted")
     async with env.platform.db.tenant_session(tenant) as session:
         record_id = await session.scalar(select(ConsentRecord.id))
@@ -209,7 +208,7 @@ async def test_the_database_refuses_to_change_or_delete_a_record(env: Env) -> No
 
 async def test_unknown_purpose_and_bad_input_are_refused(env: Env) -> None:
     tenant = await env.tenant()
-    customer = (await create(env, tenant, givenName="Eve"))["id"]
+    customer = (await env.create_customer(tenant, givenName="Eve"))["id"]
     body = await env.gql(RECORD, {"input": decision(customer, purpose="spam")}, tenant=tenant)
     error = body["errors"][0]
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
@@ -231,7 +230,7 @@ async def test_unknown_purpose_and_bad_input_are_refused(env: Env) -> None:
 
 async def test_another_tenants_customer_is_not_found(env: Env) -> None:
     a, b = await env.tenant(), await env.tenant()
-    customer = (await create(env, a, givenName="Fay"))["id"]
+    customer = (await env.create_customer(a, givenName="Fay"))["id"]
     await record(env, a, customer)
     for query, variables in (
         (RECORD, {"input": decision(customer)}),
@@ -244,7 +243,7 @@ async def test_another_tenants_customer_is_not_found(env: Env) -> None:
 
 async def test_consent_needs_its_scopes(env: Env) -> None:
     tenant = await env.tenant()
-    customer = (await create(env, tenant, givenName="Gus"))["id"]
+    customer = (await env.create_customer(tenant, givenName="Gus"))["id"]
     token = env.token(tenant, ["customers:read", "consent:read"])
     body = await env.gql(RECORD, {"input": decision(customer)}, token=token)
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
@@ -255,11 +254,11 @@ async def test_consent_needs_its_scopes(env: Env) -> None:
 
 async def test_consent_changed_reaches_enabled_plugins_after_commit(env: Env) -> None:
     tenant, quiet = await env.tenant("recorder"), await env.tenant()
-    customer = (await create(env, tenant, givenName="Hal"))["id"]
+    customer = (await env.create_customer(tenant, givenName="Hal"))["id"]
     await record(env, tenant, customer)
     await record(env, tenant, customer, state="WITHDRAWN", source="CALL_CENTRE")
     await env.gql(RECORD, {"input": decision(customer, purpose="spam")}, tenant=tenant)
-    other = (await create(env, quiet, givenName="Ian"))["id"]
+    other = (await env.create_customer(quiet, givenName="Ian"))["id"]
     await record(env, quiet, other)
     await env.queue.drain()
     assert recorder_plugin.calls(tenant, "consent_changed") == [
@@ -283,9 +282,9 @@ async def test_plugin_purposes_only_for_tenants_that_enabled_the_plugin(env: Env
         "third_party_sharing",
     ]
 
-    mine = (await create(env, with_plugin, givenName="Jo"))["id"]
+    mine = (await env.create_customer(with_plugin, givenName="Jo"))["id"]
     assert (await record(env, with_plugin, mine, purpose="recorder_offers"))["state"] == "GRANTED"
-    theirs = (await create(env, without, givenName="Kim"))["id"]
+    theirs = (await env.create_customer(without, givenName="Kim"))["id"]
     body = await env.gql(RECORD, {"input": decision(theirs, purpose="recorder_offers")}, tenant=without)
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
 
@@ -294,7 +293,7 @@ async def test_customers_filter_by_current_consent_state(env: Env) -> None:
     tenant = await env.tenant()
     ids = {}
     for name in ("granted", "expiring", "withdrawn", "denied", "never"):
-        ids[name] = uuid.UUID((await create(env, tenant, givenName=name))["id"])
+        ids[name] = uuid.UUID((await env.create_customer(tenant, givenName=name))["id"])
     await record_in(env, tenant, ids["granted"], "granted")
     await record_in(env, tenant, ids["expiring"], "granted", expires_at=utcnow() + timedelta(hours=1))
     await record_in(env, tenant, ids["withdrawn"], "granted")
@@ -326,7 +325,7 @@ async def test_customer_consents_are_batched(env: Env, sql_statements: Statement
     for size in (3, 12):
         tenant = await env.tenant()
         for i in range(size):
-            customer = (await create(env, tenant, givenName=f"C{i}"))["id"]
+            customer = (await env.create_customer(tenant, givenName=f"C{i}"))["id"]
             await record(env, tenant, customer)
         token = env.token(tenant)
         query = "{ customers(first: 50) { nodes { id consents { purpose state } } } }"
@@ -364,9 +363,9 @@ def test_malformed_or_duplicate_purpose_declarations_are_ignored(
 
 async def test_customers_query_filters_by_consent(env: Env) -> None:
     tenant = await env.tenant()
-    yes = (await create(env, tenant, givenName="Yes"))["id"]
-    no = (await create(env, tenant, givenName="No"))["id"]
-    await create(env, tenant, givenName="Never")
+    yes = (await env.create_customer(tenant, givenName="Yes"))["id"]
+    no = (await env.create_customer(tenant, givenName="No"))["id"]
+    await env.create_customer(tenant, givenName="Never")
     await record(env, tenant, yes)
     await record(env, tenant, no)
     await record(env, tenant, no, state="WITHDRAWN")

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from crmkit.testing import CREATE_CUSTOMER, Env
 from tests import recorder_plugin
-from tests.fixtures import Env
 
-CREATE = """
-mutation($input: CreateCustomerInput!) {
-  createCustomer(input: $input) { id displayName kind lifecycleStage tags email version }
-}"""
 PAGE = """
 query($first: Int, $after: String, $filter: CustomerFilterInput) {
   customers(first: $first, after: $after, filter: $filter) {
@@ -21,17 +17,9 @@ query($first: Int, $after: String, $filter: CustomerFilterInput) {
 }"""
 
 
-async def create(env: Env, tenant: Any, **fields: Any) -> dict[str, Any]:
-    data = {"kind": "PERSON", **fields}
-    body = await env.gql(CREATE, {"input": data}, tenant=tenant)
-    assert "errors" not in body, body
-    return body["data"]["createCustomer"]  # type: ignore[no-any-return]
-
-
 async def test_create_read_update_archive(env: Env) -> None:
     tenant = await env.tenant()
-    created = await create(
-        env,
+    created = await env.create_customer(
         tenant,
         givenName="Ada",
         familyName="Lovelace",
@@ -85,14 +73,14 @@ async def test_create_read_update_archive(env: Env) -> None:
 
 async def test_create_is_idempotent_by_external_ref(env: Env) -> None:
     tenant = await env.tenant()
-    first = await create(env, tenant, givenName="Bo", externalRef="core-42")
-    again = await create(env, tenant, givenName="Bo", externalRef="core-42")
+    first = await env.create_customer(tenant, givenName="Bo", externalRef="core-42")
+    again = await env.create_customer(tenant, givenName="Bo", externalRef="core-42")
     assert first["id"] == again["id"]
 
 
 async def test_pagination_walks_every_customer_once(env: Env) -> None:
     tenant = await env.tenant()
-    ids = [(await create(env, tenant, givenName=f"P{i}"))["id"] for i in range(7)]
+    ids = [(await env.create_customer(tenant, givenName=f"P{i}"))["id"] for i in range(7)]
     seen: list[str] = []
     after = None
     while True:
@@ -106,9 +94,9 @@ async def test_pagination_walks_every_customer_once(env: Env) -> None:
 
 async def test_filters_by_tag_stage_and_text(env: Env) -> None:
     tenant = await env.tenant()
-    await create(env, tenant, givenName="Carla", familyName="Rossi", tags=["sme"])
-    await create(env, tenant, givenName="Dmitri", familyName="Orlov", lifecycleStage="CHURNED")
-    await create(env, tenant, kind="ORGANISATION", organisationName="Rossi Holdings 100%")
+    await env.create_customer(tenant, givenName="Carla", familyName="Rossi", tags=["sme"])
+    await env.create_customer(tenant, givenName="Dmitri", familyName="Orlov", lifecycleStage="CHURNED")
+    await env.create_customer(tenant, kind="ORGANISATION", organisationName="Rossi Holdings 100%")
 
     async def names(filter: dict[str, Any]) -> list[str]:
         body = await env.gql(PAGE, {"filter": filter}, tenant=tenant)
@@ -128,7 +116,7 @@ async def test_filters_by_tag_stage_and_text(env: Env) -> None:
 
 async def test_activities_record_and_list(env: Env) -> None:
     tenant = await env.tenant()
-    customer = await create(env, tenant, givenName="Eve")
+    customer = await env.create_customer(tenant, givenName="Eve")
     record = """mutation($input: RecordActivityInput!) { recordActivity(input: $input) { id kind amount currency } }"""
     for i in range(3):
         body = await env.gql(
@@ -162,7 +150,7 @@ async def test_activities_record_and_list(env: Env) -> None:
 
 async def test_validation_hook_vetoes_and_nothing_is_written(env: Env) -> None:
     tenant = await env.tenant("recorder")
-    body = await env.gql(CREATE, {"input": {"kind": "PERSON", "givenName": "Veto"}}, tenant=tenant)
+    body = await env.gql(CREATE_CUSTOMER, {"input": {"kind": "PERSON", "givenName": "Veto"}}, tenant=tenant)
     assert body["data"] is None
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     assert "Veto" in body["errors"][0]["message"]
@@ -174,7 +162,7 @@ async def test_validation_hook_vetoes_and_nothing_is_written(env: Env) -> None:
 
 async def test_events_reach_enabled_plugins_after_commit(env: Env) -> None:
     tenant = await env.tenant("recorder")
-    customer = await create(env, tenant, givenName="Finn")
+    customer = await env.create_customer(tenant, givenName="Finn")
     await env.gql(
         'mutation($id: UUID!) { updateCustomer(id: $id, input: {email: "f@example.com"}) { id } }',
         {"id": customer["id"]},

@@ -9,13 +9,13 @@ from sqlalchemy import select
 
 from crmkit.core.customers.models import Customer
 from crmkit.db import CrossTenantWrite, UnscopedQuery
-from tests.fixtures import Env
-from tests.test_customers_graphql import PAGE, create
+from crmkit.testing import Env
+from tests.test_customers_graphql import PAGE
 
 
 async def test_other_tenants_rows_read_as_not_found(env: Env) -> None:
     a, b = await env.tenant(), await env.tenant()
-    mine = await create(env, a, givenName="Alice", tags=["vip"])
+    mine = await env.create_customer(a, givenName="Alice", tags=["vip"])
     await env.gql(
         "mutation($id: UUID!) { recordActivity(input: {customerId: $id, kind: LOGIN, channel: APP}) { id } }",
         {"id": mine["id"]},
@@ -65,7 +65,7 @@ async def test_other_tenants_rows_read_as_not_found(env: Env) -> None:
 
 async def test_tenant_session_filters_queries_and_refuses_foreign_writes(env: Env) -> None:
     a, b = await env.tenant(), await env.tenant()
-    await create(env, a, givenName="Ann")
+    await env.create_customer(a, givenName="Ann")
     async with env.platform.db.tenant_session(b) as session:
         assert (await session.scalars(select(Customer))).all() == []
     with pytest.raises(CrossTenantWrite):

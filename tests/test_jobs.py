@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -18,8 +17,8 @@ from crmkit.jobs.queue import pack, unpack
 from crmkit.platform import Platform
 from crmkit.plugins.models import EventDelivery, HandlerFailure
 from crmkit.plugins.report import plugin_report
+from crmkit.testing import Env
 from tests import recorder_plugin
-from tests.fixtures import REDIS_URL, Env, unavailable
 
 
 async def new_customer(platform: Platform, tenant: uuid.UUID, name: str) -> str:
@@ -93,18 +92,8 @@ def test_payloads_are_msgpack_not_pickle() -> None:
 
 
 @pytest.fixture
-async def arq_platform(env: Env) -> AsyncIterator[Platform]:
-    import redis.asyncio as redis
-
-    client = redis.from_url(REDIS_URL)
-    try:
-        await asyncio.wait_for(client.ping(), 3)
-    except Exception as exc:
-        await client.aclose()
-        unavailable("Redis", exc)
-    await client.flushdb()
-    await client.aclose()
-    settings = env.platform.settings.model_copy(update={"redis_url": REDIS_URL})
+async def arq_platform(env: Env, redis_url: str) -> AsyncIterator[Platform]:
+    settings = env.platform.settings.model_copy(update={"redis_url": redis_url})
     platform = Platform(
         settings,
         registry=env.platform.registry,

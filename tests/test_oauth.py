@@ -34,7 +34,7 @@ from crmkit.settings import Settings
 from crmkit.tenants.models import TenantStatus
 from crmkit.tenants.service import load_state, set_status
 from crmkit.tenants.users import Role, create_user
-from tests.fixtures import Env
+from crmkit.testing import Env
 
 with warnings.catch_warnings():  # authlib prefers the httpx2 package; httpx is what we have
     warnings.simplefilter("ignore")

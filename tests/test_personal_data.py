@@ -16,9 +16,8 @@ from crmkit.core.customers.models import Customer
 from crmkit.core.customers.retention import purge_activities
 from crmkit.crypto import DecryptionError
 from crmkit.tenants.service import set_retention
+from crmkit.testing import Env
 from tests import recorder_plugin
-from tests.fixtures import Env
-from tests.test_customers_graphql import create
 
 ALICE = {
     "givenName": "Alicia",
@@ -61,7 +60,7 @@ async def reads(env: Env, tenant: uuid.UUID) -> list[AuditEvent]:
 
 async def test_no_personal_value_is_stored_in_clear_and_exact_search_works(env: Env) -> None:
     tenant = await env.tenant("notes")
-    customer = await create(env, tenant, **ALICE)
+    customer = await env.create_customer(tenant, **ALICE)
     raw = await dump(env)
     for secret in SECRETS:
         assert secret not in raw and secret.lower() not in raw.lower(), secret
@@ -81,8 +80,8 @@ async def test_no_personal_value_is_stored_in_clear_and_exact_search_works(env: 
 
 async def test_ciphertext_moved_to_another_row_does_not_decrypt(env: Env) -> None:
     tenant = await env.tenant()
-    first = await create(env, tenant, **ALICE)
-    second = await create(env, tenant, givenName="Bob")
+    first = await env.create_customer(tenant, **ALICE)
+    second = await env.create_customer(tenant, givenName="Bob")
     async with env.platform.tenant_scope(tenant) as scope:
         a = await scope.session.get(Customer, (tenant, uuid.UUID(first["id"])))
         b = await scope.session.get(Customer, (tenant, uuid.UUID(second["id"])))
@@ -96,7 +95,7 @@ async def test_ciphertext_moved_to_another_row_does_not_decrypt(env: Env) -> Non
 
 async def test_masking_follows_the_information_class(env: Env) -> None:
     tenant = await env.tenant()
-    customer = await create(env, tenant, **ALICE)
+    customer = await env.create_customer(tenant, **ALICE)
     analyst = await env.gql(READ, {"id": customer["id"]}, token=env.token(tenant, ANALYST))
     seen = analyst["data"]["customer"]
     assert seen["displayName"] == "Alicia Zweistein"  # identity is unmasked for this token
@@ -110,7 +109,10 @@ async def test_masking_follows_the_information_class(env: Env) -> None:
 
 async def test_each_request_reading_personal_data_leaves_one_access_record(env: Env) -> None:
     tenant = await env.tenant()
-    ids = [(await create(env, tenant, givenName=f"R{i}", email=f"r{i}@example.com"))["id"] for i in range(3)]
+    ids = [
+        (await env.create_customer(tenant, givenName=f"R{i}", email=f"r{i}@example.com"))["id"]
+        for i in range(3)
+    ]
     before = len(await reads(env, tenant))
     page = "{ customers { nodes { id displayName email phone } } }"
     await env.gql(page, tenant=tenant)
@@ -126,7 +128,7 @@ async def test_each_request_reading_personal_data_leaves_one_access_record(env: 
 
 async def test_export_gathers_core_and_plugin_data(env: Env) -> None:
     tenant = await env.tenant("notes", "recorder")
-    customer = await create(env, tenant, **ALICE)
+    customer = await env.create_customer(tenant, **ALICE)
     await env.gql(
         'mutation($id: UUID!) { addNote(customerId: $id, body: "Asked about mortgages") { id } }',
         {"id": customer["id"]},
@@ -152,7 +154,7 @@ async def test_export_gathers_core_and_plugin_data(env: Env) -> None:
 
 async def test_erasure_removes_personal_data_everywhere_and_keeps_the_chain(env: Env) -> None:
     tenant = await env.tenant("notes", "recorder")
-    customer = await create(env, tenant, **ALICE)
+    customer = await env.create_customer(tenant, **ALICE)
     await env.gql(
         'mutation($id: UUID!) { addNote(customerId: $id, body: "Zweistein prefers calls") { id } }',
         {"id": customer["id"]},
@@ -192,7 +194,7 @@ async def test_erasure_removes_personal_data_everywhere_and_keeps_the_chain(env:
 
 async def test_retention_purges_old_activities(env: Env) -> None:
     tenant = await env.tenant()
-    customer = await create(env, tenant, givenName="Old")
+    customer = await env.create_customer(tenant, givenName="Old")
     async with env.platform.tenant_scope(tenant) as scope:
         for days in (400, 10):
             await service.record_activity(

@@ -13,9 +13,8 @@ from crmkit.core import hookspecs
 from crmkit.errors import BadUserInput, NotFound
 from crmkit.plugins import enablement
 from crmkit.plugins.registry import load_registry
+from crmkit.testing import Env
 from tests import recorder_plugin
-from tests.fixtures import Env
-from tests.test_customers_graphql import create
 
 FIELDS_OF = '{ __type(name: "%s") { fields { name } } }'
 
@@ -72,7 +71,7 @@ async def test_plugin_settings_are_validated_and_reach_the_plugin(env: Env) -> N
 
     await enablement.disable(env.platform, slug, "recorder")
     assert recorder_plugin.calls(tenant, "plugin_disabled") == [None]
-    await create(env, tenant, givenName="Quiet")
+    await env.create_customer(tenant, givenName="Quiet")
     await env.queue.drain()
     assert recorder_plugin.calls(tenant, "customer_created") == []
 
@@ -88,8 +87,8 @@ async def test_unknown_plugin_is_refused(env: Env) -> None:
 
 async def test_events_of_other_tenants_never_reach_a_plugin(env: Env) -> None:
     a, b = await env.tenant("recorder"), await env.tenant()
-    await create(env, a, givenName="A")
-    await create(env, b, givenName="B")
+    await env.create_customer(a, givenName="A")
+    await env.create_customer(b, givenName="B")
     await env.queue.drain()
     assert len(recorder_plugin.calls(a, "customer_created")) == 1
     assert recorder_plugin.CALLS[b] == []
@@ -167,14 +166,14 @@ def test_every_hookspec_is_documented_and_tested() -> None:
 
 async def test_customer_fields_of_plugins_are_batched(env: Env, sql_statements: object) -> None:
     """A customers page with a plugin field costs the same statements for 5 and 50 rows."""
-    from tests.fixtures import StatementCounter
+    from crmkit.testing import StatementCounter
 
     assert isinstance(sql_statements, StatementCounter)
     counts = {}
     for size in (5, 50):
         tenant = await env.tenant("notes")
         for i in range(size):
-            customer = await create(env, tenant, givenName=f"N{i}")
+            customer = await env.create_customer(tenant, givenName=f"N{i}")
             await env.gql(
                 'mutation($id: UUID!) { addNote(customerId: $id, body: "hello") { id } }',
                 {"id": customer["id"]},
@@ -212,7 +211,7 @@ def test_declarations_are_collected_with_their_plugin() -> None:
 async def test_plugins_change_customers_through_the_public_api(env: Env) -> None:
     """A plugin's write runs the validation hooks, emits the event and is audited."""
     tenant = await env.tenant("recorder")
-    customer = uuid.UUID((await create(env, tenant, givenName="Churny"))["id"])
+    customer = uuid.UUID((await env.create_customer(tenant, givenName="Churny"))["id"])
     async with env.platform.tenant_scope(tenant) as scope:
         ctx = scope.hooks.context_for("recorder")
         updated = await crmkit.update_customer(ctx, customer, lifecycle_stage=crmkit.LifecycleStage.AT_RISK)
@@ -236,7 +235,7 @@ async def test_purging_a_disabled_plugin_deletes_its_data_for_one_tenant(env: En
 
     a, b = await env.tenant("notes"), await env.tenant("notes")
     for tenant in (a, b):
-        customer = await create(env, tenant, givenName="Noted")
+        customer = await env.create_customer(tenant, givenName="Noted")
         await env.gql(
             'mutation($id: UUID!) { addNote(customerId: $id, body: "kept?") { id } }',
             {"id": customer["id"]},

@@ -21,10 +21,10 @@ from crmkit.jobs.runner import Outcome
 from crmkit.migrations.rls import APP_ROLE, POLICY, SETTING
 from crmkit.plugins.models import HandlerFailure
 from crmkit.plugins.registry import load_registry
-from tests.fixtures import PG_APP_ROLE, Env
+from crmkit.testing import PG_APP_ROLE, Env
 from tests.test_audit import ADD_NOTE
 from tests.test_consent import CURRENT, HISTORY, RECORD, decision, record
-from tests.test_customers_graphql import PAGE, create
+from tests.test_customers_graphql import PAGE
 from tests.test_personal_data import READ
 
 pytestmark = pytest.mark.postgres_only
@@ -128,7 +128,7 @@ async def test_every_tenant_owned_table_has_its_policy_and_forces_it(env: Env) -
 async def populate(env: Env, name: str) -> dict[str, Any]:
     """A tenant with a row in every tenant-owned table of the core and of notes."""
     tenant = await env.tenant("notes", "recorder")
-    customer = await create(env, tenant, givenName=name, tags=[f"{name.lower()}-tag"])
+    customer = await env.create_customer(tenant, givenName=name, tags=[f"{name.lower()}-tag"])
     for query in (ACTIVITY, ADD_NOTE):
         assert "errors" not in await env.gql(query, {"id": customer["id"]}, tenant=tenant)
     await record(env, tenant, customer["id"])
@@ -267,7 +267,7 @@ async def test_the_database_keeps_tenants_apart_whatever_sql_reaches_it(env: Env
 
 async def test_the_tenant_setting_ends_with_its_transaction(env: Env) -> None:
     tenant = await env.tenant()
-    await create(env, tenant, givenName="Pooled")
+    await env.create_customer(tenant, givenName="Pooled")
     url = env.platform.settings.resolved_database_url
     engine = create_async_engine(url, pool_size=1, max_overflow=0)  # one connection, reused
     db = Database(engine)

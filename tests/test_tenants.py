@@ -12,8 +12,8 @@ from crmkit.core.audit.chain import verify
 from crmkit.core.audit.models import AuditEvent
 from crmkit.core.customers.models import Customer
 from crmkit.tenants.users import Role, find_by_email
-from tests.fixtures import Env
-from tests.test_customers_graphql import PAGE, create
+from crmkit.testing import Env
+from tests.test_customers_graphql import PAGE
 
 ONBOARD = """mutation($input: OnboardTenantInput!) {
   onboardTenant(input: $input) { tenant { id slug status } adminEmail adminPassword } }"""
@@ -105,13 +105,13 @@ async def test_suspend_refuses_tokens_at_once_and_reactivate_restores(env: Env) 
 async def test_offboard_purges_data_destroys_the_key_and_keeps_the_audit_trail(env: Env) -> None:
     tenant = await env.tenant("notes")
     other = await env.tenant()
-    customer = await create(env, tenant, givenName="Gone", email="gone@example.com")
+    customer = await env.create_customer(tenant, givenName="Gone", email="gone@example.com")
     await env.gql(
         'mutation($id: UUID!) { addNote(customerId: $id, body: "bye") { id } }',
         {"id": customer["id"]},
         tenant=tenant,
     )
-    await create(env, other, givenName="Stays")
+    await env.create_customer(other, givenName="Stays")
     await env.queue.drain()
     slug = await _slug(env, tenant)
     wrong = await operator(

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from crmkit.cli import app as cli_app
-from crmkit.plugins.registry import load_registry
+from crmkit.plugins.registry import PluginRegistry, load_registry
 from crmkit.settings import get_settings
 from crmkit.tenants.users import (
     ROLES,
@@ -19,8 +19,7 @@ from crmkit.tenants.users import (
     role_scopes,
     verify_password,
 )
-from tests.fixtures import Env, make_registry
-from tests.test_customers_graphql import create
+from crmkit.testing import Env
 from tests.test_oauth import (
     AUTHORIZE_URL,
     PASSWORD,
@@ -49,10 +48,9 @@ def test_every_role_maps_to_registered_core_scopes() -> None:
     assert set(ROLES) == set(Role)
 
 
-def test_roles_to_scopes() -> None:
-    registry = make_registry()
-    core = set(registry.scopes(()))
-    available = set(registry.scopes(["notes", "recorder"]))
+def test_roles_to_scopes(plugin_registry: PluginRegistry) -> None:
+    core = set(plugin_registry.scopes(()))
+    available = set(plugin_registry.scopes(["notes", "recorder"]))
 
     def scopes(role: Role) -> set[str]:
         return set(role_scopes(role, available, core))
@@ -72,7 +70,7 @@ def test_roles_to_scopes() -> None:
     agent = scopes(Role.SERVICE_AGENT)
     assert "customers:write" not in agent and "activities:write" in agent
     # a plugin not enabled for the tenant lends no scope
-    assert "notes:read" not in set(role_scopes(Role.TENANT_ADMIN, registry.scopes(()), core))
+    assert "notes:read" not in set(role_scopes(Role.TENANT_ADMIN, plugin_registry.scopes(()), core))
     assert ROLES[Role.RELATIONSHIP_MANAGER].plugins is PluginAccess.READ_WRITE
 
 
@@ -161,7 +159,9 @@ async def test_tenant_admin_manages_users(env: Env) -> None:
 
 async def test_analyst_sees_masked_contact_data_end_to_end(env: Env) -> None:
     tenant = await env.tenant()
-    customer = await create(env, tenant, givenName="Alice", familyName="Smith", email="alice@example.com")
+    customer = await env.create_customer(
+        tenant, givenName="Alice", familyName="Smith", email="alice@example.com"
+    )
     app = await partner(env, scopes=("customers:read", "pii:identity", "pii:contact"))
     await install(env, tenant, app, ["customers:read", "pii:identity", "pii:contact"])
     query = "query($id: UUID!) { customer(id: $id) { givenName email } }"

@@ -16,9 +16,8 @@ import uvicorn
 from standardwebhooks.webhooks import Webhook
 
 from crmkit.auth import apps
+from crmkit.testing import Env
 from crmkit.webhooks import service as webhooks
-from tests.fixtures import Env
-from tests.test_customers_graphql import create
 
 
 @dataclass
@@ -106,8 +105,8 @@ async def test_receiver_that_fails_twice_gets_each_event_once(
             scope.ctx, installation, ["customer_created"], env.platform.registry.event_scopes()
         )
     app.fail_first = 2
-    customer = await create(env, tenant, givenName="Hooked", email="hooked@example.com")
-    await create(env, other, givenName="Elsewhere")  # the app is not installed there
+    customer = await env.create_customer(tenant, givenName="Hooked", email="hooked@example.com")
+    await env.create_customer(other, givenName="Elsewhere")  # the app is not installed there
     await env.queue.drain()
     assert app.bad_signatures == 0
     assert len(app.attempts) == 3 and len(set(app.attempts)) == 1  # two refusals, one retry accepted
@@ -155,7 +154,7 @@ async def test_an_app_subscribes_itself_through_graphql(env: Env, receiver: tupl
     result = body["data"]["subscribeWebhooks"]
     assert result["installationId"] == str(installation) and result["secret"].startswith("whsec_")
     app.secret = result["secret"]
-    customer = await create(env, tenant, givenName="Upd")
+    customer = await env.create_customer(tenant, givenName="Upd")
     await env.gql(
         'mutation($id: UUID!) { updateCustomer(id: $id, input: {familyName: "Dated"}) { id } }',
         {"id": customer["id"]},
@@ -174,7 +173,7 @@ async def test_a_receiver_that_never_answers_is_recorded_for_the_operator(env: E
         await webhooks.subscribe(
             scope.ctx, installation, ["customer_created"], env.platform.registry.event_scopes()
         )
-    await create(env, tenant, givenName="Nobody listens")
+    await env.create_customer(tenant, givenName="Nobody listens")
     await env.queue.drain()
     report = await plugin_report(env.platform)
     mine = [f for f in report["core_failures"] if f["job"] == webhooks.DELIVER_WEBHOOK]
