@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import strawberry
-from sqlalchemy import String, cast, select
+from sqlalchemy import ColumnElement, func, select
 
 from crmkit.core.audit.models import AuditEvent
 from crmkit.errors import BadUserInput
@@ -42,6 +42,13 @@ class AuditFilterInput:
     until: datetime | None = None
 
 
+def _names_target(target: str, dialect: str) -> ColumnElement[bool]:
+    """``target`` is one of the event's ``target_ids``, compared whole (no wildcards)."""
+    elements = func.json_array_elements_text if dialect == "postgresql" else func.json_each
+    ids = elements(AuditEvent.target_ids).table_valued("value")
+    return select(ids.c.value).where(ids.c.value == target).exists()
+
+
 async def resolve_audit_events(
     info: Info,
     first: int | None = None,
@@ -65,8 +72,8 @@ async def resolve_audit_events(
         try:
             target = str(uuid.UUID(f.target_id))
         except ValueError:
-            target = f.target_id.replace('"', "")
-        query = query.where(cast(AuditEvent.target_ids, String).contains(f'"{target}"'))
+            target = f.target_id
+        query = query.where(_names_target(target, ctx.session.get_bind().dialect.name))
     if f.actor_id:
         query = query.where(AuditEvent.actor_id == f.actor_id)
     if f.action:

@@ -2,8 +2,14 @@
 plugin alike, in the transaction that makes it; no plugin writes audit code.
 
 ``before_flush`` notes which rows change and the *names* of the changed fields;
-``before_commit`` appends them (and any reads of personal data the request noted) to
-the tenant's hash chain, holding the chain head's row lock until commit.
+``do_orm_execute`` does the same for bulk ``update()`` and ``delete()`` statements,
+whose rows the session never loads: it adds ``RETURNING`` of their primary keys and
+notes one event per statement naming every row it changed. ``before_commit`` appends
+them (and any reads of personal data the request noted) to the tenant's hash chain,
+holding the chain head's row lock until commit.
+
+Raw SQL (``text()``) is not parsed, so it is not audited: change tenant-owned rows
+through the ORM or SQLAlchemy statements.
 """
 
 from __future__ import annotations
@@ -14,16 +20,17 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import rfc8785
-from sqlalchemy import event, inspect
+from sqlalchemy import Table, event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, UOWTransaction
+from sqlalchemy.engine import CursorResult, IteratorResult, Result
+from sqlalchemy.orm import Mapper, ORMExecuteState, Session, UOWTransaction
 
 from crmkit.clock import utcnow
 from crmkit.core.audit.models import GENESIS, AuditEvent, AuditHead
-from crmkit.db import TenantOwned
+from crmkit.db import Model, TenantOwned
 
 PENDING = "crmkit_audit_pending"
 ACTOR = "crmkit_actor"
@@ -47,6 +54,10 @@ class Actor:
 
 
 SYSTEM = Actor("system", "crmkit")
+
+
+class UnauditedWrite(RuntimeError):
+    """A bulk statement would change audited rows in a way the trail cannot record."""
 
 
 @dataclass
@@ -82,14 +93,18 @@ def note(
     )
 
 
-def _audited(obj: object) -> bool:
-    return isinstance(obj, TenantOwned) and getattr(obj, "__audited__", True)
+def _audited(model: type) -> bool:
+    return issubclass(model, TenantOwned) and getattr(model, "__audited__", True)
+
+
+def _row_id(key: dict[str, Any]) -> str:
+    """A row's id in the trail: its primary key without the tenant, ``/``-joined."""
+    return "/".join(str(v) for name, v in key.items() if name != "tenant_id")
 
 
 def _target_ids(obj: Any) -> list[str]:
     mapper = inspect(obj).mapper
-    values = [getattr(obj, c.key) for c in mapper.primary_key if c.key != "tenant_id"]
-    return ["/".join(str(v) for v in values)]
+    return [_row_id({c.key: getattr(obj, c.key) for c in mapper.primary_key})]
 
 
 def _changed_fields(obj: Any) -> list[str]:
@@ -109,7 +124,7 @@ def _collect(session: Session, flush_context: UOWTransaction, instances: Any) ->
         ("delete", session.deleted),
     ):
         for obj in objects:
-            if not _audited(obj):
+            if not _audited(type(obj)):
                 continue
             fields = _changed_fields(obj) if verb != "delete" else []
             if verb == "update" and not fields:
@@ -117,6 +132,78 @@ def _collect(session: Session, flush_context: UOWTransaction, instances: Any) ->
             table = obj.__table__.name
             entry = Entry(obj.tenant_id, f"{table}.{verb}", type(obj).__name__, [], fields, row=obj)
             pending.append(entry)
+
+
+def _bulk_target(state: ORMExecuteState) -> Mapper[Any] | None:
+    """The audited model a bulk UPDATE or DELETE writes, whether the statement names it
+    (``update(Note)``) or only its table (``update(Note.__table__)``); else None."""
+    description = state.statement.entity_description  # type: ignore[attr-defined]
+    entity = description.get("entity")
+    if entity is not None:
+        mapper: Mapper[Any] = inspect(entity)
+    else:
+        table = description["table"]
+        found = [m for m in Model.registry.mappers if m.local_table is table]
+        if not found:
+            return None
+        mapper = found[0].base_mapper
+    return mapper if _audited(mapper.class_) else None
+
+
+def _set_fields(mapper: Mapper[Any], statement: Any) -> list[str]:
+    """The fields a bulk UPDATE sets. A model that translates storage columns into the
+    fields they carry (``audited_fields``) needs the rows for it, which a bulk statement
+    never loads: setting such columns in bulk is refused rather than recorded wrongly."""
+    # ``_values`` is where SQLAlchemy keeps the SET clause (the ORM reads it there too)
+    names = sorted({key if isinstance(key, str) else key.key for key in statement._values or ()})
+    translate = getattr(mapper.class_, "audited_fields", None)
+    if translate is not None and translate(mapper.class_manager.new_instance(), names) != names:
+        raise UnauditedWrite(
+            f"{mapper.class_.__name__}.{'/'.join(names)} cannot be written by a bulk statement: "
+            "change these rows through the ORM, one object at a time"
+        )
+    return names
+
+
+def _record_bulk(state: ORMExecuteState) -> Result[Any] | None:
+    """``do_orm_execute``: run a bulk UPDATE or DELETE of audited rows with ``RETURNING``
+    of their primary keys, and note one event naming them, in the same transaction.
+
+    An ORM statement gets its keys from the session's own ``synchronize_session="fetch"``
+    (which also keeps loaded objects in step); a table statement from ``return_defaults``.
+    Either way the caller's result is unchanged (``rowcount``, its own ``returning()``).
+    """
+    if not (state.is_update or state.is_delete):
+        return None
+    mapper = _bulk_target(state)
+    if mapper is None:
+        return None
+    table = cast(Table, mapper.local_table)
+    verb = "update" if state.is_update else "delete"
+    what = f"a bulk {verb} of {mapper.class_.__name__}"
+    if state.is_executemany:
+        raise UnauditedWrite(f"{what} with many parameter sets cannot be audited; run one statement per set")
+    fields = _set_fields(mapper, state.statement) if state.is_update else []
+    if state.is_orm_statement:
+        result = state.invoke_statement(execution_options={"synchronize_session": "fetch"})
+    elif state.statement.returning_column_descriptions:  # type: ignore[attr-defined]
+        raise UnauditedWrite(f"{what} by its table cannot also use returning(): name the model instead")
+    else:
+        keys = state.statement.return_defaults(*table.primary_key)  # type: ignore[attr-defined]
+        result = state.invoke_statement(statement=keys)
+    cursor = result if isinstance(result, CursorResult) else cast(IteratorResult[Any], result).raw
+    assert isinstance(cursor, CursorResult)
+    if not cursor.context.compiled.effective_returning:  # type: ignore[union-attr]
+        raise UnauditedWrite(
+            f"{what} cannot return the keys of its rows on this database (joins another table?)"
+        )
+    by_tenant: dict[uuid.UUID, list[str]] = defaultdict(list)
+    for row in cursor.returned_defaults_rows or ():  # None when no row matched
+        key = {c.key: row._mapping[c] for c in table.primary_key}
+        by_tenant[key["tenant_id"]].append(_row_id(key))
+    for tenant_id, ids in by_tenant.items():
+        note(state.session, tenant_id, f"{table.name}.{verb}", mapper.class_.__name__, ids, fields)
+    return result
 
 
 def canonical(event_fields: dict[str, Any]) -> bytes:
@@ -213,6 +300,7 @@ def install() -> None:
         ("before_flush", _collect),
         ("before_commit", _append),
         ("after_soft_rollback", _forget),
+        ("do_orm_execute", _record_bulk),
     ):
         if not event.contains(Session, name, listener):
             event.listen(Session, name, listener)
