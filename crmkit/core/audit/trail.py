@@ -17,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -58,6 +60,21 @@ SYSTEM = Actor("system", "crmkit")
 
 class UnauditedWrite(RuntimeError):
     """A bulk statement would change audited rows in a way the trail cannot record."""
+
+
+_ACTING: ContextVar[Actor] = ContextVar("crmkit_acting", default=SYSTEM)
+
+
+@contextmanager
+def acting_as(actor: Actor) -> Iterator[None]:
+    """Attribute to ``actor`` the audit events of every session in this context that
+    names no actor itself: one actor for a whole CLI run or operator request, however
+    many services and transactions it goes through."""
+    token = _ACTING.set(actor)
+    try:
+        yield
+    finally:
+        _ACTING.reset(token)
 
 
 @dataclass
@@ -260,7 +277,7 @@ def _append(session: Session) -> None:
     pending: list[Entry] = session.info.pop(PENDING, [])
     if not pending:
         return
-    actor: Actor = session.info.get(ACTOR, SYSTEM)
+    actor: Actor = session.info.get(ACTOR) or _ACTING.get()
     request_id = session.info.get(REQUEST_ID)
     by_tenant: dict[uuid.UUID, list[Entry]] = defaultdict(list)
     for entry in pending:
@@ -294,13 +311,26 @@ def _forget(session: Session, *args: Any) -> None:
     session.info.pop(PENDING, None)
 
 
+_LISTENERS = (
+    ("before_flush", _collect),
+    ("before_commit", _append),
+    ("after_soft_rollback", _forget),
+    ("do_orm_execute", _record_bulk),
+)
+
+
 def install() -> None:
     """Attach the recorder to every ORM session (idempotent; the platform calls it)."""
-    for name, listener in (
-        ("before_flush", _collect),
-        ("before_commit", _append),
-        ("after_soft_rollback", _forget),
-        ("do_orm_execute", _record_bulk),
-    ):
+    for name, listener in _LISTENERS:
         if not event.contains(Session, name, listener):
             event.listen(Session, name, listener)
+
+
+def uninstall() -> None:
+    """Detach the recorder from every ORM session of the process: nothing is audited
+    until :func:`install` runs again (which puts it back after the encryption step).
+    crmkit itself never calls this; ``bench/audit_overhead.py`` does, to measure what
+    the recorder costs."""
+    for name, listener in _LISTENERS:
+        if event.contains(Session, name, listener):
+            event.remove(Session, name, listener)
