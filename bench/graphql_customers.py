@@ -91,6 +91,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import postgres_setup
 from crmkit_notes.graphql import READ as NOTES_READ
 from crmkit_notes.models import Note
 from crmkit_notes.service import add_note
@@ -132,9 +133,8 @@ SLUG = "bench-bank"
 QUERY = (
     "{ customers(first: 50) { nodes { id displayName email lifecycleStage tags createdAt notes { body } } } }"
 )
-PG_ADMIN = {"user": "postgres", "host": "127.0.0.1", "port": 5432, "database": "postgres"}
 PG_DATABASE = "crmkit_bench"
-PG_URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{PG_DATABASE}"
+PG_URL = postgres_setup.url(PG_DATABASE)
 PROFILE_ENV = "CRMKIT_BENCH_PROFILE"
 HERE = Path(__file__).resolve().parent
 
@@ -414,33 +414,6 @@ async def audit_report(target: Target, tenant_id: uuid.UUID, last: int) -> tuple
         await platform.close()
     status = "intact" if verdict.ok else f"BROKEN at {verdict.first_bad_seq}: {verdict.reason}"
     return events, f"{verdict.checked} events, chain {status}"
-
-
-async def create_pg_database() -> bool:
-    """A fresh ``crmkit_bench`` database; False when PostgreSQL is unreachable."""
-    import asyncpg
-
-    try:
-        conn = await asyncpg.connect(**PG_ADMIN, timeout=3)
-    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-        print(f"PostgreSQL skipped: cannot connect to 127.0.0.1:5432 as postgres ({exc})")
-        return False
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
-        await conn.execute(f"CREATE DATABASE {PG_DATABASE}")
-    finally:
-        await conn.close()
-    return True
-
-
-async def drop_pg_database() -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(**PG_ADMIN, timeout=3)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
-    finally:
-        await conn.close()
 
 
 # --- the server process -------------------------------------------------------------
@@ -814,14 +787,14 @@ def main() -> None:
             workdir.mkdir()
             url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
             run_target(Target("SQLite", url, workdir), args, Driver(use_wrk, args.connections, workdir))
-        if args.backend in ("postgres", "all") and asyncio.run(create_pg_database()):
+        if args.backend in ("postgres", "all") and asyncio.run(postgres_setup.create_database(PG_DATABASE)):
             workdir = Path(tmp, "postgres")
             workdir.mkdir()
             try:
                 target = Target("PostgreSQL", PG_URL, workdir)
                 run_target(target, args, Driver(use_wrk, args.connections, workdir))
             finally:
-                asyncio.run(drop_pg_database())
+                asyncio.run(postgres_setup.drop_database(PG_DATABASE))
 
 
 if __name__ == "__main__":
