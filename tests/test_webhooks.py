@@ -23,9 +23,11 @@ from crmkit.webhooks import service as webhooks
 @dataclass
 class Receiver:
     """A partner's endpoint: refuses the first ``fail_first`` deliveries, verifies every
-    signature, and handles each webhook id once."""
+    signature (with the secret of the installation the delivery names, if it knows one),
+    and handles each webhook id once."""
 
     secret: str = ""
+    secrets: dict[str, str] = field(default_factory=dict)
     fail_first: int = 0
     attempts: list[str] = field(default_factory=list)
     handled: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -41,8 +43,9 @@ class Receiver:
             if not message.get("more_body"):
                 break
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        secret = self.secrets.get(headers.get(webhooks.INSTALLATION_HEADER, ""), self.secret)
         try:
-            Webhook(self.secret).verify(body, headers)
+            Webhook(secret).verify(body, headers)
         except Exception:
             self.bad_signatures += 1
             return await _answer(send, 401)
@@ -113,6 +116,23 @@ async def test_receiver_that_fails_twice_gets_each_event_once(
     [event] = app.handled.values()
     assert event["type"] == "customer_created" and event["data"]["subject_id"] == customer["id"]
     assert "hooked@example.com" not in json.dumps(event)  # ids only, never personal data
+
+
+async def test_each_delivery_names_its_installation(env: Env, receiver: tuple[Receiver, str]) -> None:
+    app, url = receiver
+    installations = {}
+    for name in ("First", "Second"):  # two tenants' installations post to the same URL
+        tenant = await env.tenant()
+        installation = str(await install(env, tenant, url, ["customers:read"]))
+        async with env.platform.tenant_scope(tenant) as scope:
+            app.secrets[installation] = await webhooks.subscribe(
+                scope.ctx, uuid.UUID(installation), ["customer_created"], env.platform.registry.event_scopes()
+            )
+        installations[(await env.create_customer(tenant, givenName=name))["id"]] = installation
+    await env.queue.drain()
+    assert app.bad_signatures == 0  # each verified with the secret its header named
+    delivered = {e["data"]["subject_id"]: e["installation_id"] for e in app.handled.values()}
+    assert delivered == installations  # and the signed body says the same
 
 
 async def test_events_need_a_granted_scope(env: Env, receiver: tuple[Receiver, str]) -> None:

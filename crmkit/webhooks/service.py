@@ -3,8 +3,11 @@
 Each delivery carries ``webhook-id`` (the domain event's id: the same on every retry,
 so a receiver deduplicates on it), ``webhook-timestamp`` and ``webhook-signature``
 (``v1,`` + base64 HMAC-SHA256 over ``id.timestamp.body`` with the installation's
-secret). A non-2xx answer or a network error is a transient failure: the job queue
-retries it with backoff, and records it when it gives up.
+secret). Secrets belong to installations, so each delivery also names its installation
+(one tenant's install of the app): in the ``crmkit-installation-id`` header, for the
+receiver to pick the secret before verifying, and as ``installation_id`` in the signed
+body, which confirms it. A non-2xx answer or a network error is a transient failure:
+the job queue retries it with backoff, and records it when it gives up.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from crmkit.webhooks.models import SECRET_COLUMN, SECRET_TABLE, WebhookSubscript
 SECRET_PREFIX = "whsec_"  # noqa: S105  (the Standard Webhooks prefix, not a secret)
 TIMEOUT_SECONDS = 10.0
 DELIVER_WEBHOOK = "core.deliver_webhook"
+INSTALLATION_HEADER = "crmkit-installation-id"
 
 
 class DeliveryFailed(Exception):
@@ -51,11 +55,12 @@ def signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(hmac.new(_key(secret), signed, hashlib.sha256).digest()).decode()
 
 
-def payload(event: DomainEvent) -> bytes:
+def payload(event: DomainEvent, installation_id: uuid.UUID) -> bytes:
     """What a partner receives: ids and codes, never personal values (it can fetch those
     through GraphQL with the scopes it holds)."""
     body: dict[str, Any] = {
         "id": str(event.id),
+        "installation_id": str(installation_id),
         "type": event.type,
         "timestamp": event.occurred_at.isoformat(),
         "data": {"subject_type": event.subject_type, "subject_id": event.subject_id, **event.data},
@@ -63,11 +68,18 @@ def payload(event: DomainEvent) -> bytes:
     return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
 
 
-async def deliver(url: str, secret: str, event: DomainEvent, client: httpx.AsyncClient | None = None) -> None:
-    body = payload(event)
+async def deliver(
+    url: str,
+    secret: str,
+    event: DomainEvent,
+    installation_id: uuid.UUID,
+    client: httpx.AsyncClient | None = None,
+) -> None:
+    body = payload(event, installation_id)
     timestamp = int(time.time())
     headers = {
         "content-type": "application/json",
+        INSTALLATION_HEADER: str(installation_id),
         "webhook-id": str(event.id),
         "webhook-timestamp": str(timestamp),
         "webhook-signature": signature(secret, str(event.id), timestamp, body),
@@ -146,7 +158,7 @@ async def deliver_webhook(ctx: TenantContext, event_id: str, installation_id: st
     keys = session.info[TENANT_KEYS]
     key = keys.unwrap_data_key(install_id, subscription.wrapped_key)
     secret = key.decrypt(subscription.secret, table=SECRET_TABLE, column=SECRET_COLUMN, row_id=install_id)
-    await deliver(client.webhook_url, secret, DomainEvent.from_row(event))
+    await deliver(client.webhook_url, secret, DomainEvent.from_row(event), install_id)
 
 
 JOBS = [JobSpec(DELIVER_WEBHOOK.removeprefix("core."), deliver_webhook)]
