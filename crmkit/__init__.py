@@ -5,6 +5,7 @@ package may change between versions.
 """
 
 from crmkit.clock import utcnow
+from crmkit.core.audit.trail import UnauditedWrite
 from crmkit.core.consent.models import (
     ConsentChannel,
     ConsentPurpose,
@@ -78,6 +79,7 @@ __all__ = [
     "TenantContext",
     "TenantOwned",
     "TenantSession",
+    "UnauditedWrite",
     "Unauthenticated",
     "__version__",
     "connection",
