@@ -38,7 +38,7 @@ What both sides do, per request:
   ``email`` through the masking resolvers that record the disclosure, the notes through
   the plugin's data loader; then one access-log event (``trail.note``) and commit,
   whose ``before_commit`` appends it to the audit chain.
-* ``GET /bare``: the same token validation (crmkit's ``authenticate``) and scope check,
+* ``GET /bare``: the same token validation (``TokenService.verify``) and scope check,
   a tenant session with the same actor bound, ``load_state`` and
   ``session.info[TENANT_KEYS] = await platform.keyring.tenant_keys(...)`` as
   ``Platform.bind`` does (it builds no hook caller: no hook runs on this read), the
@@ -117,7 +117,7 @@ from crmkit.core.customers.personal import (
 )
 from crmkit.errors import Unauthenticated
 from crmkit.graphql.errors import error_body
-from crmkit.graphql.handler import authenticate
+from crmkit.graphql.handler import bearer_token
 from crmkit.platform import Platform
 from crmkit.plugins import enablement
 from crmkit.settings import Settings
@@ -235,7 +235,7 @@ async def bare(request: Request[Any, Any, Any]) -> Response[bytes]:
     platform: Platform = request.app.state.platform
     request_id = uuid.uuid4().hex
     try:
-        principal = authenticate(request, request.app.state.tokens)
+        principal = request.app.state.tokens.verify(bearer_token(request) or "")
     except Unauthenticated as exc:
         return _json({"errors": [error_body(exc.code, exc.message, request_id)]}, 401)
     if not {READ, NOTES_READ} <= principal.scopes:

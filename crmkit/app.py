@@ -14,10 +14,10 @@ from litestar.datastructures import State
 from crmkit.auth.operator import OperatorTokens
 from crmkit.auth.routes import ROUTES as OAUTH_ROUTES
 from crmkit.auth.tokens import TokenService
-from crmkit.graphql.handler import graphiql, graphql_post
+from crmkit.graphql.handler import TenantEndpoint, graphiql, graphiql_assets, graphql_post
 from crmkit.jobs.backends import InlineQueue
 from crmkit.platform import Platform
-from crmkit.tenants.operator import operator_graphql
+from crmkit.tenants.operator import OperatorEndpoint, operator_graphql
 
 
 @get("/healthz", include_in_schema=False)
@@ -51,9 +51,15 @@ def create_app(platform: Platform | None = None) -> Litestar:
                 await platform.close()
 
     tokens = TokenService(platform.settings)
+    state = {
+        "platform": platform,
+        "tokens": tokens,
+        "graphql": TenantEndpoint(platform, tokens),
+        "operator_graphql": OperatorEndpoint(platform, OperatorTokens(tokens)),
+    }
     return Litestar(
-        route_handlers=[graphql_post, graphiql, operator_graphql, healthz, *OAUTH_ROUTES],
+        route_handlers=[graphql_post, graphiql, graphiql_assets, operator_graphql, healthz, *OAUTH_ROUTES],
         lifespan=[lifespan],
-        state=State({"platform": platform, "tokens": tokens, "operator_tokens": OperatorTokens(tokens)}),
+        state=State(state),
         openapi_config=None,
     )

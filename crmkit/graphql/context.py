@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import strawberry
 from strawberry.dataloader import DataLoader
-from strawberry.types.graphql import OperationType
 
 from crmkit.db import TenantSession
 from crmkit.graphql.pagination import decode_cursor, page_size
@@ -38,7 +37,6 @@ class RequestContext:
     hooks: TenantHooks
     settings: Settings
     request_id: str
-    operation_type: OperationType | None = None
     disclosures: dict[str, tuple[set[uuid.UUID], set[str]]] = field(default_factory=dict)
     """Personal data shown in clear, by target type: (ids, field names), for the access log."""
     _loaders: dict[BatchLoad, DataLoader[Any, Any]] = field(default_factory=dict)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from graphql import GraphQLError
@@ -21,6 +22,9 @@ from crmkit.errors import CrmError
 log = logging.getLogger(__name__)
 
 UNKNOWN_FIELD = re.compile(r"^Cannot query field '(\w+)' on type '(\w+)'")
+SUGGESTION = re.compile(r" Did you mean [^?]*\?")
+"""graphql-core's hint (names never hold a "?"), for fields, arguments, types, input
+fields and enum values alike."""
 
 
 def error_body(code: str, message: str, request_id: str, **extra: Any) -> dict[str, Any]:
@@ -28,8 +32,14 @@ def error_body(code: str, message: str, request_id: str, **extra: Any) -> dict[s
 
 
 def format_error(
-    error: GraphQLError, request_id: str, plugin_of_field: dict[tuple[str, str], str]
+    error: GraphQLError,
+    request_id: str,
+    plugin_of_field: Mapping[tuple[str, str], str],
+    *,
+    suggestions: bool,
 ) -> dict[str, Any]:
+    """The error as the API documents it; ``suggestions`` keeps GraphQL's "Did you
+    mean" hints, which spell out the schema (development mode only)."""
     original = error.original_error
     if isinstance(original, CrmError):
         body = error_body(original.code, original.message, request_id, **original.extensions)
@@ -39,6 +49,8 @@ def format_error(
         body = error_body("CONFLICT", "the write conflicts with an existing record", request_id)
     elif original is None or not error.path:  # parse, validation or variable coercion
         body = _document_error(error, request_id, plugin_of_field)
+        if not suggestions:
+            body["message"] = SUGGESTION.sub("", body["message"])
     else:
         log.error(
             "internal error in request %s",
@@ -54,7 +66,7 @@ def format_error(
 
 
 def _document_error(
-    error: GraphQLError, request_id: str, plugin_of_field: dict[tuple[str, str], str]
+    error: GraphQLError, request_id: str, plugin_of_field: Mapping[tuple[str, str], str]
 ) -> dict[str, Any]:
     match = UNKNOWN_FIELD.match(error.message)
     if match:

@@ -12,16 +12,14 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import Callable, Iterator
-from functools import cached_property, partial
+from functools import cached_property, lru_cache, partial
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import DocumentNode, GraphQLError, parse
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
     ValidationCache,
@@ -103,18 +101,25 @@ class InstalledTypes:
         return self.owner.get((root, field.python_name))
 
 
-class PluginSetSchema(strawberry.Schema):
-    """A schema that shows only the core's and ``plugins``' fields."""
+class LimitedSchema(strawberry.Schema):
+    """A schema with the request limits of ``settings``: what every endpoint serves."""
 
-    def __init__(self, types: InstalledTypes, plugins: frozenset[str], **kwargs: Any) -> None:
-        self._types = types
-        self.plugins = plugins
-        extra = [t for p in sorted(plugins) for t in types.extra_types.get(p, [])]
-        super().__init__(query=types.query, mutation=types.mutation, types=extra, **kwargs)
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(extensions=_extensions(settings), **kwargs)
 
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         """Errors are logged where they are formatted (``crmkit.graphql.errors``): a
         refused input is an answer, not a server fault, and gets no stack trace."""
+
+
+class PluginSetSchema(LimitedSchema):
+    """A schema that shows only the core's and ``plugins``' fields."""
+
+    def __init__(self, types: InstalledTypes, plugins: frozenset[str], settings: Settings) -> None:
+        self._types = types
+        self.plugins = plugins
+        extra = [t for p in sorted(plugins) for t in types.extra_types.get(p, [])]
+        super().__init__(settings, query=types.query, mutation=types.mutation, types=extra)
 
     def get_fields(self, type_definition: StrawberryObjectDefinition) -> list[StrawberryField]:
         fields = []
@@ -125,12 +130,27 @@ class PluginSetSchema(strawberry.Schema):
         return fields
 
 
-class RecordOperationType(SchemaExtension):
-    """Tells the HTTP handler whether the operation was a mutation (to drop its data on
-    error, since the whole operation rolled back)."""
+@lru_cache(maxsize=256)
+def parse_document(query: str, max_tokens: int) -> DocumentNode:
+    """The parsed ``query``; a GraphQLError past ``max_tokens`` tokens or too deep a
+    nesting (graphql-core's own bound).
 
-    def on_execute(self) -> Iterator[None]:
-        self.execution_context.context.operation_type = self.execution_context.operation_type
+    The HTTP edge parses once to pick the operation; :class:`ParseOnce` hands the same
+    cached document to strawberry, so a request is parsed once.
+    """
+    return parse(query, max_tokens=max_tokens)
+
+
+class ParseOnce(SchemaExtension):
+    """Strawberry's parse step, through :func:`parse_document` and its token limit."""
+
+    def __init__(self, max_tokens: int) -> None:
+        self.max_tokens = max_tokens
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        assert context.query is not None  # the HTTP edge refuses a request without one
+        context.graphql_document = parse_document(context.query, self.max_tokens)
         yield
 
 
@@ -146,9 +166,7 @@ def _extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
         *MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases).validation_rules,
     ]
     return [
-        RecordOperationType,
-        partial(MaxTokensLimiter, max_token_count=settings.graphql_max_tokens),
-        partial(ParserCache, maxsize=256),
+        partial(ParseOnce, settings.graphql_max_tokens),
         partial(AddValidationRules, limits),
         partial(ValidationCache, maxsize=256),
     ]
@@ -166,12 +184,7 @@ class SchemaCache:
     def for_plugins(self, plugins: frozenset[str]) -> PluginSetSchema:
         schema = self._schemas.get(plugins)
         if schema is None:
-            schema = PluginSetSchema(
-                self.types,
-                plugins,
-                extensions=_extensions(self.settings),
-                config=StrawberryConfig(disable_field_suggestions=not self.settings.dev_mode),
-            )
+            schema = PluginSetSchema(self.types, plugins, self.settings)
             self._schemas[plugins] = schema
             self.builds += 1
             # a schema lives as long as the process: keep the collector off it

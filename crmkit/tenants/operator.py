@@ -7,6 +7,7 @@ plugins; the same acts as the ``crmkit`` CLI, through the same services.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,11 +15,12 @@ from typing import Any
 import strawberry
 from litestar import Request, Response, post
 from strawberry.scalars import JSON
+from strawberry.types import ExecutionResult
 
 from crmkit.auth.operator import OperatorTokens
-from crmkit.errors import BadUserInput, Unauthenticated
-from crmkit.graphql.errors import error_body, format_error
-from crmkit.graphql.handler import bearer_token, json_response, read_operation
+from crmkit.errors import BadUserInput
+from crmkit.graphql.handler import MAX_BODY_BYTES, Execute, Operation, run_request
+from crmkit.graphql.schema import LimitedSchema
 from crmkit.platform import Platform
 from crmkit.plugins.report import plugin_report
 from crmkit.tenants import lifecycle
@@ -51,7 +53,9 @@ class TenantType:
 @strawberry.input
 class PluginSettingsInput:
     name: str
-    settings: JSON = strawberry.field(default_factory=dict)
+    settings: JSON | None = strawberry.field(
+        default=None, description="The plugin's settings as a JSON object; omitted: its defaults."
+    )
 
 
 @strawberry.input
@@ -94,9 +98,10 @@ class OperatorMutation:
     async def onboard_tenant(self, info: OperatorInfo, input: OnboardTenantInput) -> OnboardedTenant:
         plugins: dict[str, dict[str, Any]] = {}
         for plugin in input.plugins:
-            if not isinstance(plugin.settings, dict):
+            settings: object = {} if plugin.settings is None else plugin.settings
+            if not isinstance(settings, dict):
                 raise BadUserInput(f"settings of {plugin.name!r} must be a JSON object", field="settings")
-            plugins[plugin.name] = plugin.settings
+            plugins[plugin.name] = settings
         admin = lifecycle.Admin(input.admin.email, input.admin.display_name) if input.admin else None
         done = await lifecycle.onboard(
             info.context.platform, input.slug, input.name, plugins, admin, info.context.operator
@@ -122,26 +127,29 @@ class OperatorMutation:
         )
 
 
-SCHEMA = strawberry.Schema(query=OperatorQuery, mutation=OperatorMutation)
+class OperatorEndpoint:
+    """``/operator/graphql``: operator tokens only. No surrounding transaction: each
+    act commits through its service, as it does from the CLI."""
+
+    def __init__(self, platform: Platform, operators: OperatorTokens) -> None:
+        self.platform = platform
+        self.operators = operators
+        self.schema = LimitedSchema(platform.settings, query=OperatorQuery, mutation=OperatorMutation)
+
+    @property
+    def plugin_of_field(self) -> Mapping[tuple[str, str], str]:
+        return {}  # the operator API has no plugin fields
+
+    async def authenticate(self, token: str) -> str:
+        return self.operators.verify(token)
+
+    async def run(
+        self, operator: str, operation: Operation, request_id: str, execute: Execute
+    ) -> ExecutionResult:
+        return await execute(self.schema, OperatorContext(self.platform, operator))
 
 
-@post("/operator/graphql", status_code=200)
+@post("/operator/graphql", status_code=200, request_max_body_size=MAX_BODY_BYTES)
 async def operator_graphql(request: Request[Any, Any, Any]) -> Response[bytes]:
-    platform: Platform = request.app.state.platform
-    operators: OperatorTokens = request.app.state.operator_tokens
-    request_id = uuid.uuid4().hex
-    operation = await read_operation(request)
-    try:
-        operator = operators.verify(bearer_token(request))
-    except Unauthenticated as exc:
-        return json_response({"errors": [error_body(exc.code, exc.message, request_id)]}, 401)
-    result = await SCHEMA.execute(
-        operation["query"],
-        variable_values=operation.get("variables"),
-        context_value=OperatorContext(platform, operator),
-        operation_name=operation.get("operationName"),
-    )
-    body: dict[str, Any] = {"data": result.data}
-    if result.errors:
-        body["errors"] = [format_error(e, request_id, {}) for e in result.errors]
-    return json_response(body)
+    endpoint: OperatorEndpoint = request.app.state.operator_graphql
+    return await run_request(request, endpoint)
