@@ -213,19 +213,22 @@ async def test_audit_events_query_is_for_the_audit_scope(env: Env) -> None:
     assert actions == ["read", "customer_keys.create", "customers.create"]
 
 
+async def add_notes(env: Env, tenant: uuid.UUID, customer_id: str, count: int) -> list[str]:
+    """``count`` notes on the customer, added through GraphQL; their ids, sorted."""
+    replies = [await env.gql(ADD_NOTE, {"id": customer_id}, tenant=tenant) for _ in range(count)]
+    return sorted(reply["data"]["addNote"]["id"] for reply in replies)
+
+
 async def test_a_plugins_bulk_delete_on_erasure_names_the_deleted_notes(env: Env) -> None:
     tenant = await env.tenant("notes")
     customer = await env.create_customer(tenant, givenName="Erin")
-    notes = [
-        (await env.gql(ADD_NOTE, {"id": customer["id"]}, tenant=tenant))["data"]["addNote"]["id"]
-        for _ in "ab"
-    ]
+    notes = await add_notes(env, tenant, customer["id"], 2)
     erased = await env.gql(
         "mutation($id: UUID!) { eraseCustomer(id: $id) { id } }", {"id": customer["id"]}, tenant=tenant
     )
     assert "errors" not in erased, erased
     [deleted] = [e for e in await events(env, tenant) if e.action == "notes.delete"]
-    assert deleted.target_type == "Note" and deleted.target_ids == sorted(notes) and deleted.fields == []
+    assert deleted.target_type == "Note" and deleted.target_ids == notes and deleted.fields == []
     assert (deleted.actor_type, deleted.actor_id) == ("user", "test") and deleted.request_id
     assert (await verify(env.platform.db, tenant, env.platform.audit_signer)).ok
 
@@ -233,12 +236,7 @@ async def test_a_plugins_bulk_delete_on_erasure_names_the_deleted_notes(env: Env
 async def test_bulk_updates_of_a_plugin_table_record_ids_and_field_names(env: Env) -> None:
     tenant = await env.tenant("notes")
     customer = await env.create_customer(tenant, givenName="Upton")
-    notes = sorted(
-        [
-            (await env.gql(ADD_NOTE, {"id": customer["id"]}, tenant=tenant))["data"]["addNote"]["id"]
-            for _ in "ab"
-        ]
-    )
+    notes = await add_notes(env, tenant, customer["id"], 2)
     table = Note.__table__
     async with env.platform.tenant_scope(tenant) as scope:
         orm = update(Note).where(Note.customer_id == uuid.UUID(customer["id"])).values(body="Redacted")
