@@ -28,6 +28,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/hook_dispatch.py
 	$(BIN)/python bench/graphql_customers.py
+	$(BIN)/python bench/audit_overhead.py
 
 clean:
 	rm -rf $(VENV) .crmkit .pytest_cache .mypy_cache .ruff_cache
