@@ -57,7 +57,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from crmkit.settings import Settings
+from crmkit.settings import ConfigurationError, Settings
 
 __all__ = [
     "DEV_AUDIT_KEY_FILE",
@@ -207,20 +207,22 @@ class MasterKey:
         silently generating a new key would make existing data unreadable.
         """
         if settings.master_key is not None and settings.master_key_file is not None:
-            raise RuntimeError("both CRMKIT_MASTER_KEY and CRMKIT_MASTER_KEY_FILE are set; set only one")
+            raise ConfigurationError(
+                "both CRMKIT_MASTER_KEY and CRMKIT_MASTER_KEY_FILE are set; set only one"
+            )
         if settings.master_key is not None:
             text, source = settings.master_key.get_secret_value(), "CRMKIT_MASTER_KEY"
         elif settings.master_key_file is not None:
             path = settings.master_key_file
             if not path.is_file():
-                raise RuntimeError(f"CRMKIT_MASTER_KEY_FILE {path} does not exist")
+                raise ConfigurationError(f"CRMKIT_MASTER_KEY_FILE {path} does not exist")
             text, source = path.read_bytes().decode("ascii", "replace"), f"master key file {path}"
         elif settings.dev_mode:
             path = settings.data_dir / DEV_MASTER_KEY_FILE
             data = _load_or_create(path, lambda: (new_master_key_text() + "\n").encode())
             text, source = data.decode("ascii", "replace"), f"development master key file {path}"
         else:
-            raise RuntimeError(
+            raise ConfigurationError(
                 "no master key: set CRMKIT_MASTER_KEY (base64url of 32 random bytes) or "
                 "CRMKIT_MASTER_KEY_FILE; outside development mode crmkit never generates "
                 "its own master key."
@@ -228,7 +230,7 @@ class MasterKey:
         try:
             return cls.from_text(text)
         except ValueError as exc:
-            raise RuntimeError(f"{source}: {exc}") from None
+            raise ConfigurationError(f"{source}: {exc}") from None
 
 
 def new_tenant_key(master: MasterKey, tenant_id: uuid.UUID) -> tuple[TenantKeys, bytes]:
@@ -433,20 +435,20 @@ class AuditSigner:
         if settings.audit_key_file is not None:
             path = settings.audit_key_file
             if not path.is_file():
-                raise RuntimeError(f"CRMKIT_AUDIT_KEY_FILE {path} does not exist")
+                raise ConfigurationError(f"CRMKIT_AUDIT_KEY_FILE {path} does not exist")
             pem = path.read_bytes()
         elif settings.dev_mode:
             path = settings.data_dir / DEV_AUDIT_KEY_FILE
             pem = _load_or_create(path, _new_ed25519_pem)
         else:
-            raise RuntimeError(
+            raise ConfigurationError(
                 "CRMKIT_AUDIT_KEY_FILE is not set; outside development mode crmkit never "
                 "generates its own audit signing key."
             )
         try:
             return cls.from_pem(pem)
         except ValueError as exc:
-            raise RuntimeError(f"audit key file {path}: {exc}") from None
+            raise ConfigurationError(f"audit key file {path}: {exc}") from None
 
     @property
     def key_id(self) -> str:

@@ -35,6 +35,10 @@ class Principal:
         )
 
 
+EVERY_TOKEN = "tenant:all"  # noqa: S105  (a revocation key, not a secret)
+"""The revocation key every token of a tenant carries: suspending a tenant revokes it."""
+
+
 def revocation_keys(
     *,
     token_id: str,
@@ -42,8 +46,9 @@ def revocation_keys(
     grant_id: str | None = None,
     installation_id: str | None = None,
 ) -> list[str]:
-    """The keys a revocation can name: the token, its subject, its family, its installation."""
-    keys = [f"jti:{token_id}", f"sub:{subject}"]
+    """The keys a revocation can name: the token, its subject, its family, its
+    installation, and every token of the tenant."""
+    keys = [f"jti:{token_id}", f"sub:{subject}", EVERY_TOKEN]
     if grant_id:
         keys.append(f"grant:{grant_id}")
     if installation_id:

@@ -13,6 +13,18 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from crmkit.errors import BadUserInput
+
+ACCESS_TOKEN_MAX_MINUTES = 24 * 60
+"""The longest an access token may live, whoever asks: the setting and ``--minutes``."""
+OPERATOR_TOKEN_MAX_MINUTES = 8 * 60
+"""The longest an operator token may live: it opens every tenant's lifecycle."""
+
+
+class ConfigurationError(RuntimeError):
+    """The platform's configuration is missing or wrong: only its operator can fix it,
+    so the CLI says so in one line instead of a traceback."""
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CRMKIT_", extra="ignore")
@@ -49,7 +61,12 @@ class Settings(BaseSettings):
         default=None, description="PEM Ed25519 private key that signs audit checkpoints."
     )
     issuer: str = "crmkit"
-    access_token_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    access_token_minutes: int = Field(
+        default=60, ge=1, le=ACCESS_TOKEN_MAX_MINUTES, description="Default access token lifetime."
+    )
+    operator_token_minutes: int = Field(
+        default=60, ge=1, le=OPERATOR_TOKEN_MAX_MINUTES, description="Default operator token lifetime."
+    )
     refresh_token_days: int = Field(
         default=30, ge=1, le=365, description="Lifetime of an OAuth refresh token (each use rotates it)."
     )
@@ -85,11 +102,30 @@ class Settings(BaseSettings):
         if self.signing_key_file is not None:
             return self.signing_key_file
         if not self.dev_mode:
-            raise RuntimeError(
+            raise ConfigurationError(
                 "CRMKIT_SIGNING_KEY_FILE is not set; outside development mode crmkit "
                 "never generates its own signing key."
             )
         return self.data_dir / "dev-signing-key.pem"
+
+    def access_token_lifetime(self, minutes: int | None) -> int:
+        """Minutes an access token lives: ``minutes``, or the setting when None."""
+        return _lifetime(minutes, self.access_token_minutes, ACCESS_TOKEN_MAX_MINUTES, "an access token")
+
+    def operator_token_lifetime(self, minutes: int | None) -> int:
+        """Minutes an operator token lives: ``minutes``, or the setting when None."""
+        return _lifetime(
+            minutes, self.operator_token_minutes, OPERATOR_TOKEN_MAX_MINUTES, "an operator token"
+        )
+
+
+def _lifetime(minutes: int | None, default: int, maximum: int, what: str) -> int:
+    """The same bounds as the setting's, for every entry point that asks for a lifetime."""
+    if minutes is None:
+        return default
+    if not 1 <= minutes <= maximum:
+        raise BadUserInput(f"{what} lives 1 to {maximum} minutes, not {minutes}", field="minutes")
+    return minutes
 
 
 @lru_cache

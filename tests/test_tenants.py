@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from crmkit.auth.operator import OperatorTokens
@@ -86,9 +87,14 @@ async def test_onboard_with_plugins_and_refuse_bad_settings(env: Env) -> None:
     assert "notes" in {f["name"] for f in schema["data"]["__type"]["fields"]}
 
 
-async def test_suspend_refuses_tokens_at_once_and_reactivate_restores(env: Env) -> None:
-    tenant = await env.tenant()
+async def test_suspension_ends_every_session_and_reactivation_needs_new_tokens(env: Env) -> None:
+    from authlib.integrations.base_client import OAuthError
+
+    from tests.test_oauth import TOKEN_URL, code_flow, setup
+
+    tenant, app, email = await setup(env)
     slug = await _slug(env, tenant)
+    client, oauth = await code_flow(env, app, tenant, email)
     token = env.token(tenant)
     assert "errors" not in await env.gql(PAGE, token=token)
     await operator(env, "mutation($s: String!) { suspendTenant(slug: $s) { status } }", {"s": slug})
@@ -96,10 +102,48 @@ async def test_suspend_refuses_tokens_at_once_and_reactivate_restores(env: Env) 
         "code"
     ] == "UNAUTHENTICATED"
     await operator(env, "mutation($s: String!) { reactivateTenant(slug: $s) { status } }", {"s": slug})
-    assert "errors" not in await env.gql(PAGE, token=token)
+    for old in (token, oauth["access_token"]):
+        refused = await env.gql(PAGE, token=old, status=401)
+        assert refused["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    with pytest.raises(OAuthError):
+        await client.refresh_token(TOKEN_URL, refresh_token=oauth["refresh_token"])
+    await client.aclose()
+    assert "errors" not in await env.gql(PAGE, tenant=tenant)  # tokens issued since work
     async with env.platform.db.tenant_session(tenant) as session:
         actions = list(await session.scalars(select(AuditEvent.action)))
     assert {"tenant.suspend", "tenant.reactivate"} <= set(actions)
+
+
+async def test_a_revoked_operator_token_is_refused(env: Env) -> None:
+    from crmkit.auth.operator import revoke_token
+
+    tokens = OperatorTokens(env.tokens)
+    token, other = tokens.issue("ops-test"), tokens.issue("ops-test")
+    assert "errors" not in await operator(env, "{ tenants { slug } }", token=token)
+    await revoke_token(env.platform, token)
+    refused = await operator(env, "{ tenants { slug } }", token=token, status=401)
+    assert refused["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert "errors" not in await operator(env, "{ tenants { slug } }", token=other)
+
+
+async def test_operator_acts_are_attributed_to_the_operator(env: Env) -> None:
+    slug = f"bank-{uuid.uuid4().hex[:8]}"
+    done = await operator(
+        env,
+        ONBOARD,
+        {
+            "input": {
+                "slug": slug,
+                "name": "Bank",
+                "admin": {"email": "admin@bank.example", "displayName": "First Admin"},
+                "plugins": [{"name": "notes"}],
+            }
+        },
+    )
+    tenant = uuid.UUID(done["data"]["onboardTenant"]["tenant"]["id"])
+    async with env.platform.db.tenant_session(tenant) as session:
+        actors = set((await session.execute(select(AuditEvent.actor_type, AuditEvent.actor_id))).tuples())
+    assert actors == {("operator", "ops-test")}
 
 
 async def test_offboard_purges_data_destroys_the_key_and_keeps_the_audit_trail(env: Env) -> None:
@@ -136,3 +180,13 @@ async def test_offboard_purges_data_destroys_the_key_and_keeps_the_audit_trail(e
 async def _slug(env: Env, tenant: uuid.UUID) -> str:
     listed = await operator(env, "{ tenants { id slug } }")
     return next(t["slug"] for t in listed["data"]["tenants"] if t["id"] == str(tenant))
+
+
+async def test_unknown_settings_keys_are_refused_whatever_the_plugins_model_says(env: Env) -> None:
+    slug = f"bank-{uuid.uuid4().hex[:8]}"
+    plugins = [{"name": "recorder", "settings": {"treshold": 5}}]  # RecorderSettings allows extras
+    bad = await operator(env, ONBOARD, {"input": {"slug": slug, "name": "Bank", "plugins": plugins}})
+    assert bad["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert bad["errors"][0]["extensions"]["fields"] == ["treshold"]
+    listed = await operator(env, "{ tenants { slug } }")
+    assert slug not in [t["slug"] for t in listed["data"]["tenants"]]

@@ -1,7 +1,7 @@
 """Revoked tokens, checked on every authenticated request.
 
-Cost: one statement per request, a primary-key lookup of at most four keys
-(``tenant_id, key IN (jti, grant, subject, installation)``) in ``oauth_revocations``,
+Cost: one statement per request, a primary-key lookup of at most five keys
+(``tenant_id, key IN (jti, grant, subject, installation, tenant:all)``) in ``oauth_revocations``,
 on the request's own connection and transaction. Nothing is cached in the process,
 so a revocation holds in every process from its commit on.
 """
@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from crmkit.auth.models import Revocation
+from crmkit.auth.models import AuthorizationCode, RefreshToken, Revocation
 from crmkit.clock import utcnow
 from crmkit.db import TenantSession
+from crmkit.principal import EVERY_TOKEN
+from crmkit.settings import ACCESS_TOKEN_MAX_MINUTES
 
 
 def revoked_query(tenant_id: uuid.UUID, keys: Sequence[str], issued_at: float) -> Select[Any]:
@@ -64,3 +66,15 @@ async def revoke(
 
 def revoke_sync(session: Session, tenant_id: uuid.UUID, key: str, *, expires_at: datetime | None) -> None:
     session.execute(_upsert(session.get_bind().dialect.name, tenant_id, key, expires_at))
+
+
+async def revoke_tenant_sessions(session: TenantSession) -> None:
+    """End every session of the session's tenant: its access tokens issued until now
+    are revoked (:data:`~crmkit.principal.EVERY_TOKEN`), its refresh tokens and
+    pending authorization codes deleted, so none works again after a reactivation."""
+    tenant_id = session.tenant_id
+    assert tenant_id is not None, "end sessions in a tenant session"
+    for model in (RefreshToken, AuthorizationCode):
+        await session.execute(delete(model).where(model.tenant_id == tenant_id))
+    expires = utcnow() + timedelta(minutes=ACCESS_TOKEN_MAX_MINUTES)  # no token outlives this
+    await revoke(session, tenant_id, EVERY_TOKEN, expires_at=expires)

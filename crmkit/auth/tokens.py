@@ -21,7 +21,7 @@ from joserfc.jwk import ECKey
 from crmkit.db import uuid7
 from crmkit.errors import Unauthenticated
 from crmkit.principal import Principal
-from crmkit.settings import Settings
+from crmkit.settings import ConfigurationError, Settings
 
 if TYPE_CHECKING:
     from crmkit.db import TenantSession
@@ -47,7 +47,7 @@ def load_signing_key(settings: Settings) -> ECKey:
     path = settings.resolved_signing_key_file()
     if not path.exists():
         if not settings.dev_mode:
-            raise RuntimeError(f"signing key file {path} does not exist")
+            raise ConfigurationError(f"signing key file {path} does not exist")
         _write_private(path, ECKey.generate_key("P-256").as_pem(private=True))
     return ECKey.import_key(path.read_bytes())
 

@@ -1,16 +1,19 @@
 """Enabling, configuring and disabling a plugin for one tenant.
 
 Settings are validated by the plugin's pydantic model; a refusal names each bad field
-and the reason. The lifecycle hook runs inside the same transaction, so a plugin that
-raises refuses the change.
+and the reason, and a key the model does not define is refused whatever the model's
+own ``extra`` says, so a misspelt setting never passes silently. The lifecycle hook
+runs inside the same transaction, so a plugin that raises refuses the change.
+Offboarded tenants are refused: their data and key are gone.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import Table, delete, select
 
 from crmkit.core.audit.trail import note
@@ -19,7 +22,7 @@ from crmkit.errors import BadUserInput, NotFound
 from crmkit.platform import Platform, TenantScope
 from crmkit.plugins.info import PluginInfo
 from crmkit.plugins.models import TenantPlugin
-from crmkit.tenants.service import get_tenant
+from crmkit.tenants.service import open_tenant
 
 
 def installed_plugin(platform: Platform, plugin: str) -> PluginInfo:
@@ -29,17 +32,38 @@ def installed_plugin(platform: Platform, plugin: str) -> PluginInfo:
     return platform.registry.infos[plugin]
 
 
+@functools.cache
+def _closed(model: type[BaseModel]) -> type[BaseModel]:
+    """``model``, refusing keys it does not define (pydantic's default ignores them)."""
+    if model.model_config.get("extra") == "forbid":
+        return model
+    namespace = {"model_config": ConfigDict(extra="forbid"), "__module__": model.__module__}
+    return type(model.__name__, (model,), namespace)
+
+
 def validate_settings(info: PluginInfo, values: dict[str, Any]) -> BaseModel | None:
     if info.settings is None:
         if values:
-            raise BadUserInput(f"plugin {info.name!r} takes no settings")
+            raise BadUserInput(f"plugin {info.name!r} takes no settings", fields=sorted(values))
         return None
     try:
-        return info.settings.model_validate(values)
+        return _closed(info.settings).model_validate(values)
     except ValidationError as exc:
+        known = ", ".join(info.settings.model_fields)
         fields = [".".join(str(p) for p in err["loc"]) or "(settings)" for err in exc.errors()]
-        problems = "; ".join(f"{f}: {err['msg']}" for f, err in zip(fields, exc.errors(), strict=True))
+        problems = "; ".join(
+            f"{f}: {f'unknown setting (known: {known})' if err['type'] == 'extra_forbidden' else err['msg']}"
+            for f, err in zip(fields, exc.errors(), strict=True)
+        )
         raise BadUserInput(f"invalid settings for plugin {info.name!r}: {problems}", fields=fields) from None
+
+
+def _kept(info: PluginInfo, row: TenantPlugin | None) -> dict[str, Any]:
+    """A row's stored settings that the plugin still defines (a newer version may
+    have dropped one; that is no typo of the operator's)."""
+    if row is None or info.settings is None:
+        return {}
+    return {k: v for k, v in row.settings.items() if k in info.settings.model_fields}
 
 
 def _stored(model: BaseModel | None) -> dict[str, Any]:
@@ -51,25 +75,34 @@ async def _row(scope: TenantScope, plugin: str) -> TenantPlugin | None:
 
 
 async def _tenant_id(platform: Platform, tenant: str) -> uuid.UUID:
-    return (await get_tenant(platform.db, tenant)).id
+    return (await open_tenant(platform.db, tenant)).id
 
 
 async def enable(
     platform: Platform, tenant: str, plugin: str, values: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Enable (or re-enable, keeping earlier settings) ``plugin``; returns its settings."""
-    info = installed_plugin(platform, plugin)
+    installed_plugin(platform, plugin)
     tenant_id = await _tenant_id(platform, tenant)
     async with platform.tenant_scope(tenant_id, require_active=False) as scope:
-        row = await _row(scope, plugin)
-        settings = _stored(validate_settings(info, {**(row.settings if row else {}), **(values or {})}))
-        if row is None:
-            scope.session.add(TenantPlugin(plugin=plugin, settings=settings, enabled=True))
-        else:
-            row.settings, row.enabled = settings, True
-        await scope.session.flush()
-        rebound = await platform.bind(scope.session, tenant_id, require_active=False)
-        await rebound.hooks.call_plugin(plugin, "plugin_enabled")
+        return await enable_in(platform, scope, plugin, values)
+
+
+async def enable_in(
+    platform: Platform, scope: TenantScope, plugin: str, values: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """:func:`enable` in the transaction of ``scope``: onboarding enables a tenant's
+    first plugins in the transaction that creates it."""
+    info = installed_plugin(platform, plugin)
+    row = await _row(scope, plugin)
+    settings = _stored(validate_settings(info, {**_kept(info, row), **(values or {})}))
+    if row is None:
+        scope.session.add(TenantPlugin(plugin=plugin, settings=settings, enabled=True))
+    else:
+        row.settings, row.enabled = settings, True
+    await scope.session.flush()
+    rebound = await platform.bind(scope.session, scope.state.tenant_id, require_active=False)
+    await rebound.hooks.call_plugin(plugin, "plugin_enabled")
     return settings
 
 
@@ -81,8 +114,8 @@ async def configure(platform: Platform, tenant: str, plugin: str, values: dict[s
         row = await _row(scope, plugin)
         if row is None or not row.enabled:
             raise BadUserInput(f"plugin {plugin!r} is not enabled for tenant {tenant!r}")
-        previous = validate_settings(info, row.settings)
-        row.settings = _stored(validate_settings(info, {**row.settings, **values}))
+        previous = validate_settings(info, _kept(info, row))
+        row.settings = _stored(validate_settings(info, {**_kept(info, row), **values}))
         await scope.session.flush()
         rebound = await platform.bind(scope.session, tenant_id, require_active=False)
         await rebound.hooks.call_plugin(plugin, "plugin_settings_changed", previous=previous)

@@ -8,21 +8,22 @@ read; the audit trail stays, holding ids and field names only.
 
 from __future__ import annotations
 
-import uuid
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, delete
 
+from crmkit.auth.revocation import revoke_tenant_sessions
 from crmkit.core.audit.models import AuditCheckpoint, AuditEvent, AuditHead
-from crmkit.core.audit.trail import Actor, bind_actor, note
+from crmkit.core.audit.trail import Actor, acting_as, note
 from crmkit.core.customers.models import Customer
 from crmkit.db import tenant_owned_tables
 from crmkit.errors import BadUserInput
 from crmkit.platform import Platform
 from crmkit.plugins import enablement
 from crmkit.tenants.models import Tenant, TenantStatus
-from crmkit.tenants.service import create_tenant, get_tenant, set_status
+from crmkit.tenants.service import add_tenant, get_tenant, new_tenant, open_tenant, set_status
 from crmkit.tenants.users import Role, StaffUser, create_user, normalise_email
 
 KEPT = {AuditEvent.__tablename__, AuditHead.__tablename__, AuditCheckpoint.__tablename__}
@@ -54,38 +55,49 @@ async def onboard(
     admin: Admin | None = None,
     operator: str | None = None,
 ) -> Onboarded:
-    """Create a tenant, its first tenant admin and its first plugins. Bad plugin
-    settings or a bad admin e-mail are refused before anything is written."""
+    """Create a tenant, its first tenant admin and its first plugins, in one
+    transaction: a refusal or a configuration error (no master key for the tenant's
+    key) leaves nothing behind, so the same command can simply be run again."""
     plugins = plugins or {}
     for plugin, values in plugins.items():
         enablement.validate_settings(enablement.installed_plugin(platform, plugin), values)
     if admin is not None:
         normalise_email(admin.email)
-    tenant = await create_tenant(platform.db, slug, name)
-    enabled = {
-        plugin: await enablement.enable(platform, slug, plugin, values) for plugin, values in plugins.items()
-    }
+    tenant = new_tenant(slug, name)
     user, password = None, None
-    async with platform.tenant_scope(tenant.id) as scope:
-        bind_actor(scope.session, Actor.from_subject(operator or "operator:cli"))
-        if admin is not None:
-            user, password = await create_user(
-                scope.session, email=admin.email, display_name=admin.display_name, role=Role.TENANT_ADMIN
-            )
-        note(scope.session, tenant.id, "tenant.onboard", "Tenant", [str(tenant.id)])
+    with _acting(operator):
+        async with platform.db.tenant_session(tenant.id) as session:
+            await add_tenant(session, tenant)
+            scope = await platform.bind(session, tenant.id)
+            enabled = {
+                plugin: await enablement.enable_in(platform, scope, plugin, values)
+                for plugin, values in plugins.items()
+            }
+            if admin is not None:
+                user, password = await create_user(
+                    session, email=admin.email, display_name=admin.display_name, role=Role.TENANT_ADMIN
+                )
+            note(session, tenant.id, "tenant.onboard", "Tenant", [str(tenant.id)])
     return Onboarded(tenant, enabled, user, password)
 
 
 async def suspend(platform: Platform, slug: str, operator: str | None = None) -> Tenant:
-    """Every token of the tenant is refused from the next request on."""
+    """End every session of the tenant: its tokens are refused from the next request
+    on, and stay refused after a reactivation (refresh tokens and pending
+    authorization codes are deleted, access tokens issued until now revoked)."""
     tenant = await _change_status(platform, slug, TenantStatus.SUSPENDED)
-    await _record(platform, tenant.id, "tenant.suspend", operator)
+    with _acting(operator):
+        async with platform.db.tenant_session(tenant.id) as session:
+            await revoke_tenant_sessions(session)
+            note(session, tenant.id, "tenant.suspend", "Tenant", [str(tenant.id)])
     return tenant
 
 
 async def reactivate(platform: Platform, slug: str, operator: str | None = None) -> Tenant:
     tenant = await _change_status(platform, slug, TenantStatus.ACTIVE)
-    await _record(platform, tenant.id, "tenant.reactivate", operator)
+    with _acting(operator):
+        async with platform.db.tenant_session(tenant.id) as session:
+            note(session, tenant.id, "tenant.reactivate", "Tenant", [str(tenant.id)])
     return tenant
 
 
@@ -102,25 +114,23 @@ async def offboard(platform: Platform, slug: str, *, confirm: str, operator: str
         and t is not customers
         and not any(fk.references(customers) for fk in t.foreign_keys)
     ]
-    async with platform.db.tenant_session(tenant.id) as session:
-        bind_actor(session, Actor.from_subject(operator or "operator:cli"))
-        # customers first: their children (consent records included) go by cascade
-        await session.execute(delete(Customer).where(Customer.tenant_id == tenant.id))
-        for table in tables:
-            await session.execute(delete(table).where(table.c.tenant_id == tenant.id))
-        note(session, tenant.id, "tenant.offboard", "Tenant", [str(tenant.id)], [t.name for t in tables])
+    with _acting(operator):
+        async with platform.db.tenant_session(tenant.id) as session:
+            # customers first: their children (consent records included) go by cascade
+            await session.execute(delete(Customer).where(Customer.tenant_id == tenant.id))
+            for table in tables:
+                await session.execute(delete(table).where(table.c.tenant_id == tenant.id))
+            note(session, tenant.id, "tenant.offboard", "Tenant", [str(tenant.id)], [t.name for t in tables])
     platform.keyring.forget(tenant.id)
     return await set_status(platform.db, slug, TenantStatus.OFFBOARDED)
 
 
+def _acting(operator: str | None) -> AbstractContextManager[None]:
+    """Attribute the act to the operator of an operator API request; the CLI names
+    its own actor for the whole run (``crmkit.cli``)."""
+    return acting_as(Actor.from_subject(operator)) if operator else nullcontext()
+
+
 async def _change_status(platform: Platform, slug: str, status: TenantStatus) -> Tenant:
-    tenant = await get_tenant(platform.db, slug)
-    if tenant.status is TenantStatus.OFFBOARDED:
-        raise BadUserInput(f"tenant {slug!r} is offboarded; its data is gone")
+    await open_tenant(platform.db, slug)
     return await set_status(platform.db, slug, status)
-
-
-async def _record(platform: Platform, tenant_id: uuid.UUID, action: str, operator: str | None) -> None:
-    async with platform.db.tenant_session(tenant_id) as session:
-        bind_actor(session, Actor.from_subject(operator or "operator:cli"))
-        note(session, tenant_id, action, "Tenant", [str(tenant_id)])

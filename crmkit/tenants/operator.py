@@ -141,7 +141,7 @@ class OperatorEndpoint:
         return {}  # the operator API has no plugin fields
 
     async def authenticate(self, token: str) -> str:
-        return self.operators.verify(token)
+        return await self.operators.authenticate(self.platform.db, token)
 
     async def run(
         self, operator: str, operation: Operation, request_id: str, execute: Execute
