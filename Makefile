@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PORT ?= 8000
 
 .PHONY: run test lint bench clean
 
@@ -12,10 +13,11 @@ $(STAMP): pyproject.toml examples/plugin-template/pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]" -e examples/plugin-template
 	touch $(STAMP)
 
+# `make run PORT=8123`: a busy port is refused before anything is printed
 run: $(STAMP)
-	CRMKIT_DEV_MODE=true $(BIN)/crmkit db upgrade
-	CRMKIT_DEV_MODE=true $(BIN)/crmkit demo
-	CRMKIT_DEV_MODE=true $(BIN)/crmkit serve --host 127.0.0.1 --port 8000
+	@CRMKIT_DEV_MODE=true $(BIN)/crmkit db upgrade >/dev/null
+	@CRMKIT_DEV_MODE=true $(BIN)/crmkit demo --port $(PORT)
+	CRMKIT_DEV_MODE=true $(BIN)/crmkit serve --host 127.0.0.1 --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/pytest -q

@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 import shlex
+import socket
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
+from pydantic import ValidationError
 
+from crmkit.auth.operator import CLI_OPERATOR
+from crmkit.core.audit.trail import Actor, acting_as
 from crmkit.errors import CrmError
 from crmkit.platform import Platform
-from crmkit.settings import get_settings
+from crmkit.settings import ConfigurationError, Settings, get_settings
 
 T = TypeVar("T")
 
@@ -34,21 +38,51 @@ app.add_typer(users_app, name="users")
 app.add_typer(apps_app, name="apps")
 
 
+def fail(code: str, message: str) -> NoReturn:
+    """Every refusal of the CLI: one line on stderr, exit code 2."""
+    typer.secho(f"error ({code}): {message}", fg="red", err=True)
+    raise typer.Exit(2)
+
+
+def settings() -> Settings:
+    """The platform settings; a bad ``CRMKIT_`` variable is a one-line refusal."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"CRMKIT_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        fail("CONFIGURATION", problems)
+
+
 def run(fn: Callable[[Platform], Awaitable[T]]) -> T:
-    """Run ``fn`` with a platform; a CrmError becomes a one-line message and exit code 2."""
+    """Run ``fn`` with a platform, its acts attributed to the CLI; a CrmError or a
+    configuration error becomes a one-line message and exit code 2."""
+    platform_settings = settings()
 
     async def main() -> T:
-        platform = Platform(get_settings())
+        platform = Platform(platform_settings)
         try:
-            return await fn(platform)
+            with acting_as(Actor.from_subject(CLI_OPERATOR)):
+                return await fn(platform)
         finally:
             await platform.close()
 
     try:
         return asyncio.run(main())
     except CrmError as exc:
-        typer.secho(f"error ({exc.code}): {exc.message}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        fail(exc.code, exc.message)
+    except ConfigurationError as exc:
+        fail("CONFIGURATION", str(exc))
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Refuse a port another process listens on, before anything names it."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            fail("PORT_IN_USE", f"port {port} on {host} is in use ({exc.strerror}); choose another")
 
 
 def parse_sets(values: list[str]) -> dict[str, Any]:
@@ -57,8 +91,7 @@ def parse_sets(values: list[str]) -> dict[str, Any]:
     for item in values:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            typer.secho(f"error (BAD_USER_INPUT): --set {item!r} is not key=value", fg="red", err=True)
-            raise typer.Exit(2)
+            fail("BAD_USER_INPUT", f"--set {item!r} is not key=value")
         try:
             settings[key] = json.loads(raw)
         except ValueError:
@@ -78,6 +111,7 @@ def serve(
     """Serve the API (GraphQL at /graphql)."""
     import uvicorn
 
+    ensure_port_free(host, port)
     uvicorn.run("crmkit.app:create_app", factory=True, host=host, port=port, workers=workers)
 
 
@@ -88,15 +122,10 @@ def worker() -> None:
 
     from crmkit.jobs.backends import worker_settings
 
-    settings = get_settings()
-    if not settings.redis_url:
-        typer.secho(
-            "error: set CRMKIT_REDIS_URL; without Redis jobs run inside `crmkit serve`",
-            fg="red",
-            err=True,
-        )
-        raise typer.Exit(2)
-    platform = Platform(settings)
+    platform_settings = settings()
+    if not platform_settings.redis_url:
+        fail("CONFIGURATION", "set CRMKIT_REDIS_URL; without Redis jobs run inside `crmkit serve`")
+    platform = Platform(platform_settings)
     Worker(**worker_settings(platform)).run()
 
 
@@ -164,7 +193,8 @@ def tenants_configure(
     from crmkit.tenants.service import set_retention
 
     run(lambda p: set_retention(p.db, tenant, activity_retention_days or None))
-    typer.echo(f"{tenant}: activities kept {activity_retention_days or 'forever'} days")
+    kept = f"{activity_retention_days} days" if activity_retention_days else "forever"
+    typer.echo(f"{tenant}: activities kept {kept}")
 
 
 @tenants_app.command("suspend")
@@ -231,6 +261,10 @@ def _echo_failures(failures: list[dict[str, Any]]) -> None:
         )
 
 
+RESTART_NOTE = "a server or worker started before {plugin} was installed serves it only after a restart"
+"""Plugins load when a process starts; the database accepts a newer one at once."""
+
+
 def _settings_command(action: Callable[..., Awaitable[Any]], verb: str) -> Callable[..., None]:
     def command(
         tenant: str,
@@ -240,6 +274,7 @@ def _settings_command(action: Callable[..., Awaitable[Any]], verb: str) -> Calla
         values = parse_sets(set_ or [])
         stored = run(lambda p: action(p, tenant, plugin, values))
         typer.echo(f"{verb} {plugin} for {tenant}: {json.dumps(stored)}")
+        typer.echo(f"note: {RESTART_NOTE.format(plugin=plugin)}")
 
     return command
 
@@ -284,10 +319,12 @@ def token_issue(
     all_scopes: Annotated[
         bool, typer.Option("--all-scopes", help="Every scope of the core and the tenant's plugins.")
     ] = False,
-    subject: Annotated[str, typer.Option(help="Who the token speaks for.")] = "operator:cli",
-    minutes: Annotated[int | None, typer.Option(help="Lifetime (default from settings).")] = None,
+    subject: Annotated[str, typer.Option(help="Who the token speaks for.")] = CLI_OPERATOR,
+    minutes: Annotated[
+        int | None, typer.Option(help="Lifetime, 1 to 1440 (default: CRMKIT_ACCESS_TOKEN_MINUTES).")
+    ] = None,
 ) -> None:
-    """Print an access token for a tenant (operator tool)."""
+    """Print an access token for an active tenant (operator tool)."""
     from crmkit.auth.operator import issue_for_tenant
 
     wanted = None if all_scopes else [s.strip() for s in scopes.split(",") if s.strip()]
@@ -298,13 +335,31 @@ def token_issue(
 @token_app.command("operator")
 def token_operator(
     name: Annotated[str, typer.Option(help="The operator's name, recorded in audit events.")],
-    minutes: Annotated[int, typer.Option(help="Lifetime.")] = 60,
+    minutes: Annotated[
+        int | None, typer.Option(help="Lifetime, 1 to 480 (default: CRMKIT_OPERATOR_TOKEN_MINUTES).")
+    ] = None,
 ) -> None:
     """Print an operator token for /operator/graphql."""
     from crmkit.auth.operator import OperatorTokens
     from crmkit.auth.tokens import TokenService
 
-    typer.echo(OperatorTokens(TokenService(get_settings())).issue(name, minutes=minutes))
+    async def issue(p: Platform) -> str:
+        return OperatorTokens(TokenService(p.settings)).issue(name, minutes=minutes)
+
+    typer.echo(run(issue))
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token: Annotated[str, typer.Argument(help="An operator or access token, or its jti.")],
+    tenant: Annotated[
+        str | None, typer.Option(help="The tenant (slug or id), for an access token's jti.")
+    ] = None,
+) -> None:
+    """Revoke an operator token or an access token before it expires."""
+    from crmkit.auth.operator import revoke_token
+
+    typer.echo(f"revoked {run(lambda p: revoke_token(p, token, tenant))}")
 
 
 # --- audit --------------------------------------------------------------------------
@@ -367,22 +422,17 @@ def users_create(
 ) -> None:
     """Create a staff user; prints the generated password (shown once) unless one is read from stdin."""
     from crmkit.errors import BadUserInput
-    from crmkit.tenants.service import get_tenant
+    from crmkit.tenants.service import open_tenant
     from crmkit.tenants.users import Role, create_user
 
     try:
         wanted = Role(role)
     except ValueError:
-        typer.secho(
-            f"error (BAD_USER_INPUT): unknown role {role!r} ({', '.join(r.value for r in Role)})",
-            fg="red",
-            err=True,
-        )
-        raise typer.Exit(2) from None
+        fail("BAD_USER_INPUT", f"unknown role {role!r} ({', '.join(r.value for r in Role)})")
     password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
 
     async def create(p: Platform) -> Any:
-        tenant_id = (await get_tenant(p.db, tenant)).id
+        tenant_id = (await open_tenant(p.db, tenant)).id
         async with p.db.tenant_session(tenant_id) as session:
             if password is not None and not password:
                 raise BadUserInput("no password on stdin", field="password")
@@ -434,12 +484,12 @@ def apps_install(
 ) -> None:
     """Install an app in a tenant (tenant admins do this through GraphQL: installApp)."""
     from crmkit.auth.apps import install_app
-    from crmkit.tenants.service import get_tenant, load_state
+    from crmkit.tenants.service import load_state, open_tenant
 
     wanted = [s.strip() for s in scopes.split(",") if s.strip()]
 
     async def install(p: Platform) -> Any:
-        tenant_id = (await get_tenant(p.db, tenant)).id
+        tenant_id = (await open_tenant(p.db, tenant)).id
         async with p.db.tenant_session(tenant_id) as session:
             state = await load_state(session, tenant_id)
             assert state is not None
@@ -449,7 +499,7 @@ def apps_install(
                 state.plugins,
                 client_id=client_id,
                 scopes=wanted,
-                installed_by="operator:cli",
+                installed_by=CLI_OPERATOR,
             )
 
     installation = run(install)
@@ -460,10 +510,12 @@ def apps_install(
 
 
 @app.command()
-def demo(port: int = typer.Option(8000, help="Port the printed curl line targets.")) -> None:
-    """Create the demo-bank tenant with sample data and every plugin; print a token."""
+def demo(port: int = typer.Option(8000, help="Port the server will listen on; it must be free.")) -> None:
+    """Make sure the demo-bank tenant exists with sample data and every installed plugin
+    enabled; print a token and a curl line for the server about to start."""
     from crmkit.demo import setup_demo
 
+    ensure_port_free("127.0.0.1", port)
     ready = run(setup_demo)
     body = json.dumps({"query": ready.first_query})
     typer.echo("\nTenant demo-bank is ready. Access token (all scopes, 24 h):\n")

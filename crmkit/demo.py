@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from graphql import GraphQLObjectType, get_named_type, is_leaf_type
 from sqlalchemy import func, select
@@ -24,7 +25,8 @@ from crmkit.errors import NotFound
 from crmkit.platform import Platform
 from crmkit.plugins import enablement
 from crmkit.plugins.info import TenantContext
-from crmkit.tenants.service import create_tenant, get_tenant
+from crmkit.tenants.lifecycle import onboard
+from crmkit.tenants.service import get_tenant
 
 SLUG = "demo-bank"
 GIVEN = [
@@ -53,14 +55,18 @@ class Demo:
 
 
 async def setup_demo(platform: Platform, customers: int = 24) -> Demo:
-    """Idempotent: an existing demo-bank keeps its data. Returns a 24-hour token and a
-    first query that shows the plugins' ``Customer`` fields too."""
+    """Idempotent and complete: the first run onboards demo-bank with every installed
+    plugin; each later run enables the installed plugins it lacks (installed since, or
+    disabled) and only those, and keeps its data. Returns a 24-hour token and a first
+    query that shows the plugins' ``Customer`` fields too."""
     try:
         tenant = await get_tenant(platform.db, SLUG)
     except NotFound:
-        tenant = await create_tenant(platform.db, SLUG, "Demo Bank")
-    for plugin in platform.registry.names:
-        await enablement.enable(platform, SLUG, plugin)
+        plugins: dict[str, dict[str, Any]] = {plugin: {} for plugin in platform.registry.names}
+        tenant = (await onboard(platform, SLUG, "Demo Bank", plugins)).tenant
+    async with platform.tenant_scope(tenant.id) as scope:
+        for plugin in sorted(set(platform.registry.names) - scope.state.plugins):
+            await enablement.enable_in(platform, scope, plugin)
     async with platform.tenant_scope(tenant.id) as scope:
         existing = await scope.session.scalar(select(func.count()).select_from(Customer))
         if not existing:
