@@ -32,9 +32,11 @@ from crmkit.core.consent.models import (
     LegalBasis,
 )
 from crmkit.core.customers.models import Customer
+from crmkit.core.customers.service import find_customer
 from crmkit.core.events import emit
 from crmkit.core.inputs import required_text
-from crmkit.errors import BadUserInput, NotFound
+from crmkit.db import TenantSession
+from crmkit.errors import BadUserInput
 from crmkit.plugins.caller import PluginSetHooks
 from crmkit.plugins.info import CORE, TenantContext
 
@@ -125,12 +127,6 @@ def _aware(value: datetime, field: str) -> datetime:
     return value.astimezone(UTC)
 
 
-async def _require_customer(session: AsyncSession, customer_id: uuid.UUID) -> None:
-    """Another tenant's customer reads as not found, like a missing one."""
-    if await session.scalar(select(Customer.id).where(Customer.id == customer_id)) is None:
-        raise NotFound(f"no customer {customer_id}")
-
-
 def _latest(customer_id: uuid.UUID, purpose: str, channel: ConsentChannel) -> Any:
     return (
         select(ConsentRecord)
@@ -186,7 +182,7 @@ async def record_consent(
         expires_at = _aware(expires_at, "expiresAt")
         if expires_at <= now:
             raise BadUserInput("expiresAt must be in the future", field="expiresAt")
-    await _require_customer(session, customer_id)
+    await find_customer(session, customer_id)
     previous = (await session.scalars(_latest(customer_id, purpose, channel))).first()
     in_force_since = previous.captured_at if previous is not None else None
     if captured_at is not None and in_force_since is not None and captured_at < in_force_since:
@@ -255,15 +251,15 @@ async def current_consents_of(
     return [by_customer[cid] for cid in customer_ids]
 
 
-async def current_consents(session: AsyncSession, customer_id: uuid.UUID) -> list[ConsentRecord]:
+async def current_consents(session: TenantSession, customer_id: uuid.UUID) -> list[ConsentRecord]:
     """A customer's current state: the latest record per purpose and channel, sorted by
     purpose then channel. A pair never recorded is absent (no consent)."""
-    await _require_customer(session, customer_id)
+    await find_customer(session, customer_id)
     return (await current_consents_of(session, [customer_id]))[0]
 
 
 async def consent_history(
-    session: AsyncSession,
+    session: TenantSession,
     customer_id: uuid.UUID,
     *,
     purpose: str | None = None,
@@ -272,7 +268,7 @@ async def consent_history(
     limit: int,
 ) -> Sequence[ConsentRecord]:
     """Every record of a customer, newest first; ``after`` is the last id of the previous page."""
-    await _require_customer(session, customer_id)
+    await find_customer(session, customer_id)
     query = (
         select(ConsentRecord)
         .where(ConsentRecord.customer_id == customer_id)

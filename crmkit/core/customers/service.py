@@ -14,12 +14,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exists, select
 
 from crmkit.clock import utcnow
-from crmkit.core.consent.service import ConsentCriterion
 from crmkit.core.customers.models import (
     Activity,
     ActivityKind,
@@ -34,8 +33,12 @@ from crmkit.core.customers.personal import FIELDS, TENANT_KEYS, PersonalData
 from crmkit.core.events import emit
 from crmkit.core.inputs import optional_text
 from crmkit.crypto import TenantKeys
+from crmkit.db import TenantSession
 from crmkit.errors import BadUserInput, Conflict, NotFound
 from crmkit.plugins.info import TenantContext
+
+if TYPE_CHECKING:  # consent's service builds on this one, not the other way round
+    from crmkit.core.consent.service import ConsentCriterion
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{4,24}$")
@@ -161,7 +164,14 @@ async def create_customer(
 
 async def get_customer(ctx: TenantContext, customer_id: uuid.UUID) -> Customer:
     """A customer of the tenant; another tenant's id and an erased customer read as not found."""
-    customer = await ctx.session.get(Customer, (ctx.tenant_id, customer_id))
+    return await find_customer(ctx.session, customer_id)
+
+
+async def find_customer(session: TenantSession, customer_id: uuid.UUID) -> Customer:
+    """:func:`get_customer` for code that holds only the tenant's session: the one place
+    that decides which customers exist. An erased customer is a tombstone, so every
+    read and write through here treats it as not found and nothing new reaches it."""
+    customer = await session.get(Customer, (session.tenant_id, customer_id))
     if customer is None or customer.erased_at is not None:
         raise NotFound(f"no customer {customer_id}")
     return customer

@@ -23,9 +23,10 @@ async def add_archive_note(ctx: crmkit.TenantContext, customer_id: str, event_id
     note_id = uuid.UUID(event_id)
     if await ctx.session.get(Note, (ctx.tenant_id, note_id)) is not None:
         return  # done by an earlier run
-    customer = await ctx.session.get(crmkit.Customer, (ctx.tenant_id, uuid.UUID(customer_id)))
-    if customer is None:
-        return  # erased since: nothing to note
+    try:
+        customer = await crmkit.get_customer(ctx, uuid.UUID(customer_id))
+    except crmkit.NotFound:
+        return  # erased since: nothing to note, and nothing may be added
     await service.add_note(
         ctx,
         customer_id=customer.id,

@@ -21,7 +21,12 @@ async def add_note(
     author: str,
     note_id: uuid.UUID | None = None,
 ) -> Note:
-    """Add a note to an existing customer and emit ``note_added`` in the same transaction."""
+    """Add a note to a customer and emit ``note_added`` in the same transaction.
+
+    ``crmkit.get_customer`` decides whether the customer exists: another tenant's and an
+    erased customer are NOT_FOUND, so no personal data reaches an erased customer.
+    """
+    await crmkit.get_customer(ctx, customer_id)
     settings = ctx.settings_as(NotesSettings)
     body = body.strip()
     if not body:
