@@ -19,13 +19,16 @@ run: $(STAMP)
 	@CRMKIT_DEV_MODE=true $(BIN)/crmkit demo --port $(PORT)
 	CRMKIT_DEV_MODE=true $(BIN)/crmkit serve --host 127.0.0.1 --port $(PORT)
 
+# crmkit's suite, then the plugin template's, run on its own configuration as a plugin's tests are
 test: $(STAMP)
 	$(BIN)/pytest -q
+	$(BIN)/pytest -q examples/plugin-template
 
 lint: $(STAMP)
-	$(BIN)/ruff check crmkit tests bench examples/plugin-template
-	$(BIN)/ruff format --check crmkit tests bench examples/plugin-template
-	$(BIN)/mypy crmkit examples/plugin-template/crmkit_notes bench
+	$(BIN)/ruff check crmkit tests bench examples/plugin-template .ci
+	$(BIN)/ruff format --check crmkit tests bench examples/plugin-template .ci
+	$(BIN)/mypy crmkit examples/plugin-template/crmkit_notes bench .ci/check_plugin_imports.py
+	$(BIN)/python .ci/check_plugin_imports.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/hook_dispatch.py

@@ -42,6 +42,7 @@ from crmkit.errors import (
 from crmkit.graphql.context import Info, RequestContext
 from crmkit.graphql.contrib import GraphQLContribution, field
 from crmkit.graphql.pagination import Connection, connection, decode_cursor, page_size
+from crmkit.migrations.rls import disable_tenant_rls, enable_tenant_rls
 from crmkit.plugins.info import CronSpec, JobSpec, PluginInfo, Scope, TenantContext
 from crmkit.version import __version__
 
@@ -87,7 +88,9 @@ __all__ = [
     "create_customer",
     "customer_key",
     "decode_cursor",
+    "disable_tenant_rls",
     "emit",
+    "enable_tenant_rls",
     "event_hookspec",
     "field",
     "get_customer",

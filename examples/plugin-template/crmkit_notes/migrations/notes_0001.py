@@ -3,7 +3,7 @@
 The first revision of the plugin's own alembic branch: labelled with the plugin's
 name, starting from nothing, and depending on the core revision that created
 ``customers`` (the foreign key's target). Every tenant-owned table gets row-level
-security with :func:`crmkit.migrations.rls.enable_tenant_rls` (PostgreSQL only; a no-op
+security with :func:`crmkit.enable_tenant_rls` (PostgreSQL only; a no-op
 on SQLite), removed again in the downgrade.
 
 Revision ID: notes_0001
@@ -12,9 +12,9 @@ Revises:
 
 from __future__ import annotations
 
+import crmkit
 import sqlalchemy as sa
 from alembic import op
-from crmkit.migrations.rls import disable_tenant_rls, enable_tenant_rls
 
 revision = "notes_0001"
 down_revision = None
@@ -42,11 +42,11 @@ def upgrade() -> None:
     # batch_alter_table lets SQLite, which cannot ALTER much, run the same migration.
     with op.batch_alter_table("notes", schema=None) as batch_op:
         batch_op.create_index("ix_notes_tenant_id_customer_id", ["tenant_id", "customer_id"])
-    enable_tenant_rls("notes")
+    crmkit.enable_tenant_rls("notes")
 
 
 def downgrade() -> None:
-    disable_tenant_rls("notes")
+    crmkit.disable_tenant_rls("notes")
     with op.batch_alter_table("notes", schema=None) as batch_op:
         batch_op.drop_index("ix_notes_tenant_id_customer_id")
     op.drop_table("notes")
