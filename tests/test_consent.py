@@ -340,27 +340,6 @@ async def test_customer_consents_are_batched(env: Env, sql_statements: Statement
     assert counts[3] == counts[12], counts
 
 
-def test_malformed_or_duplicate_purpose_declarations_are_ignored(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    from crmkit.core.consent.service import CORE_PURPOSES, _collect
-    from crmkit.plugins.caller import PreparedImpl
-
-    def impl(plugin: str, *declared: Any) -> PreparedImpl:
-        return PreparedImpl(plugin, lambda: list(declared), wants_ctx=False, others=())
-
-    found = _collect(
-        [
-            impl("b", crmkit.ConsentPurpose("marketing", "mine!"), "not a purpose"),
-            impl("a", crmkit.ConsentPurpose("Bad Name", "x"), crmkit.ConsentPurpose("a_news", "ok")),
-            impl("core", *CORE_PURPOSES),
-        ]
-    )
-    assert found["marketing"].plugin == "core" and found["a_news"].plugin == "a"
-    assert len(found) == len(CORE_PURPOSES) + 1
-    assert caplog.text.count("ignored") == 3
-
-
 async def test_customers_query_filters_by_consent(env: Env) -> None:
     tenant = await env.tenant()
     yes = (await env.create_customer(tenant, givenName="Yes"))["id"]

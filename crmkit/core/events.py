@@ -2,7 +2,9 @@
 
 :func:`emit` adds the event to the current transaction, so the change and its events
 commit together or not at all. After commit the relay hands them to the job queue
-(:meth:`crmkit.jobs.runner.JobRunner.relay_committed`).
+(:meth:`crmkit.jobs.runner.JobRunner.relay_committed`). An event that can never be
+dispatched (its type is no longer declared, its data is not an object) is marked dead
+once, with ``dead_at``, and never queued again.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class OutboxEvent(TenantOwned, Model):
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     relayed_at: Mapped[datetime | None] = mapped_column()
+    dead_at: Mapped[datetime | None] = mapped_column()
+    """When dispatch gave the event up for good (see ``crmkit.jobs.delivery``)."""
 
 
 @dataclass(frozen=True)
@@ -63,12 +67,23 @@ class DomainEvent:
         )
 
 
+class UndeclaredEvent(LookupError):
+    """``emit`` of a type no event hookspec declares: a bug in the emitting code."""
+
+
 def emit(ctx: TenantContext, type: str, subject_type: str, subject_id: Any, **data: Any) -> OutboxEvent:
     """Write a domain event into the tenant's transaction; ``type`` names an event hook.
 
     The event commits with the change that caused it, or not at all; after commit the
-    job queue hands it to the enabled plugins' handlers and subscribed apps.
+    job queue hands it to the enabled plugins' handlers and subscribed apps. A type no
+    installed event hookspec declares raises :class:`UndeclaredEvent` here, at the call.
     """
+    declared = ctx.registry.event_scopes()
+    if type not in declared:
+        raise UndeclaredEvent(
+            f"event type {type!r} is not declared: declare it with crmkit.event_hookspec in "
+            f"the module named by your PluginInfo.hookspecs; declared are {', '.join(sorted(declared))}"
+        )
     row = OutboxEvent(type=type, subject_type=subject_type, subject_id=str(subject_id), data=data)
     ctx.session.add(row)
     ctx.session.info.setdefault(PENDING_EVENTS, []).append(row)

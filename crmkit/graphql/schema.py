@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import Callable, Iterator
+from copy import copy
 from functools import cached_property, lru_cache, partial
 from typing import Any
 
@@ -28,18 +29,14 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
-from crmkit.graphql.contrib import GraphQLContribution
 from crmkit.plugins import core
+from crmkit.plugins.info import CORE
 from crmkit.plugins.registry import PluginRegistry
 from crmkit.settings import Settings
 
 log = logging.getLogger(__name__)
 
 ROOTS = ("query", "mutation", "customer")
-
-
-class CompositionError(RuntimeError):
-    """Two contributions claim the same field."""
 
 
 class InstalledTypes:
@@ -49,22 +46,15 @@ class InstalledTypes:
         fields: dict[str, dict[str, StrawberryField]] = {root: {} for root in ROOTS}
         self.owner: dict[tuple[str, str], str] = {}
         self.extra_types: dict[str, list[type]] = {}
-        for impl in registry.pm.hook.register_graphql.get_hookimpls():
-            contribution = impl.function()
-            if not isinstance(contribution, GraphQLContribution):
-                raise CompositionError(
-                    f"register_graphql of {impl.plugin_name!r} must return a GraphQLContribution"
-                )
-            for root in ROOTS:
+        for plugin, declared in registry.declarations.items():
+            contribution = declared.graphql
+            if plugin == CORE or contribution is None:  # the core's are composed below
+                continue
+            for root in ROOTS:  # registration refused clashing names
                 for name, field in getattr(contribution, root).items():
-                    if name in fields[root]:
-                        other = self.owner[(root, name)]
-                        raise CompositionError(
-                            f"plugins {other!r} and {impl.plugin_name!r} both define {root}.{name}"
-                        )
-                    fields[root][name] = field
-                    self.owner[(root, name)] = impl.plugin_name
-            self.extra_types[impl.plugin_name] = list(contribution.types)
+                    fields[root][name] = copy(field)  # a field belongs to one type: one per schema cache
+                    self.owner[(root, name)] = plugin
+            self.extra_types[plugin] = list(contribution.types)
         self.fields = fields
         self.customer = core.customer_type(fields["customer"])
         self.query = self._root("Query", core.query_fields(self.customer), fields["query"])
@@ -77,9 +67,6 @@ class InstalledTypes:
         core_fields: dict[str, StrawberryField],
         plugin_fields: dict[str, StrawberryField],
     ) -> type:
-        clash = set(core_fields) & set(plugin_fields)
-        if clash:
-            raise CompositionError(f"plugins may not redefine core fields: {sorted(clash)}")
         namespace: dict[str, Any] = {**core_fields, **plugin_fields}
         return strawberry.type(type(name, (), namespace), name=name)
 

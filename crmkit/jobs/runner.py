@@ -142,7 +142,8 @@ class JobRunner:
             )
 
     async def sweep_outbox(self, older_than_seconds: float | None = None) -> int:
-        """Re-queue events a crash left unrelayed; runs periodically under both backends.
+        """Re-queue events a crash left unrelayed (dead ones excepted); runs periodically
+        under both backends.
 
         One transaction per tenant: a session bound to no tenant sees no outbox row."""
         age = older_than_seconds
@@ -155,7 +156,11 @@ class JobRunner:
                 event_ids = list(
                     await session.scalars(
                         select(OutboxEvent.id)
-                        .where(OutboxEvent.relayed_at.is_(None), OutboxEvent.created_at <= cutoff)
+                        .where(
+                            OutboxEvent.relayed_at.is_(None),
+                            OutboxEvent.dead_at.is_(None),
+                            OutboxEvent.created_at <= cutoff,
+                        )
                         .order_by(OutboxEvent.created_at)
                         .limit(SWEEP_BATCH)
                     )

@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from strawberry.types.base import get_object_definition
 from strawberry.types.field import StrawberryField
 
 from crmkit.auth import graphql as staff
 from crmkit.auth import housekeeping
+from crmkit.core import hookspecs
 from crmkit.core.audit import graphql as audit_graphql
 from crmkit.core.consent import graphql as consent_graphql
 from crmkit.core.consent.models import ConsentPurpose
@@ -22,6 +24,7 @@ from crmkit.core.customers import graphql as customers_graphql
 from crmkit.core.customers import retention
 from crmkit.core.customers.personal import InformationClass, unmask_scope
 from crmkit.core.hookspecs import hookimpl
+from crmkit.graphql.contrib import GraphQLContribution
 from crmkit.jobs import delivery
 from crmkit.plugins.info import CORE, CronSpec, JobSpec, PluginInfo, Scope
 from crmkit.tenants.users import APPS_ADMIN, USERS_ADMIN
@@ -34,6 +37,7 @@ plugin_info = PluginInfo(
     description="Customers, activities, consent and audit.",
     requires=f"=={__version__}",
     migrations=Path(__file__).parent.parent / "migrations" / "versions",
+    hookspecs=hookspecs,
 )
 
 
@@ -79,13 +83,26 @@ def _merge(*parts: dict[str, StrawberryField]) -> dict[str, StrawberryField]:
     return merged
 
 
+@hookimpl
+def register_graphql() -> GraphQLContribution:
+    """The core's own fields and types, declared so that no plugin can redefine them.
+
+    They are built against a ``Customer`` without plugin fields; the schema composes the
+    real ones with :func:`customer_type`, :func:`query_fields` and :func:`mutation_fields`.
+    """
+    customer = customer_type({})
+    core_customer = get_object_definition(customers_graphql.CustomerFields, strict=True).fields
+    return GraphQLContribution(
+        query=query_fields(customer),
+        mutation=mutation_fields(customer),
+        customer={f.python_name: f for f in core_customer} | consent_graphql.customer_fields(),
+    )
+
+
 def customer_type(plugin_fields: dict[str, StrawberryField]) -> type:
-    """``Customer``: the customers module's fields, consent's, then the plugins'."""
-    core = consent_graphql.customer_fields()
-    clash = set(core) & set(plugin_fields)
-    if clash:
-        raise ValueError(f"plugins may not redefine core Customer fields: {sorted(clash)}")
-    return customers_graphql.customer_type({**core, **plugin_fields})
+    """``Customer``: the customers module's fields, consent's, then the plugins' (which
+    registration keeps from redefining the core's)."""
+    return customers_graphql.customer_type({**consent_graphql.customer_fields(), **plugin_fields})
 
 
 def query_fields(customer: type) -> dict[str, StrawberryField]:

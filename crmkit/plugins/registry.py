@@ -3,8 +3,14 @@
 Plugins are found through the ``crmkit.plugins`` entry-point group. Each entry point
 names a module with ``@hookimpl`` functions and a module-level ``plugin_info``. A
 plugin that fails to import, lacks ``plugin_info``, does not support this crmkit
-version or implements a hook wrongly is *refused*: logged with its name and the
-reason, listed by ``crmkit plugins list``, and the platform starts without it.
+version, implements a hook wrongly or makes a declaration crmkit refuses (see
+:mod:`crmkit.plugins.declarations`) is *refused*: logged with its name and the reason,
+listed by ``crmkit plugins list``, and the platform starts without it, leaving no
+trace on the pluggy manager.
+
+Declarations are read once, at :meth:`PluginRegistry.add`; :meth:`~PluginRegistry.scopes`,
+:meth:`~PluginRegistry.jobs`, :meth:`~PluginRegistry.event_scopes`,
+:meth:`~PluginRegistry.consent_purposes` and schema composition read the records.
 """
 
 from __future__ import annotations
@@ -14,13 +20,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from types import ModuleType
-from typing import Any, cast
+from typing import Any
 
 import pluggy
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
 from crmkit.core import hookspecs
+from crmkit.core.consent.service import DeclaredPurpose
+from crmkit.plugins import declarations
+from crmkit.plugins.declarations import Declarations, Refusal
 from crmkit.plugins.info import CORE, CronSpec, JobSpec, PluginInfo, Scope
 from crmkit.version import __version__
 
@@ -45,10 +54,9 @@ class PluginRegistry:
 
     pm: pluggy.PluginManager = field(default_factory=lambda: pluggy.PluginManager(hookspecs.PROJECT))
     infos: dict[str, PluginInfo] = field(default_factory=dict)
+    declarations: dict[str, Declarations] = field(default_factory=dict)
     refused: list[RefusedPlugin] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.pm.add_hookspecs(hookspecs)
+    _event_scopes: dict[str, str] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -59,37 +67,51 @@ class PluginRegistry:
         """Register a plugin object; refuse it (and return None) if it is unusable."""
         info = getattr(module, "plugin_info", None)
         label = str(name or getattr(info, "name", None) or getattr(module, "__name__", module))
-        reason = self._problem(info)
-        if reason is None:
-            assert isinstance(info, PluginInfo)
-            try:
-                if info.hookspecs is not None:
-                    self.pm.add_hookspecs(info.hookspecs)
-                self.pm.register(module, name=info.name)
-            except Exception as exc:  # pluggy's validation names the bad hook
-                reason = f"{type(exc).__name__}: {exc}"
-        if reason is not None:
-            log.error("plugin %s refused: %s", label, reason)
-            self.refused.append(RefusedPlugin(label, reason))
+        try:
+            info = self._checked_info(info)
+            declared = declarations.collect(self.pm, module, info)
+            declarations.check(declared, self.declarations.values(), self.pm)
+            self._register(module, info, declared)
+        except Refusal as refusal:
+            log.error("plugin %s refused: %s", label, refusal)
+            self.refused.append(RefusedPlugin(label, str(refusal)))
             return None
-        assert isinstance(info, PluginInfo)
         self.infos[info.name] = info
+        self.declarations[info.name] = declared
+        self._event_scopes.update(declared.events)
         return info
 
-    def _problem(self, info: object) -> str | None:
+    def _checked_info(self, info: object) -> PluginInfo:
         if not isinstance(info, PluginInfo):
-            return "its module has no `plugin_info = crmkit.PluginInfo(...)`"
+            raise Refusal("its module has no `plugin_info = crmkit.PluginInfo(...)`")
         if info.name in self.infos:
-            return f"a plugin named {info.name!r} is already installed"
+            raise Refusal(f"a plugin named {info.name!r} is already installed")
         if not info.name.isidentifier():
-            return f"plugin name {info.name!r} must be a Python identifier"
+            raise Refusal(f"plugin name {info.name!r} must be a Python identifier")
         try:
             supported = SpecifierSet(info.requires)
         except InvalidSpecifier:
-            return f"`requires` {info.requires!r} is not a version specifier"
+            raise Refusal(f"`requires` {info.requires!r} is not a version specifier") from None
         if Version(__version__) not in supported:
-            return f"supports crmkit {info.requires}, this is crmkit {__version__}"
-        return None
+            raise Refusal(f"supports crmkit {info.requires}, this is crmkit {__version__}")
+        return info
+
+    def _register(self, module: Any, info: PluginInfo, declared: Declarations) -> None:
+        """Add the plugin's hooks and implementations to pluggy, or nothing at all."""
+        try:
+            if info.hookspecs is not None:
+                self.pm.add_hookspecs(info.hookspecs)
+            self.pm.register(module, name=info.name)
+        except Exception as exc:  # pluggy's validation names the bad hook
+            if self.pm.is_registered(module):
+                self.pm.unregister(module)
+            for hook in declared.hooks:  # checked unclaimed before: these are the plugin's
+                caller = getattr(self.pm.hook, hook)
+                if caller.get_hookimpls():  # other plugins' optional implementations
+                    caller.spec = None
+                else:
+                    delattr(self.pm.hook, hook)
+            raise Refusal(f"{type(exc).__name__}: {exc}") from exc
 
     def discover(self) -> None:
         """Load every plugin installed through the ``crmkit.plugins`` entry points."""
@@ -108,33 +130,33 @@ class PluginRegistry:
 
     def scopes(self, plugins: Iterable[str] | None = None) -> dict[str, Scope]:
         """Scopes defined by the core and the given plugins (all installed if None)."""
-        wanted = None if plugins is None else {CORE, *plugins}
-        found: dict[str, Scope] = {}
-        for impl in self.pm.hook.register_scopes.get_hookimpls():
-            if wanted is None or impl.plugin_name in wanted:
-                scopes = cast(Iterable[Scope], impl.function())
-                for scope in scopes:
-                    found[scope.name] = scope
-        return found
+        return {scope.name: scope for d in self._declared_by(plugins) for scope in d.scopes}
+
+    def consent_purposes(self, plugins: Iterable[str]) -> dict[str, DeclaredPurpose]:
+        """Consent purposes of the core and the given plugins, with their declarer."""
+        return {
+            purpose.name: DeclaredPurpose(purpose, d.plugin)
+            for d in self._declared_by(plugins)
+            for purpose in d.consent_purposes
+        }
 
     def event_scopes(self) -> dict[str, str]:
-        """Each event hook (core and plugin-declared) with the scope its subject needs."""
-        found = {}
-        for name in dir(self.pm.hook):
-            spec = getattr(getattr(self.pm.hook, name), "spec", None)
-            scope = getattr(spec.function, hookspecs.EVENT_HOOK_MARK, None) if spec else None
-            if scope:
-                found[name] = scope
-        return found
+        """Every declared event type (core and plugins) with the scope its subject needs.
+
+        The registry's own record: read it, never change it."""
+        return self._event_scopes
 
     def jobs(self) -> dict[str, tuple[str, JobSpec | CronSpec]]:
         """Every job by its full name ``plugin.job``, with the plugin that owns it."""
-        found: dict[str, tuple[str, JobSpec | CronSpec]] = {}
-        for impl in self.pm.hook.register_jobs.get_hookimpls():
-            specs = cast(Iterable[JobSpec | CronSpec], impl.function())
-            for spec in specs:
-                found[f"{impl.plugin_name}.{spec.name}"] = (impl.plugin_name, spec)
-        return found
+        return {
+            f"{d.plugin}.{spec.name}": (d.plugin, spec) for d in self.declarations.values() for spec in d.jobs
+        }
+
+    def _declared_by(self, plugins: Iterable[str] | None) -> list[Declarations]:
+        if plugins is None:
+            return list(self.declarations.values())
+        wanted = {CORE, *plugins}
+        return [d for name, d in self.declarations.items() if name in wanted]
 
 
 def load_registry(*, discover: bool = True) -> PluginRegistry:

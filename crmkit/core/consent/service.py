@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -37,8 +36,7 @@ from crmkit.core.events import emit
 from crmkit.core.inputs import required_text
 from crmkit.db import TenantSession
 from crmkit.errors import BadUserInput
-from crmkit.plugins.caller import PluginSetHooks
-from crmkit.plugins.info import CORE, TenantContext
+from crmkit.plugins.info import TenantContext
 
 log = logging.getLogger(__name__)
 
@@ -59,42 +57,16 @@ CORE_PURPOSES = (
 
 @dataclass(frozen=True)
 class DeclaredPurpose:
+    """A purpose with the plugin that declared it (``core`` for the core's)."""
+
     purpose: ConsentPurpose
     plugin: str
 
 
-_catalogues: weakref.WeakKeyDictionary[PluginSetHooks, dict[str, DeclaredPurpose]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _collect(impls: Iterable[Any]) -> dict[str, DeclaredPurpose]:
-    """The core's purposes first, then each plugin's by name; a malformed or duplicate
-    declaration is logged and left out, never crashing the tenant's requests."""
-    found: dict[str, DeclaredPurpose] = {}
-    for impl in sorted(impls, key=lambda i: (i.plugin != CORE, i.plugin)):
-        for purpose in impl.function() or ():
-            problem = None
-            if not isinstance(purpose, ConsentPurpose):
-                problem = "it is not a crmkit.ConsentPurpose"
-            elif not PURPOSE_NAME.match(purpose.name):
-                problem = "a name is 1-64 lowercase letters, digits or '_', starting with a letter"
-            elif purpose.name in found:
-                problem = f"plugin {found[purpose.name].plugin!r} declares it already"
-            if problem is not None:
-                log.error("consent purpose %r of plugin %s ignored: %s", purpose, impl.plugin, problem)
-                continue
-            found[purpose.name] = DeclaredPurpose(purpose, impl.plugin)
-    return found
-
-
 def purposes(ctx: TenantContext) -> dict[str, DeclaredPurpose]:
-    """The purposes this tenant may record: the core's and its enabled plugins'."""
-    plugin_set = ctx.hooks.plugin_set
-    found = _catalogues.get(plugin_set)
-    if found is None:
-        found = _catalogues[plugin_set] = _collect(plugin_set.impls("register_consent_purposes"))
-    return found
+    """The purposes this tenant may record: the core's and its enabled plugins', as
+    declared when each was registered (``register_consent_purposes``)."""
+    return ctx.registry.consent_purposes(ctx.hooks.enabled)
 
 
 def check_purpose(ctx: TenantContext, purpose: str) -> str:

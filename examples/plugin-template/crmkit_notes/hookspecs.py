@@ -9,7 +9,7 @@ import crmkit
 
 
 @crmkit.event_hookspec(scope="notes:read")
-def note_added(event: crmkit.DomainEvent, ctx: crmkit.TenantContext) -> None:
+def notes_note_added(event: crmkit.DomainEvent, ctx: crmkit.TenantContext) -> None:
     """A note was added to a customer, after commit, at least once.
 
     ``event.subject_id`` is the note's id and ``event.data["customer_id"]`` the

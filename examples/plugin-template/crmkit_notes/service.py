@@ -1,5 +1,5 @@
 """Writing a note: the one path the mutation and the job share, so every note is
-checked the same way and every note emits ``note_added``."""
+checked the same way and every note emits ``notes_note_added``."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ async def add_note(
     author: str,
     note_id: uuid.UUID | None = None,
 ) -> Note:
-    """Add a note to a customer and emit ``note_added`` in the same transaction.
+    """Add a note to a customer and emit ``notes_note_added`` in the same transaction.
 
     ``crmkit.get_customer`` decides whether the customer exists: another tenant's and an
     erased customer are NOT_FOUND, so no personal data reaches an erased customer.
@@ -40,7 +40,7 @@ async def add_note(
     note = Note(id=note_id or crmkit.uuid7(), customer_id=customer_id, body=body, author=author)
     ctx.session.add(note)
     await ctx.session.flush()
-    crmkit.emit(ctx, "note_added", "Note", note.id, customer_id=str(customer_id))
+    crmkit.emit(ctx, "notes_note_added", "Note", note.id, customer_id=str(customer_id))
     return note
 
 
