@@ -2,7 +2,25 @@
 
 A plugin implements hooks with ``@crmkit.hookimpl`` on module-level functions named
 after the hook. Arguments are passed by name, so an implementation takes only the
-arguments it uses. Any implementation may be ``async def``; crmkit awaits it.
+arguments it uses. Every hook that takes ``ctx`` (lifecycle, validation, data-subject
+rights, events) may be ``async def``; crmkit awaits it. The four declaration hooks
+(``register_*``) must be plain ``def``: they are called once, when the plugin is
+registered, and a plugin whose declaration hook is async or raises is refused.
+
+crmkit calls implementations itself, once each, in pluggy's order: ``tryfirst``,
+``trylast`` and ``specname`` are honoured; ``optionalhook`` changes nothing (crmkit runs
+no check for unknown hooks); ``hookwrapper=True`` and ``wrapper=True`` would never
+wrap, so a plugin using them is refused.
+
+Names are checked at registration; a plugin that breaks a rule is refused with the
+reason (``crmkit plugins list`` shows it), like one that fails to import:
+
+* scopes start with ``<plugin>:`` (``notes:read``);
+* consent purposes and the hooks (event types) a plugin declares start with
+  ``<plugin>_`` (``loyalty_offers``, ``notes_note_added``);
+* job names are short identifiers: crmkit adds ``<plugin>.`` (``notes.add_archive_note``);
+* GraphQL query, mutation and ``Customer`` field names and GraphQL type names need no
+  prefix, but may not be one the core or another installed plugin already has.
 
 Three rules hold for every hook that names a tenant:
 
@@ -17,7 +35,10 @@ Event hooks are marked with :func:`event_hookspec`. They run after commit, throu
 job queue, each plugin on its own: one plugin that raises is retried alone (with
 backoff) and never stops the others. Delivery is at least once: use ``event.id`` to
 stay idempotent. A plugin may declare event hooks of its own for other plugins with
-the same marker, in a module named by ``PluginInfo.hookspecs``.
+the same marker, in a module named by ``PluginInfo.hookspecs``. The event hooks are the
+declared event types: :func:`crmkit.emit` of any other type raises at the call, and an
+event left in the outbox whose type is no longer declared (its plugin was uninstalled)
+is marked dead once, with one failure recorded, instead of being retried.
 """
 
 from __future__ import annotations
@@ -57,7 +78,7 @@ def event_hookspec(*, scope: str) -> Callable[[F], F]:
     return mark
 
 
-# --- declarations: read once at start-up, for every installed plugin ----------------
+# --- declarations: called once, when the plugin is registered; plain ``def`` only -----
 
 
 @hookspec
@@ -65,7 +86,7 @@ def register_scopes() -> Iterable[Scope]:
     """Return the OAuth scopes this plugin defines.
 
     A field, mutation or job names the scope it needs; tokens carry scopes by name.
-    Prefix yours with the plugin name (``notes:read``) so they cannot collide.
+    Each name starts with ``<plugin>:`` (``notes:read``), so none can collide.
     """
 
 
@@ -78,6 +99,8 @@ def register_graphql() -> GraphQLContribution:
     fields appear only in the schema of tenants that enabled the plugin. Resolvers of
     ``Customer`` fields get the customer as ``root`` and must batch their reads with
     ``info.context.load(...)`` so a page of customers costs one query, not one per row.
+    Field names (Python snake_case keys) and the names of the GraphQL types the fields
+    reach may not be ones the core or another installed plugin already uses.
     """
 
 
@@ -87,9 +110,9 @@ def register_consent_purposes() -> Iterable[ConsentPurpose]:
     ``service_notices``, ``profiling``, ``third_party_sharing``).
 
     A tenant can record consent for a purpose only while the declaring plugin is
-    enabled. Name yours after the plugin (``loyalty_offers``): lowercase letters, digits
-    and ``_``; a name another plugin declared first is ignored and logged. Before
-    contacting a customer or sharing data, ask ``crmkit.consent_allows``.
+    enabled. Each name starts with ``<plugin>_`` (``loyalty_offers``) and is at most 64
+    lowercase letters, digits and ``_``. Before contacting a customer or sharing data,
+    ask ``crmkit.consent_allows``.
     """
 
 
@@ -99,7 +122,8 @@ def register_jobs() -> Iterable[JobSpec | CronSpec]:
 
     Jobs run in a tenant's scope with a :class:`crmkit.TenantContext`; cron jobs run
     once per tenant that has the plugin enabled. Payloads travel as JSON/msgpack, so
-    they hold ids and plain values, never objects.
+    they hold ids and plain values, never objects. Names are short identifiers, unique
+    in the plugin: crmkit prefixes them with ``<plugin>.`` (``notes.add_archive_note``).
     """
 
 
@@ -119,7 +143,9 @@ def plugin_enabled(ctx: TenantContext) -> None:
 def plugin_settings_changed(ctx: TenantContext, previous: Any) -> None:
     """The tenant changed this plugin's settings; ``previous`` holds the old ones.
 
-    Runs inside the transaction: raising refuses the change.
+    ``previous`` is an instance of the plugin's settings model (``PluginInfo.settings``),
+    validated like ``ctx.settings``, which holds the new ones; ``None`` for a plugin
+    without a settings model. Runs inside the transaction: raising refuses the change.
     """
 
 
@@ -139,7 +165,10 @@ def plugin_disabled(ctx: TenantContext) -> None:
 def validate_customer(ctx: TenantContext, customer: Customer, changed: frozenset[str]) -> None:
     """Check a customer about to be created or updated; raise to refuse the write.
 
-    ``changed`` names the attributes set by this write (all of them on creation).
+    ``changed`` names the attributes set by this write (all of them on creation), as
+    snake_case attribute names (``lifecycle_stage``, ``given_name``, ``tags``). On
+    creation ``customer.id`` is still ``None``: it is assigned when the row is written,
+    after the validation hooks.
     """
 
 
@@ -181,7 +210,9 @@ def customer_created(event: DomainEvent, ctx: TenantContext) -> None:
 
 @event_hookspec(scope="customers:read")
 def customer_updated(event: DomainEvent, ctx: TenantContext) -> None:
-    """A customer changed; ``event.data["changed"]`` lists the changed fields."""
+    """A customer changed; ``event.data["changed"]`` lists the changed attributes,
+    sorted, as snake_case attribute names (``lifecycle_stage``, ``given_name``, ``tags``),
+    the same names ``validate_customer`` gets in ``changed``, not GraphQL's camelCase."""
 
 
 @event_hookspec(scope="customers:read")
