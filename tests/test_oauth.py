@@ -790,6 +790,26 @@ async def test_a_forged_consent_ticket_is_refused(env: Env) -> None:
     assert query_of(answer.headers["location"])["error"] == "access_denied"
 
 
+async def test_a_consent_ticket_is_single_use(env: Env) -> None:
+    """A replayed consent form mints no second code (and no second token family),
+    also when the replays race each other."""
+    tenant, app, email = await setup(env)
+    async with app.client() as client:
+        url, _ = client.create_authorization_url(AUTHORIZE_URL, code_verifier=verifier())
+    async with browser(env) as b:
+        login = fields_of((await b.get(url)).text)
+        login.update(tenant=str(tenant), email=email, password=PASSWORD)
+        consent = fields_of((await b.post("/oauth/authorize", data=login)).text)
+        form = {**consent, "decision": "approve"}
+        answers = await asyncio.gather(*(b.post("/oauth/authorize", data=form) for _ in range(5)))
+    codes = [query_of(a.headers["location"]).get("code") for a in answers]
+    assert len([code for code in codes if code]) == 1, codes
+    refused = [
+        query_of(a.headers["location"]) for a in answers if "code" not in query_of(a.headers["location"])
+    ]
+    assert all(r["error"] == "access_denied" for r in refused)
+
+
 async def test_a_public_client_has_no_client_credentials_grant(env: Env) -> None:
     tenant, app, _ = await setup(env, public=True)
     answer = await token_request(
@@ -856,7 +876,10 @@ async def test_expired_codes_refresh_tokens_and_revocations_are_purged(env: Env)
     async with env.platform.db.tenant_session(tenant) as session:
         assert await session.scalar(select(func.count()).select_from(AuthorizationCode)) == 0
         assert await session.scalar(select(func.count()).select_from(RefreshToken)) == 1
-        assert [r.key for r in await session.scalars(select(Revocation))] == ["sub:user:kept"]
+        kept = [r.key for r in await session.scalars(select(Revocation))]
+        # the consent ticket spent by the sign-in stays recorded until it would expire
+        assert [k for k in kept if not k.startswith("ticket:")] == ["sub:user:kept"]
+        assert len(kept) == 2
     assert "purge_oauth" in {spec.name for _, spec in env.platform.registry.jobs().values()}
     await env.gql(CUSTOMERS, token=token["access_token"])
 

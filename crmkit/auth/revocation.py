@@ -64,6 +64,20 @@ async def revoke(
     await session.execute(_upsert(session.get_bind().dialect.name, tenant_id, key, expires_at))
 
 
+def spend_once_sync(session: Session, tenant_id: uuid.UUID, key: str, *, expires_at: datetime) -> bool:
+    """Record ``key`` as used; False if it was used before. Single-use credentials
+    (consent tickets) are spent this way, in the transaction that acts on them: of two
+    concurrent spends, the second waits for the first's commit and finds it used."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = (
+        insert(Revocation)
+        .values(tenant_id=tenant_id, key=key, revoked_at=utcnow(), expires_at=expires_at)
+        .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
+        .returning(Revocation.key)
+    )
+    return session.execute(statement).first() is not None
+
+
 def revoke_sync(session: Session, tenant_id: uuid.UUID, key: str, *, expires_at: datetime | None) -> None:
     session.execute(_upsert(session.get_bind().dialect.name, tenant_id, key, expires_at))
 

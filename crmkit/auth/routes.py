@@ -20,10 +20,12 @@ import hashlib
 import hmac
 import html
 import json
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
@@ -34,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from crmkit.auth.apps import find_installation
 from crmkit.auth.models import parse_opaque
+from crmkit.auth.revocation import spend_once_sync
 from crmkit.auth.server import (
     GRANT_TYPES,
     AuthorizationServer,
@@ -397,15 +400,24 @@ def make_ticket(
         "u": user_id.hex,
         "c": client_id,
         "r": hashlib.sha256(request.encode()).hexdigest(),
+        "n": secrets.token_urlsafe(16),
         "exp": int(time.time()) + TICKET_SECONDS,
     }
     body = _b64(json.dumps(payload, separators=(",", ":")).encode())
     return body + "." + _b64(hmac.new(_ticket_key(tokens), body.encode(), "sha256").digest())
 
 
-def read_ticket(
-    tokens: TokenService, ticket: str, client_id: str, request: str
-) -> tuple[uuid.UUID, uuid.UUID] | None:
+@dataclass(frozen=True)
+class Ticket:
+    """A verified consent ticket: who signed in, and its single-use nonce."""
+
+    tenant_id: uuid.UUID
+    user_id: uuid.UUID
+    nonce: str
+    expires_at: datetime
+
+
+def read_ticket(tokens: TokenService, ticket: str, client_id: str, request: str) -> Ticket | None:
     body, _, signature = ticket.partition(".")
     expected = _b64(hmac.new(_ticket_key(tokens), body.encode(), "sha256").digest())
     if not hmac.compare_digest(signature, expected):
@@ -413,13 +425,14 @@ def read_ticket(
     try:
         payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
         tenant_id, user_id = uuid.UUID(hex=payload["t"]), uuid.UUID(hex=payload["u"])
-    except (ValueError, KeyError, TypeError):
+        nonce, expires = str(payload["n"]), datetime.fromtimestamp(int(payload["exp"]), UTC)
+    except (ValueError, KeyError, TypeError, OverflowError):
         return None
     if payload.get("exp", 0) < time.time() or payload.get("c") != client_id:
         return None
     if not hmac.compare_digest(str(payload.get("r")), hashlib.sha256(request.encode()).hexdigest()):
         return None
-    return tenant_id, user_id
+    return Ticket(tenant_id, user_id, nonce, expires)
 
 
 @get(AUTHORIZE, include_in_schema=False)
@@ -528,15 +541,20 @@ async def _consent(
     form: dict[str, str],
 ) -> Response[Any]:
     issuer = platform.settings.issuer
-    who = read_ticket(tokens, form.get("ticket", ""), checked.client_id, request_string)
-    if who is None:
+    ticket = read_ticket(tokens, form.get("ticket", ""), checked.client_id, request_string)
+    if ticket is None:
         return _redirect_error(checked, AccessDeniedError("the sign-in expired; start again"), issuer)
-    tenant_id, user_id = who
     approve = form.get("decision") == "approve"
 
     def authorize(server: AuthorizationServer) -> OAuthResponse:
         ctx = server.ctx
-        user = ctx.get_user(user_id)
+        if not spend_once_sync(
+            ctx.session, ticket.tenant_id, f"ticket:{ticket.nonce}", expires_at=ticket.expires_at
+        ):
+            return _error_answer(
+                server, oauth, _at(checked, AccessDeniedError("this consent was already given"))
+            )
+        user = ctx.get_user(ticket.user_id)
         ctx.installation = ctx.find_installation(checked.client_id)
         if user is None or ctx.installation is None or not ctx.tenant_active:
             return _error_answer(
@@ -555,7 +573,7 @@ async def _consent(
         )
         return response
 
-    return _answer(await run_oauth(platform, tokens, tenant_id, authorize))
+    return _answer(await run_oauth(platform, tokens, ticket.tenant_id, authorize))
 
 
 def _at(checked: Checked, error: OAuth2Error) -> OAuth2Error:
