@@ -23,6 +23,8 @@ from crmkit.core.customers.models import (
     CustomerKind,
     LifecycleStage,
 )
+from crmkit.core.customers.personal import InformationClass
+from crmkit.core.customers.personal_columns import PersonalText
 from crmkit.core.customers.service import create_customer, get_customer, record_activity, update_customer
 from crmkit.core.events import DomainEvent, emit
 from crmkit.core.hookspecs import event_hookspec, hookimpl, hookspec
@@ -41,6 +43,7 @@ from crmkit.errors import (
 )
 from crmkit.graphql.context import Info, RequestContext
 from crmkit.graphql.contrib import GraphQLContribution, field
+from crmkit.graphql.disclosure import disclose, personal_field
 from crmkit.graphql.pagination import Connection, connection, decode_cursor, page_size
 from crmkit.migrations.rls import disable_tenant_rls, enable_tenant_rls
 from crmkit.plugins.info import CronSpec, JobSpec, PluginInfo, Scope, TenantContext
@@ -66,12 +69,14 @@ __all__ = [
     "Forbidden",
     "GraphQLContribution",
     "Info",
+    "InformationClass",
     "JobSpec",
     "LegalBasis",
     "LifecycleStage",
     "Model",
     "NotFound",
     "PermanentJobError",
+    "PersonalText",
     "PluginInfo",
     "PluginNotEnabled",
     "RateLimited",
@@ -89,6 +94,7 @@ __all__ = [
     "customer_key",
     "decode_cursor",
     "disable_tenant_rls",
+    "disclose",
     "emit",
     "enable_tenant_rls",
     "event_hookspec",
@@ -97,6 +103,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "page_size",
+    "personal_field",
     "record_activity",
     "record_consent",
     "update_customer",

@@ -27,9 +27,10 @@ from crmkit.core.customers.models import (
     CustomerKind,
     LifecycleStage,
 )
-from crmkit.core.customers.personal import CLASS_OF, FIELDS, mask, unmask_scope
+from crmkit.core.customers.personal import CLASS_OF, FIELDS, unmask_scope
 from crmkit.graphql.context import Info
 from crmkit.graphql.contrib import field
+from crmkit.graphql.disclosure import disclose
 from crmkit.graphql.pagination import Connection, connection
 
 # the model's enums are the GraphQL enums too (strawberry marks the classes)
@@ -47,17 +48,21 @@ ERASE = "privacy:erase"
 
 
 def personal_field(name: str, description: str, *, nullable: bool = True) -> Any:
-    """A personal field of ``Customer``: the one place where masking is decided and
-    where reads of personal data in clear are noted for the access log."""
+    """A personal field of ``Customer``, masked and logged by :func:`disclose` like every
+    personal field (plugins' fields use ``crmkit.personal_field``)."""
     information_class = CLASS_OF[name]
     scope = unmask_scope(information_class)
 
     def resolve(root: Customer, info: Info) -> str | None:
         value = root.display_name if name == "display_name" else getattr(root.personal, name)
-        if value is None or scope not in info.context.principal.scopes:
-            return mask(name, value)
-        info.context.record_disclosure("Customer", root.id, name)
-        return value
+        return disclose(
+            info,
+            value,
+            information_class=information_class,
+            target_type="Customer",
+            target_id=root.id,
+            field=name,
+        )
 
     return strawberry.field(
         resolver=resolve,

@@ -91,9 +91,14 @@ CLASS_OF: dict[str, InformationClass] = {
 derived from the names)."""
 
 
+NAME_FIELDS = frozenset({"given_name", "family_name", "organisation_name", "display_name"})
+
+
 def mask(field: str, value: str | None) -> str | None:
     """What a caller without the field's unmask scope sees: enough to recognise a
-    record, not enough to contact or identify the person."""
+    record, not enough to contact or identify the person. Names keep their initials,
+    e-mail addresses their domain, phone numbers their last two digits; any other field
+    (a plugin's too) shows nothing of its value."""
     if not value:
         return value
     if field == "email" and "@" in value:
@@ -101,9 +106,9 @@ def mask(field: str, value: str | None) -> str | None:
         return f"{local[:1]}***@{domain}"
     if field == "phone":
         return f"***{value[-2:]}"
-    if field in {"date_of_birth", "national_id", "postal_address"}:
-        return "***"
-    return " ".join(f"{word[:1]}***" for word in value.split())
+    if field in NAME_FIELDS:
+        return " ".join(f"{word[:1]}***" for word in value.split())
+    return "***"
 
 
 def tenant_keys(customer: Customer) -> TenantKeys:

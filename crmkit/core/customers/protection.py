@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import delete, event
 from sqlalchemy.orm import Session, UOWTransaction
 
-from crmkit.core.customers import personal
+from crmkit.core.customers import personal, personal_columns
 from crmkit.core.customers.models import Customer, CustomerKey, CustomerNameToken
 from crmkit.crypto import TenantKeys
 from crmkit.db import uuid7
@@ -50,6 +50,8 @@ def _protect(session: Session, flush_context: UOWTransaction, instances: Any) ->
 
 def install() -> None:
     """Attach the encryption step to every ORM session (idempotent; the platform calls it
-    before the audit recorder, which then sees the data keys it creates)."""
+    before the audit recorder, which then sees the data keys it creates), then the one
+    for personal columns of other tables, which needs those keys."""
     if not event.contains(Session, "before_flush", _protect):
         event.listen(Session, "before_flush", _protect)
+    personal_columns.install()

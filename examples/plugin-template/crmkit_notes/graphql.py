@@ -27,7 +27,8 @@ WRITE = f"{NAME}:write"
 @strawberry.type(name="Note", description="A staff note on a customer.")
 class NoteType:
     id: uuid.UUID
-    body: str
+    # Masked for a token without pii:contact; a clear read goes into the access log.
+    body = crmkit.personal_field(crmkit.InformationClass.CONTACT, "What the note says.")
     author: str = strawberry.field(description="Who wrote it: the token's subject.")
     created_at: datetime
 

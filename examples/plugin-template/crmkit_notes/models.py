@@ -2,6 +2,8 @@
 
 ``TenantOwned`` adds ``tenant_id`` as the first primary-key column; the tenant-bound
 session fills it in and filters every query by it, so plugin code never mentions it.
+A ``crmkit.PersonalText`` column holds personal data under the key of the customer that
+``customer_id`` names.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import uuid
 from datetime import datetime
 
 import crmkit
-from sqlalchemy import Index, String, Text, Uuid
+from sqlalchemy import Index, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 
@@ -27,6 +29,8 @@ class Note(crmkit.TenantOwned, crmkit.Model):
     # uuid7 ids sort by creation time: ``ORDER BY id`` is chronological.
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=crmkit.uuid7)
     customer_id: Mapped[uuid.UUID] = mapped_column(Uuid)
-    body: Mapped[str] = mapped_column(Text)
+    # Personal data about the customer: encrypted under their data key, so erasing them
+    # makes it unreadable everywhere (backups too). ``None`` once they are erased.
+    body: Mapped[str | None] = mapped_column(crmkit.PersonalText())
     author: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=crmkit.utcnow)

@@ -1,0 +1,282 @@
+"""Personal data in any tenant-owned table, under the owning customer's data key.
+
+A plugin declares a column ``mapped_column(crmkit.PersonalText())``; the row's
+``customer_id`` names the customer whose data it is (another attribute with
+``PersonalText(customer_attribute=...)``). The attribute holds text in Python and
+AES-GCM ciphertext in the database, bound like the core's own fields to tenant,
+customer, table, column and row (:class:`crmkit.crypto.DataKey`), so:
+
+- a database dump or backup shows no value, and a ciphertext copied to another row,
+  column or customer fails to decrypt (:class:`DecryptionError`, never a wrong value);
+- erasing the customer deletes their data key, and every copy of the value becomes
+  unreadable, backups included, without any plugin code: it then loads as ``None``.
+
+How: values are sealed as the session flushes (:func:`_seal`) and opened after each ORM
+query (:func:`_open_loaded`), with one query for the data keys of the customers
+not already in the session. Plaintext never reaches the database: the column type
+refuses to bind anything but a value sealed for its place, so a bulk ``insert()`` or
+``update()``, or a ``WHERE`` on the column, is an error rather than a leak. Load rows
+as ORM entities (``select(Note)``): ``select(Note.body)`` gives the ciphertext.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import LargeBinary, Table, TypeDecorator, event, inspect, select
+from sqlalchemy.orm import (
+    Mapper,
+    ORMExecuteState,
+    QueryContext,
+    Session,
+    UOWTransaction,
+    attributes,
+)
+from sqlalchemy.orm.util import identity_key
+
+from crmkit.core.customers.models import CustomerKey
+from crmkit.core.customers.personal import TENANT_KEYS
+from crmkit.crypto import DataKey, TenantKeys
+from crmkit.db import TenantOwned
+from crmkit.errors import NotFound
+
+Place = tuple[uuid.UUID, uuid.UUID, str, str, str]
+"""What a ciphertext is bound to: tenant, customer, table, column, row."""
+
+_TO_OPEN = "crmkit_personal_to_open"
+"""Where a session keeps the rows loaded since its last query, to open their columns."""
+_DATA_KEY = "_crmkit_data_key"
+
+
+class UnsealedValue(TypeError):
+    """Plaintext was about to reach a personal column in the database."""
+
+
+class Sealed(str):
+    """Text together with its ciphertext for one place: what a personal attribute holds
+    once loaded or flushed. It is the text in every respect; the ciphertext lets an
+    unchanged value go back unchanged, and its place makes a value moved to another row
+    or customer encrypt afresh."""
+
+    ciphertext: bytes
+    place: Place
+
+    def __new__(cls, text: str, ciphertext: bytes, place: Place) -> Sealed:
+        sealed = super().__new__(cls, text)
+        sealed.ciphertext = ciphertext
+        sealed.place = place
+        return sealed
+
+
+class PersonalText(TypeDecorator[str]):
+    """A text column of a customer's personal data, encrypted under their data key.
+
+    ``customer_attribute`` names the attribute holding the customer's id, ``row_attribute``
+    the row's own id (the AAD binds the value to it); the row id is assigned before the
+    first flush when its column has a Python default such as ``crmkit.uuid7``. In the
+    database the column is ``LargeBinary``: write ``sa.LargeBinary()`` in migrations.
+    """
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def __init__(self, *, customer_attribute: str = "customer_id", row_attribute: str = "id") -> None:
+        super().__init__()
+        self.customer_attribute = customer_attribute
+        self.row_attribute = row_attribute
+
+    def process_bind_param(self, value: Any, dialect: Any) -> bytes | None:
+        if value is None:
+            return None
+        if isinstance(value, Sealed):
+            return value.ciphertext
+        raise UnsealedValue(
+            "a personal column takes values through the ORM (the flush encrypts them); "
+            "it cannot be written in bulk or searched"
+        )
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        return value  # ciphertext: opened once the query is done (_open_loaded)
+
+    def compare_values(self, x: Any, y: Any) -> bool:
+        """Equal only when the ciphertext is: a value sealed afresh is always written."""
+        if isinstance(x, Sealed) and isinstance(y, Sealed):
+            return x.ciphertext == y.ciphertext
+        return x is y
+
+
+@dataclass(frozen=True)
+class PersonalColumn:
+    key: str
+    table: str
+    column: str
+    customer_attribute: str
+    row_attribute: str
+
+    def place(self, row: Any) -> Place:
+        state = row.__dict__
+        return (
+            state["tenant_id"],
+            state[self.customer_attribute],
+            self.table,
+            self.column,
+            str(state[self.row_attribute]),
+        )
+
+
+_columns: dict[Mapper[Any], tuple[PersonalColumn, ...]] = {}
+
+
+def personal_columns(mapper: Mapper[Any]) -> tuple[PersonalColumn, ...]:
+    """The mapper's personal columns (checked once: a misdeclared model fails loudly)."""
+    found = _columns.get(mapper)
+    if found is None:
+        found = _columns[mapper] = tuple(_find(mapper))
+    return found
+
+
+def _find(mapper: Mapper[Any]) -> Iterable[PersonalColumn]:
+    for prop in mapper.column_attrs:
+        column = prop.columns[0]
+        if not isinstance(column.type, PersonalText):
+            continue
+        where = f"{mapper.class_.__name__}.{prop.key}"
+        if not issubclass(mapper.class_, TenantOwned):
+            raise TypeError(f"{where}: personal data lives in tenant-owned tables (crmkit.TenantOwned)")
+        for attribute in (column.type.customer_attribute, column.type.row_attribute):
+            if attribute not in mapper.column_attrs:
+                raise TypeError(f"{where}: the model has no column attribute {attribute!r}")
+        yield PersonalColumn(
+            prop.key,
+            cast(Table, column.table).name,
+            column.name,
+            column.type.customer_attribute,
+            column.type.row_attribute,
+        )
+
+
+def _tenant_keys(session: Session, tenant_id: uuid.UUID) -> TenantKeys:
+    keys: TenantKeys | None = session.info.get(TENANT_KEYS)
+    if keys is None:
+        raise RuntimeError("personal data used outside a tenant scope with its keys bound")
+    if keys.tenant_id != tenant_id:
+        raise RuntimeError("a row of another tenant reached this session")
+    return keys
+
+
+def _data_keys(session: Session, wanted: set[tuple[uuid.UUID, uuid.UUID]]) -> dict[uuid.UUID, DataKey]:
+    """The data keys of these (tenant, customer) pairs that still exist: from the session
+    when their customers are loaded, else in one query. An erased customer has none."""
+    rows: list[CustomerKey] = []
+    missing: list[uuid.UUID] = []
+    for tenant_id, customer_id in wanted:
+        row = session.identity_map.get(identity_key(CustomerKey, (tenant_id, customer_id)))
+        if row is None:
+            missing.append(customer_id)
+        else:
+            rows.append(row)
+    if missing:
+        with session.no_autoflush:
+            rows += session.scalars(select(CustomerKey).where(CustomerKey.customer_id.in_(missing)))
+    found: dict[uuid.UUID, DataKey] = {}
+    for row in rows:
+        key: DataKey | None = row.__dict__.get(_DATA_KEY)
+        if key is None:
+            keys = _tenant_keys(session, row.tenant_id)
+            key = row.__dict__[_DATA_KEY] = keys.unwrap_data_key(row.customer_id, row.wrapped_key)
+        found[row.customer_id] = key
+    return found
+
+
+def _assign_row_id(row: Any, column: PersonalColumn) -> None:
+    """Rows get their id before the flush that inserts them: the AAD needs it."""
+    if row.__dict__.get(column.row_attribute) is not None:
+        return
+    default = inspect(type(row)).columns[column.row_attribute].default
+    if default is None or not default.is_callable:
+        raise TypeError(
+            f"{type(row).__name__}.{column.row_attribute} must be set before the flush "
+            "(or have a Python default such as crmkit.uuid7): a personal column is bound to it"
+        )
+    setattr(row, column.row_attribute, default.arg(None))
+
+
+def _seal(session: Session, flush_context: UOWTransaction, instances: Any) -> None:
+    """Encrypt every personal value set since the last flush, for its place."""
+    todo: list[tuple[Any, PersonalColumn, str]] = []
+    for row in (*session.new, *session.dirty):
+        for column in personal_columns(inspect(row).mapper):
+            value = row.__dict__.get(column.key)
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                found = type(value).__name__
+                raise UnsealedValue(f"{type(row).__name__}.{column.key} holds text, not {found}")
+            _assign_row_id(row, column)
+            if not (isinstance(value, Sealed) and value.place == column.place(row)):
+                todo.append((row, column, value))
+    if not todo:
+        return
+    keys = _data_keys(session, {column.place(row)[:2] for row, column, _ in todo})
+    for row, column, value in todo:
+        _, customer_id, table, name, row_id = place = column.place(row)
+        key = keys.get(customer_id)
+        if key is None:  # erased (or never there): nothing personal may reach them
+            raise NotFound(f"no customer {customer_id}")
+        text = str(value)
+        ciphertext = key.encrypt(text, table=table, column=name, row_id=row_id)
+        setattr(row, column.key, Sealed(text, ciphertext, place))
+
+
+def _loaded(row: Any, context: QueryContext, attrs: Iterable[str] | None = None) -> None:
+    """A row with personal columns came from the database: open it after the query."""
+    if personal_columns(inspect(row).mapper):
+        context.session.info.setdefault(_TO_OPEN, []).append(row)
+
+
+def _open_loaded(state: ORMExecuteState) -> Any:
+    """Run the query, then decrypt the personal columns of the rows it loaded."""
+    if not state.is_select:
+        return None
+    result = state.invoke_statement()  # an AsyncSession's result has loaded every row
+    session = state.session
+    if _TO_OPEN not in session.info and any(personal_columns(m) for m in state.all_mappers):
+        result = result.freeze()()  # a plain Session loads rows as they are read: read them now
+    rows: list[Any] = session.info.pop(_TO_OPEN, [])
+    if rows:
+        _open(session, rows)
+    return result
+
+
+def _open(session: Session, rows: list[Any]) -> None:
+    todo = [
+        (row, column, row.__dict__[column.key])
+        for row in rows
+        for column in personal_columns(inspect(row).mapper)
+        if isinstance(row.__dict__.get(column.key), bytes)
+    ]
+    keys = _data_keys(session, {column.place(row)[:2] for row, column, _ in todo})
+    for row, column, ciphertext in todo:
+        _, customer_id, table, name, row_id = place = column.place(row)
+        key = keys.get(customer_id)
+        value = None  # the customer was erased: the value is gone for good
+        if key is not None:
+            text = key.decrypt(ciphertext, table=table, column=name, row_id=row_id)
+            value = Sealed(text, ciphertext, place)
+        attributes.set_committed_value(row, column.key, value)
+
+
+def install() -> None:
+    """Attach sealing and opening to every ORM session (idempotent; after the customers'
+    own encryption step, so a customer created in the same flush has a data key)."""
+    for target, name, listener in (
+        (Session, "before_flush", _seal),
+        (Session, "do_orm_execute", _open_loaded),
+        (Mapper, "load", _loaded),
+        (Mapper, "refresh", _loaded),
+    ):
+        if not event.contains(target, name, listener):
+            event.listen(target, name, listener)
