@@ -228,6 +228,16 @@ def _personal_value(
     return value
 
 
+def _note_body(note_: Note, scopes: frozenset[str], disclosed: tuple[set[uuid.UUID], set[str]]) -> str | None:
+    """What ``Note.body`` (``crmkit.personal_field`` of class contact) answers: the value
+    opened with the customer's data key, masked or noted as disclosed like the above."""
+    if note_.body is None or unmask_scope(InformationClass.CONTACT) not in scopes:
+        return mask("body", note_.body)
+    disclosed[0].add(note_.id)
+    disclosed[1].add("body")
+    return note_.body
+
+
 @get("/bare", include_in_schema=False)
 async def bare(request: Request[Any, Any, Any]) -> Response[bytes]:
     """The GraphQL query's answer, hand-written: same token check, same statements, same
@@ -266,6 +276,7 @@ async def bare(request: Request[Any, Any, Any]) -> Response[bytes]:
         for note_ in await session.scalars(select(Note).where(Note.customer_id.in_(ids)).order_by(Note.id)):
             notes[note_.customer_id].append(note_)
         disclosed: tuple[set[uuid.UUID], set[str]] = (set(), set())
+        notes_disclosed: tuple[set[uuid.UUID], set[str]] = (set(), set())
         nodes = [
             {
                 "id": str(c.id),
@@ -274,13 +285,14 @@ async def bare(request: Request[Any, Any, Any]) -> Response[bytes]:
                 "lifecycleStage": c.lifecycle_stage.name,
                 "tags": c.tag_names,
                 "createdAt": c.created_at.isoformat(),
-                "notes": [{"body": n.body} for n in notes[c.id]],
+                "notes": [{"body": _note_body(n, principal.scopes, notes_disclosed)} for n in notes[c.id]],
             }
             for c in customers
         ]
-        if disclosed[0]:  # the GraphQL handler's _log_disclosures: one access-log event
-            shown, names = disclosed
-            note(session, tenant_id, "read", "Customer", [str(i) for i in shown], sorted(names))
+        # the GraphQL handler's _log_disclosures: one access-log event per type shown
+        for target_type, (shown, names) in (("Customer", disclosed), ("Note", notes_disclosed)):
+            if shown:
+                note(session, tenant_id, "read", target_type, [str(i) for i in shown], sorted(names))
         await session.commit()  # crmkit's before_commit appends the audit event
     await platform.db.committed(session)
     return _json({"data": {"customers": {"nodes": nodes}}})
@@ -525,10 +537,11 @@ def check(base: str, eps: list[Endpoint], target: Target, tenant_id: uuid.UUID) 
         print(
             f"  (the process's first request ran {len(first['graphql'])} statements: the tenant key lookup)"
         )
-    events, _ = asyncio.run(audit_report(target, tenant_id, 2))
+    events, _ = asyncio.run(audit_report(target, tenant_id, 4))  # Customer and Note reads, twice
     logged = [{name: getattr(event, name) for name in AUDITED} for event in events]
-    assert len(logged) == 2 and logged[0] == logged[1], f"different access-log events: {logged}"
+    assert len(logged) == 4 and logged[:2] == logged[2:], f"different access-log events: {logged}"
     assert logged[0]["action"] == "read" and len(logged[0]["target_ids"]) == CUSTOMERS, logged[0]
+    assert (logged[1]["target_type"], logged[1]["fields"]) == ("Note", ["body"]), logged[1]
     return {"graphql": graphql_sql, "bare": bare_sql}
 
 
