@@ -45,6 +45,7 @@ from crmkit.graphql.context import Info, RequestContext
 from crmkit.graphql.contrib import GraphQLContribution, field
 from crmkit.graphql.disclosure import disclose, personal_field
 from crmkit.graphql.pagination import Connection, connection, decode_cursor, page_size
+from crmkit.http.plugin_routes import plugin_scope, rate_limit
 from crmkit.migrations.rls import disable_tenant_rls, enable_tenant_rls
 from crmkit.plugins.info import CronSpec, JobSpec, PluginInfo, Scope, TenantContext
 from crmkit.version import __version__
@@ -104,6 +105,8 @@ __all__ = [
     "hookspec",
     "page_size",
     "personal_field",
+    "plugin_scope",
+    "rate_limit",
     "record_activity",
     "record_consent",
     "update_customer",

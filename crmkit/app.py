@@ -15,6 +15,7 @@ from crmkit.auth.operator import OperatorTokens
 from crmkit.auth.routes import ROUTES as OAUTH_ROUTES
 from crmkit.auth.tokens import TokenService
 from crmkit.graphql.handler import TenantEndpoint, graphiql, graphiql_assets, graphql_post
+from crmkit.http.plugin_routes import plugin_routers
 from crmkit.jobs.backends import InlineQueue
 from crmkit.platform import Platform
 from crmkit.tenants.operator import OperatorEndpoint, operator_graphql
@@ -58,7 +59,15 @@ def create_app(platform: Platform | None = None) -> Litestar:
         "operator_graphql": OperatorEndpoint(platform, OperatorTokens(tokens)),
     }
     return Litestar(
-        route_handlers=[graphql_post, graphiql, graphiql_assets, operator_graphql, healthz, *OAUTH_ROUTES],
+        route_handlers=[
+            graphql_post,
+            graphiql,
+            graphiql_assets,
+            operator_graphql,
+            healthz,
+            *OAUTH_ROUTES,
+            *plugin_routers((d.plugin, d.routes) for d in platform.registry.declarations.values()),
+        ],
         lifespan=[lifespan],
         state=State(state),
         openapi_config=None,

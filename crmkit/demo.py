@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -61,20 +62,36 @@ async def setup_demo(platform: Platform, customers: int = 24) -> Demo:
     query that shows the plugins' ``Customer`` fields too."""
     try:
         tenant = await get_tenant(platform.db, SLUG)
+        enabled_now: set[str] = set()
     except NotFound:
         plugins: dict[str, dict[str, Any]] = {plugin: {} for plugin in platform.registry.names}
         tenant = (await onboard(platform, SLUG, "Demo Bank", plugins)).tenant
+        enabled_now = set(plugins)
     async with platform.tenant_scope(tenant.id) as scope:
         for plugin in sorted(set(platform.registry.names) - scope.state.plugins):
             await enablement.enable_in(platform, scope, plugin)
+            enabled_now.add(plugin)
     async with platform.tenant_scope(tenant.id) as scope:
         existing = await scope.session.scalar(select(func.count()).select_from(Customer))
         if not existing:
             await _sample(scope.ctx, customers)
+    if enabled_now:
+        await _seed_plugins(platform, tenant.id, sorted(enabled_now))
     if hasattr(platform.queue, "drain"):
         await platform.queue.drain()
     token = await issue_for_tenant(platform, SLUG, None, subject="operator:demo", minutes=24 * 60)
     return Demo(token, first_query(platform, frozenset(platform.registry.names)))
+
+
+async def _seed_plugins(platform: Platform, tenant_id: uuid.UUID, plugins: list[str]) -> None:
+    """Each newly enabled plugin adds its sample data (``seed_demo``), in one transaction,
+    after the core's events reached it (a plugin may build on them: points earned)."""
+    if hasattr(platform.queue, "drain"):
+        await platform.queue.drain()
+    async with platform.tenant_scope(tenant_id) as scope:
+        ids = list(await scope.session.scalars(select(Customer.id).order_by(Customer.id)))
+        for plugin in plugins:
+            await scope.hooks.call_plugin(plugin, "seed_demo", customer_ids=ids)
 
 
 def first_query(platform: Platform, plugins: frozenset[str]) -> str:

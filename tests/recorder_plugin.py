@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, Field
+from sqlalchemy import func, select
 
 import crmkit
 
@@ -153,3 +154,27 @@ def erase_customer(ctx: crmkit.TenantContext, customer_id: uuid.UUID) -> None:
 @crmkit.hookimpl
 def customer_erased(event: crmkit.DomainEvent, ctx: crmkit.TenantContext) -> None:
     CALLS[ctx.tenant_id].append(("customer_erased", event.subject_id))
+
+
+@crmkit.hookimpl
+def register_routes() -> Iterable[Any]:
+    from litestar import Request, get
+    from litestar.params import FromPath
+
+    @get("/hello/{tenant_id:uuid}")
+    async def hello(request: Request[Any, Any, Any], tenant_id: FromPath[uuid.UUID]) -> dict[str, Any]:
+        await crmkit.rate_limit(request, f"hello:{tenant_id}", per_minute=3)
+        async with crmkit.plugin_scope(request, tenant_id) as ctx:
+            customers = await ctx.session.scalar(select(func.count()).select_from(crmkit.Customer))
+            return {"plugin": ctx.plugin, "threshold": ctx.settings_as(RecorderSettings).threshold, "customers": customers}
+
+    @get("/refuse")
+    async def refuse() -> None:
+        raise crmkit.BadUserInput("refused on purpose", field="x")
+
+    return [hello, refuse]
+
+
+@crmkit.hookimpl
+def seed_demo(ctx: crmkit.TenantContext, customer_ids: list[uuid.UUID]) -> None:
+    CALLS[ctx.tenant_id].append(("seed_demo", len(customer_ids)))

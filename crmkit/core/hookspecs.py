@@ -3,7 +3,7 @@
 A plugin implements hooks with ``@crmkit.hookimpl`` on module-level functions named
 after the hook. Arguments are passed by name, so an implementation takes only the
 arguments it uses. Every hook that takes ``ctx`` (lifecycle, validation, data-subject
-rights, events) may be ``async def``; crmkit awaits it. The four declaration hooks
+rights, events) may be ``async def``; crmkit awaits it. The declaration hooks
 (``register_*``) must be plain ``def``: they are called once, when the plugin is
 registered, and a plugin whose declaration hook is async or raises is refused.
 
@@ -127,6 +127,25 @@ def register_jobs() -> Iterable[JobSpec | CronSpec]:
     """
 
 
+@hookspec
+def register_routes() -> Iterable[Any]:
+    """Return HTTP routes for callers that hold no crmkit token: litestar route handlers
+    (functions decorated with ``litestar.get``, ``litestar.post``, ...).
+
+    crmkit serves them under ``/plugins/<plugin>/`` (a handler at ``/respond/{token:str}``
+    of the plugin ``surveys`` answers ``/plugins/surveys/respond/...``): a survey form
+    opened from an e-mail, a provider's delivery callback. Such a caller proves who it is
+    some other way (a single-use token, a signature), which the handler checks.
+
+    Work in a tenant with ``async with crmkit.plugin_scope(request, tenant_id) as ctx``:
+    it answers 404 when the tenant does not exist, is not active or has not enabled
+    your plugin, so the route is as invisible as your GraphQL fields; ``ctx`` carries
+    your plugin's settings and commits when the block ends. Limit abuse with
+    :func:`crmkit.rate_limit`. A :class:`crmkit.CrmError` raised by a handler is answered
+    as JSON ``{"error": CODE, "message": ...}`` with the matching HTTP status.
+    """
+
+
 # --- tenant lifecycle: called for the one plugin concerned ---------------------------
 
 
@@ -197,6 +216,21 @@ def erase_customer(ctx: TenantContext, customer_id: uuid.UUID) -> None:
 
     Runs inside the erasing transaction, before the core's part: raising refuses the
     erasure as a whole. Keep ids you need for integrity, never values.
+    """
+
+
+# --- the demo: ``crmkit demo`` (``make run``) ------------------------------------------
+
+
+@hookspec
+def seed_demo(ctx: TenantContext, customer_ids: list[uuid.UUID]) -> None:
+    """Create sample data that shows your plugin in the demo tenant (``make run``).
+
+    Called in one transaction for each enabled plugin, after the demo's sample
+    customers (``customer_ids``) exist, whenever the demo enables the plugin; write
+    through your own services so the data is validated and audited like real data,
+    and keep it idempotent (a second call adds nothing). Use ``crmkit.utcnow()`` and a
+    seeded ``random.Random`` so every demo looks the same.
     """
 
 

@@ -41,8 +41,10 @@ class PluginSetHooks:
     def impls(self, hook: str) -> list[PreparedImpl]:
         prepared = self._prepared.get(hook)
         if prepared is None:
-            caller = getattr(self.registry.pm.hook, hook)
-            hookimpls: list[HookImpl] = caller.get_hookimpls()
+            # a hook no installed plugin declares (another plugin's, not installed here)
+            # has no implementations: calling it calls nothing
+            caller = getattr(self.registry.pm.hook, hook, None)
+            hookimpls: list[HookImpl] = caller.get_hookimpls() if caller is not None else []
             prepared = [
                 PreparedImpl(
                     impl.plugin_name,
@@ -97,7 +99,9 @@ class TenantHooks:
     async def call(self, hook: str, **kwargs: Any) -> list[Any]:
         """Call every enabled implementation in order; the first exception propagates.
 
-        Returns the results that are not None, like pluggy. The loop is inlined and the
+        Returns the results that are not None, like pluggy. A hook that no installed
+        plugin declares (``channels_send_requested`` where channels is not installed)
+        calls nothing and returns ``[]``. The loop is inlined and the
         None check comes before ``isawaitable`` because this is the hot path of every
         write and event (see ``bench/hook_dispatch.py``).
         """

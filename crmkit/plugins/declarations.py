@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pluggy
+from litestar.handlers import HTTPRouteHandler
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types.base import StrawberryContainer, StrawberryObjectDefinition, has_object_definition
 from strawberry.types.enum import StrawberryEnumDefinition, has_enum_definition
@@ -53,6 +54,8 @@ class Declarations:
     """Its event hooks: event type -> the scope reading the event's subject needs."""
     graphql_types: Mapping[str, Any] = field(default_factory=dict)
     """The GraphQL types its contribution reaches, by GraphQL name (:func:`graphql_types`)."""
+    routes: tuple[Any, ...] = ()
+    """Its HTTP route handlers (``register_routes``), served under ``/plugins/<plugin>/``."""
 
 
 def collect(pm: pluggy.PluginManager, module: Any, info: PluginInfo) -> Declarations:
@@ -74,10 +77,17 @@ def collect(pm: pluggy.PluginManager, module: Any, info: PluginInfo) -> Declarat
         hooks=hooks,
         events=events,
         graphql_types=graphql_types(contribution) if contribution is not None else {},
+        routes=_all_of((HTTPRouteHandler,), "register_routes", declared["register_routes"]),
     )
 
 
-_DECLARATION_HOOKS = ("register_scopes", "register_graphql", "register_consent_purposes", "register_jobs")
+_DECLARATION_HOOKS = (
+    "register_scopes",
+    "register_graphql",
+    "register_consent_purposes",
+    "register_jobs",
+    "register_routes",
+)
 
 
 def _implementations(pm: pluggy.PluginManager, module: Any) -> dict[str, Callable[..., Any]]:
@@ -112,7 +122,7 @@ def _all_of(kinds: tuple[type, ...], hook: str, values: Iterable[Any] | None) ->
     items = tuple(values or ())
     for item in items:
         if not isinstance(item, kinds):
-            names = " or ".join(f"crmkit.{kind.__name__}" for kind in kinds)
+            names = " or ".join(f"{kind.__module__.partition('.')[0]}.{kind.__name__}" for kind in kinds)
             raise Refusal(f"{hook} returned {item!r}, not a {names}")
     return items
 

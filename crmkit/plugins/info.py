@@ -74,6 +74,11 @@ class TenantContext:
         """Every installed plugin's declarations (scopes, events, jobs)."""
         return self.hooks.plugin_set.registry
 
+    def plugin_enabled(self, plugin: str) -> bool:
+        """Whether the tenant enabled ``plugin``: use another plugin's features only then
+        (send through ``channels`` when it is enabled, else degrade gracefully)."""
+        return plugin in self.hooks.enabled
+
     def settings_as(self, model: type[S]) -> S:
         """The settings, typed: ``ctx.settings_as(MySettings)`` in your plugin's code."""
         if not isinstance(self.settings, model):

@@ -1,0 +1,1 @@
+"""The HTTP edge: what crmkit serves besides GraphQL's own handlers."""

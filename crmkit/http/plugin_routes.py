@@ -1,0 +1,114 @@
+"""Plugins' own HTTP routes (the ``register_routes`` hook), served under
+``/plugins/<plugin>/``, and what their handlers need: a tenant scope that keeps a
+plugin invisible where it is not enabled, and a rate limit."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from litestar import Request, Response, Router
+from litestar.stores.base import Store
+
+from crmkit.errors import CrmError, NotFound, RateLimited, Unauthenticated
+from crmkit.plugins.info import CORE, TenantContext
+
+if TYPE_CHECKING:
+    from crmkit.platform import Platform
+
+PLUGIN_OPT = "crmkit_plugin"
+"""The ``opt`` key naming the plugin a route belongs to: set by crmkit on the plugin's
+router, so a handler cannot act as another plugin."""
+RATE_LIMIT_STORE = "rate_limit"
+"""The litestar store rate limits count in: Redis when configured, else memory."""
+
+STATUS = {
+    "UNAUTHENTICATED": 401,
+    "FORBIDDEN": 403,
+    "NOT_FOUND": 404,
+    "BAD_USER_INPUT": 400,
+    "PLUGIN_NOT_ENABLED": 404,
+    "CONSENT_REQUIRED": 409,
+    "CONFLICT": 409,
+    "RATE_LIMITED": 429,
+}
+
+
+def crm_error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """A :class:`crmkit.CrmError` from a plugin's handler, as JSON with its status."""
+    assert isinstance(exc, CrmError)
+    headers = {"Cache-Control": "no-store"}
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.extensions.get("retry_after", 60))
+    return Response(
+        {"error": exc.code, "message": exc.message},
+        status_code=STATUS.get(exc.code, 500),
+        headers=headers,
+    )
+
+
+def plugin_routers(routes_by_plugin: Iterable[tuple[str, Iterable[Any]]]) -> list[Router]:
+    """One router per plugin that declared routes, under ``/plugins/<plugin>``."""
+    return [
+        Router(
+            path=f"/plugins/{plugin}",
+            route_handlers=list(routes),
+            opt={PLUGIN_OPT: plugin},
+            exception_handlers={CrmError: crm_error_response},
+            include_in_schema=False,
+        )
+        for plugin, routes in routes_by_plugin
+        if plugin != CORE and routes
+    ]
+
+
+def _plugin_of(request: Request[Any, Any, Any]) -> str:
+    plugin = request.route_handler.opt.get(PLUGIN_OPT)
+    if not isinstance(plugin, str):
+        raise RuntimeError("crmkit.plugin_scope works only in a plugin's own routes (register_routes)")
+    return plugin
+
+
+@asynccontextmanager
+async def plugin_scope(request: Request[Any, Any, Any], tenant_id: uuid.UUID) -> AsyncIterator[TenantContext]:
+    """The calling plugin's context in ``tenant_id``, in one transaction that commits
+    when the block ends (and rolls back on an exception).
+
+    A tenant that does not exist, is not active or has not enabled the plugin reads
+    as :class:`crmkit.NotFound`, like an unknown id: a route never tells whether a
+    tenant exists.
+    """
+    plugin = _plugin_of(request)
+    platform: Platform = request.app.state["platform"]
+    entered = False
+    try:
+        async with platform.tenant_scope(tenant_id) as scope:
+            if plugin not in scope.state.plugins:
+                raise NotFound("not found")
+            entered = True
+            yield scope.hooks.context_for(plugin)
+    except (NotFound, Unauthenticated) as exc:
+        if entered:  # the handler's own error, with its own message
+            raise
+        raise NotFound("not found") from exc  # no such tenant, not active, or not enabled
+
+
+async def rate_limit(request: Request[Any, Any, Any], key: str, *, per_minute: int) -> None:
+    """Count one request under ``key`` (a token, ``request.client.host``) for the calling
+    plugin; :class:`crmkit.RateLimited` past ``per_minute`` in the current minute.
+
+    Counts live in the platform's rate-limit store (Redis when configured, so every
+    server process counts together). The count is read and written, not incremented
+    atomically: concurrent requests may pass a few over the limit, never fewer.
+    """
+    store: Store = request.app.stores.get(RATE_LIMIT_STORE)
+    window = int(time.time() // 60)
+    name = f"plugin:{_plugin_of(request)}:{key}:{window}"
+    count = int(await store.get(name) or 0) + 1
+    await store.set(name, str(count), expires_in=60)
+    if count > per_minute:
+        retry_after = 60 - int(time.time() % 60)
+        raise RateLimited(f"too many requests: try again in {retry_after} seconds", retry_after=retry_after)

@@ -1,0 +1,55 @@
+"""What the SDK gives plugins beyond GraphQL: their own HTTP routes (``register_routes``),
+the demo's sample data (``seed_demo``), and calls to hooks another plugin declares."""
+
+from __future__ import annotations
+
+import uuid
+
+from crmkit.testing import Env
+from tests import recorder_plugin
+
+
+async def test_a_plugin_route_serves_only_tenants_that_enabled_the_plugin(env: Env) -> None:
+    with_plugin = await env.tenant("recorder", recorder={"threshold": 42})
+    without = await env.tenant()
+    await env.create_customer(with_plugin, givenName="Ann")
+
+    ok = await env.client.get(f"/plugins/recorder/hello/{with_plugin}")
+    assert ok.status_code == 200, ok.text
+    assert ok.json() == {"plugin": "recorder", "threshold": 42, "customers": 1}
+
+    for tenant in (without, uuid.uuid4()):  # not enabled, and no such tenant: the same answer
+        hidden = await env.client.get(f"/plugins/recorder/hello/{tenant}")
+        assert hidden.status_code == 404
+        assert hidden.json() == {"error": "NOT_FOUND", "message": "not found"}
+
+
+async def test_a_plugin_route_answers_crmkit_errors_as_json_and_is_rate_limited(env: Env) -> None:
+    refused = await env.client.get("/plugins/recorder/refuse")
+    assert refused.status_code == 400
+    assert refused.json() == {"error": "BAD_USER_INPUT", "message": "refused on purpose"}
+
+    tenant = await env.tenant("recorder")
+    answers = [(await env.client.get(f"/plugins/recorder/hello/{tenant}")) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert answers[-1].json()["error"] == "RATE_LIMITED"
+    assert 1 <= int(answers[-1].headers["Retry-After"]) <= 60
+
+
+async def test_a_hook_no_installed_plugin_declares_calls_nothing(env: Env) -> None:
+    tenant = await env.tenant("recorder")
+    async with env.platform.tenant_scope(tenant) as scope:
+        assert await scope.hooks.call("channels_send_requested", message={}) == []
+        ctx = scope.hooks.context_for("recorder")
+        assert ctx.plugin_enabled("recorder") and not ctx.plugin_enabled("notes")
+
+
+async def test_the_demo_seeds_each_plugin_it_enables_once(env: Env) -> None:
+    from crmkit.demo import SLUG, setup_demo
+    from crmkit.tenants.service import get_tenant
+
+    await setup_demo(env.platform, customers=3)
+    tenant = (await get_tenant(env.platform.db, SLUG)).id
+    assert recorder_plugin.calls(tenant, "seed_demo") == [3]
+    await setup_demo(env.platform, customers=3)  # nothing newly enabled: nothing seeded again
+    assert recorder_plugin.calls(tenant, "seed_demo") == [3]
