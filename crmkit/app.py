@@ -5,19 +5,37 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from litestar import Litestar, get
+from litestar import Litestar, Request, Response, get
 from litestar.datastructures import State
+from litestar.exceptions import TooManyRequestsException
+from litestar.middleware.base import DefineMiddleware
+from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
+from litestar.stores.base import Store
+from litestar.stores.memory import MemoryStore
+from litestar.stores.redis import RedisStore
 
 from crmkit.auth.operator import OperatorTokens
+from crmkit.auth.routes import AUTHORIZE, INTROSPECT, REVOKE, TOKEN, rate_limited_page
 from crmkit.auth.routes import ROUTES as OAUTH_ROUTES
 from crmkit.auth.tokens import TokenService
-from crmkit.graphql.handler import TenantEndpoint, graphiql, graphiql_assets, graphql_post
-from crmkit.http.plugin_routes import plugin_routers
+from crmkit.graphql.errors import error_body
+from crmkit.graphql.handler import (
+    TenantEndpoint,
+    graphiql,
+    graphiql_assets,
+    graphql_post,
+    json_response,
+    rate_limit_caller,
+)
+from crmkit.http.plugin_routes import RATE_LIMIT_STORE, plugin_routers
 from crmkit.jobs.backends import InlineQueue
 from crmkit.platform import Platform
+from crmkit.settings import Settings
 from crmkit.tenants.operator import OperatorEndpoint, operator_graphql
 
 
@@ -26,11 +44,60 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+GRAPHQL_PATHS = frozenset({"/graphql", "/operator/graphql"})
+TOKEN_PATHS = frozenset({TOKEN, REVOKE, INTROSPECT})
+
+
+def rate_limit_store(settings: Settings) -> Store:
+    """Where the counts live: Redis when configured, so every server process counts
+    against the same limits; else this process's memory."""
+    if settings.redis_url:
+        return RedisStore.with_client(settings.redis_url, namespace="crmkit-rate-limit")
+    return MemoryStore()
+
+
+def rate_limits(settings: Settings) -> list[DefineMiddleware]:
+    """litestar's rate-limit middleware, once per limit: each counts only its own
+    requests (``check_throttle_handler``) under a key of its own (the identifier's
+    prefix: litestar names every count after its middleware class alone)."""
+
+    def limit(name: str, per_minute: int, paths: frozenset[str], caller: Any) -> DefineMiddleware:
+        return RateLimitConfig(
+            rate_limit=("minute", per_minute),
+            identifier_for_request=lambda request: f"{name}:{caller(request)}",
+            check_throttle_handler=lambda request: request.method == "POST" and request.url.path in paths,
+            store=RATE_LIMIT_STORE,
+        ).middleware
+
+    return [
+        limit("login", settings.rate_limit_login_per_minute, frozenset({AUTHORIZE}), get_remote_address),
+        limit("token", settings.rate_limit_token_per_minute, TOKEN_PATHS, get_remote_address),
+        limit("graphql", settings.rate_limit_graphql_per_minute, GRAPHQL_PATHS, rate_limit_caller),
+    ]
+
+
+def rate_limited(request: Request[Any, Any, Any], exc: TooManyRequestsException) -> Response[Any]:
+    """A request over its limit, answered in its endpoint's own error shape with
+    ``Retry-After`` (the seconds until litestar's window resets)."""
+    seconds = max(1, int((exc.headers or {}).get("RateLimit-Reset", "60")))
+    headers = {"Retry-After": str(seconds), "Cache-Control": "no-store"}
+    message = f"too many requests: try again in {seconds} seconds"
+    path = request.url.path
+    if path in GRAPHQL_PATHS:
+        request_id = uuid.uuid4().hex
+        return json_response({"errors": [error_body("RATE_LIMITED", message, request_id)]}, 429, headers)
+    if path == AUTHORIZE:
+        return rate_limited_page(message, headers)
+    return json_response({"error": "RATE_LIMITED", "error_description": message}, 429, headers)
+
+
 def create_app(platform: Platform | None = None) -> Litestar:
     """Build the ASGI app. Without a platform one is made from the environment and
-    closed at shutdown; a given platform stays the caller's."""
+    closed at shutdown; a given platform stays the caller's. Outside development mode
+    an issuer that is not an https URL is refused (:class:`ConfigurationError`)."""
     owned = platform is None
     platform = platform or Platform()
+    platform.settings.check_issuer()
     logging.basicConfig(level=logging.INFO)
     _ = platform.schemas  # compose the installed plugins' types now, not on a request
     # what start-up built lives as long as the process: keep the collector off it
@@ -43,14 +110,16 @@ def create_app(platform: Platform | None = None) -> Litestar:
         scheduler = None
         if isinstance(queue, InlineQueue):  # no worker process: cron runs here
             scheduler = asyncio.create_task(queue.run_scheduler())
-        try:
-            yield
-        finally:
-            if scheduler is not None:
-                scheduler.cancel()
-            if owned:
-                await platform.close()
+        async with store:  # closes the rate limits' Redis client at shutdown
+            try:
+                yield
+            finally:
+                if scheduler is not None:
+                    scheduler.cancel()
+                if owned:
+                    await platform.close()
 
+    store = rate_limit_store(platform.settings)
     tokens = TokenService(platform.settings)
     state = {
         "platform": platform,
@@ -70,5 +139,8 @@ def create_app(platform: Platform | None = None) -> Litestar:
         ],
         lifespan=[lifespan],
         state=State(state),
+        stores={RATE_LIMIT_STORE: store},
+        middleware=rate_limits(platform.settings),
+        exception_handlers={TooManyRequestsException: rate_limited},
         openapi_config=None,
     )

@@ -111,6 +111,10 @@ def serve(
     """Serve the API (GraphQL at /graphql)."""
     import uvicorn
 
+    try:
+        settings().check_issuer()
+    except ConfigurationError as exc:
+        fail("CONFIGURATION", str(exc))
     ensure_port_free(host, port)
     uvicorn.run("crmkit.app:create_app", factory=True, host=host, port=port, workers=workers)
 

@@ -60,7 +60,11 @@ class Settings(BaseSettings):
     audit_key_file: Path | None = Field(
         default=None, description="PEM Ed25519 private key that signs audit checkpoints."
     )
-    issuer: str = "crmkit"
+    issuer: str = Field(
+        default="crmkit",
+        description="The https URL of this server as partner apps reach it: the tokens' `iss` and "
+        "the base of the OAuth metadata URLs. Required outside development mode.",
+    )
     access_token_minutes: int = Field(
         default=60, ge=1, le=ACCESS_TOKEN_MAX_MINUTES, description="Default access token lifetime."
     )
@@ -72,6 +76,22 @@ class Settings(BaseSettings):
     )
     authorization_code_seconds: int = Field(
         default=300, ge=10, le=600, description="Lifetime of an OAuth authorization code."
+    )
+
+    rate_limit_login_per_minute: int = Field(
+        default=20, ge=1, description="Login and consent form posts per client address and minute."
+    )
+    rate_limit_token_per_minute: int = Field(
+        default=60,
+        ge=1,
+        description="Requests to the OAuth token, revocation and introspection endpoints per client "
+        "address and minute.",
+    )
+    rate_limit_graphql_per_minute: int = Field(
+        default=600,
+        ge=1,
+        description="Requests to /graphql and /operator/graphql per token subject (the client "
+        "address without a valid token) and minute.",
     )
 
     graphql_max_depth: int = 10
@@ -107,6 +127,15 @@ class Settings(BaseSettings):
                 "never generates its own signing key."
             )
         return self.data_dir / "dev-signing-key.pem"
+
+    def check_issuer(self) -> None:
+        """Outside development mode the issuer must be an https URL: without one the
+        OAuth metadata would name whatever ``Host`` a caller sends."""
+        if not self.dev_mode and not self.issuer.startswith("https://"):
+            raise ConfigurationError(
+                f"CRMKIT_ISSUER is {self.issuer!r}; outside development mode set it to this "
+                "server's https URL (https://crm.example.com)."
+            )
 
     def access_token_lifetime(self, minutes: int | None) -> int:
         """Minutes an access token lives: ``minutes``, or the setting when None."""

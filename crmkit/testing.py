@@ -338,6 +338,10 @@ async def env(
         migration_database_url=owner_url,
         redis_url=None,
         job_retry_base_seconds=0.01,
+        # every test calls from one address: the limits' own tests set small ones
+        rate_limit_login_per_minute=100_000,
+        rate_limit_token_per_minute=100_000,
+        rate_limit_graphql_per_minute=100_000,
     )
     platform = Platform(settings, registry=plugin_registry, db=Database(create_engine(url)))
     app = create_app(platform)

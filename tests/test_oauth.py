@@ -910,20 +910,162 @@ async def test_plain_http_is_refused_outside_development_mode(
     assert (await token_request(env, data, auth=app.basic)).status_code == 200
 
 
-async def test_repeated_wrong_passwords_lock_the_account_for_a_while(env: Env) -> None:
-    from crmkit.tenants.users import MAX_FAILED_LOGINS, find_by_email
+WRONG = "not the password at all"
+LOCKED = "Too many failed attempts"
 
-    tenant, app, email = await setup(env)
+
+async def login(
+    env: Env,
+    url: str,
+    tenant: uuid.UUID | str,
+    email: str,
+    *,
+    password: str = WRONG,
+    address: str = "127.0.0.1",
+) -> str:
+    """The login form posted from client ``address``: the page it answers with."""
+    transport = httpx.ASGITransport(app=env.client._transport.app, client=(address, 40000))  # type: ignore[attr-defined]
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as b:
+        form = fields_of((await b.get(url)).text)
+        form.update(tenant=str(tenant), email=email, password=password)
+        answer = await b.post("/oauth/authorize", data=form)
+        assert answer.status_code == 200, answer.text
+        return answer.text
+
+
+async def authorize_url(app: Partner) -> str:
     async with app.client() as client:
         url, _ = client.create_authorization_url(AUTHORIZE_URL, code_verifier=verifier())
+    return str(url)
+
+
+async def test_repeated_wrong_passwords_lock_the_account_for_a_while(env: Env, clock: Any) -> None:
+    from crmkit.tenants.users import LOCK_MINUTES, MAX_FAILED_LOGINS
+
+    tenant, app, email = await setup(env)
+    url = await authorize_url(app)
     for _ in range(MAX_FAILED_LOGINS):
-        wrong = await sign_in(env, url, tenant, email, password="not the password at all")
-        assert "not right" in wrong.text
-    locked = await sign_in(env, url, tenant, email)  # the right password, now refused
-    assert "Too many failed attempts" in locked.text and "name=ticket" not in locked.text
-    async with env.platform.tenant_scope(tenant) as scope:
-        user = await find_by_email(scope.session, email)
-        assert user is not None and user.locked()
-        user.locked_until = None  # the lock expires
-    signed_in = await sign_in(env, url, tenant, email)
-    assert signed_in.status_code == 302 and "code" in query_of(signed_in.headers["location"])
+        assert "not right" in await login(env, url, tenant, email)
+    locked = await login(env, url, tenant, email, password=PASSWORD)  # the right password, refused
+    assert LOCKED in locked and "name=ticket" not in locked
+    clock.advance(minutes=LOCK_MINUTES + 1)  # the lock ends
+    assert "name=ticket" in await login(env, url, tenant, email, password=PASSWORD)
+
+
+async def test_each_lock_without_a_success_between_lasts_twice_as_long(env: Env, clock: Any) -> None:
+    from crmkit.tenants.users import LOCK_MINUTES, MAX_FAILED_LOGINS
+
+    tenant, app, email = await setup(env)
+    url = await authorize_url(app)
+    for minutes in (LOCK_MINUTES, 2 * LOCK_MINUTES):
+        for _ in range(MAX_FAILED_LOGINS):
+            assert "not right" in await login(env, url, tenant, email)
+        clock.advance(minutes=minutes - 1)
+        assert LOCKED in await login(env, url, tenant, email, password=PASSWORD)
+        clock.advance(minutes=2)
+    assert "name=ticket" in await login(env, url, tenant, email, password=PASSWORD)
+
+
+@pytest.mark.postgres_only
+async def test_concurrent_wrong_passwords_count_at_most_five(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """20 wrong passwords at once: at most five are checked (and counted); the rest,
+    and then the right password, are refused as locked without a check."""
+    from crmkit.tenants import users
+
+    tenant, app, email = await setup(env)
+    url = await authorize_url(app)
+    checked = spy_on_password_checks(monkeypatch)
+    answers = await asyncio.gather(*(login(env, url, tenant, email) for _ in range(20)))
+    wrong = [a for a in answers if "not right" in a]
+    assert len(wrong) <= users.MAX_FAILED_LOGINS and len(checked) == len(wrong), (len(wrong), len(checked))
+    assert all(LOCKED in a for a in answers if a not in wrong)
+    assert LOCKED in await login(env, url, tenant, email, password=PASSWORD)
+    assert len(checked) == len(wrong)
+
+
+class PasswordChecks:
+    """argon2's hasher, recording the hash each check verifies against (the checks run)."""
+
+    def __init__(self, hasher: Any) -> None:
+        self.hasher = hasher
+        self.hashes: list[str] = []
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        self.hashes.append(password_hash)
+        return bool(self.hasher.verify(password_hash, password))
+
+
+def spy_on_password_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The hash every password check verifies against, in order."""
+    from crmkit.tenants import users
+
+    checks = PasswordChecks(users.HASHER)
+    monkeypatch.setattr(users, "HASHER", checks)
+    return checks.hashes
+
+
+async def test_unknown_accounts_answer_and_lock_like_known_ones(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Six wrong passwords for a known account, an unknown e-mail and an unknown
+    institution: the same pages, and each attempt that is checked verifies a hash
+    (the dummy one when there is no account)."""
+    from crmkit.tenants import users
+
+    tenant, app, email = await setup(env)
+    url = await authorize_url(app)
+    accounts = {
+        "known": (str(tenant), email),
+        "unknown e-mail": (str(tenant), f"nobody-{uuid.uuid4().hex[:8]}@bank.example"),
+        "unknown institution": (f"ghost-{uuid.uuid4().hex[:8]}", email),
+    }
+    pages: dict[str, list[str]] = {}
+    for name, (institution, address) in accounts.items():
+        checked = spy_on_password_checks(monkeypatch)
+        answers = [await login(env, url, institution, address) for _ in range(users.MAX_FAILED_LOGINS + 1)]
+        pages[name] = [a.replace(institution, "T").replace(address, "E") for a in answers]
+        assert len(checked) == users.MAX_FAILED_LOGINS, name  # the sixth is refused unchecked
+        if name != "known":
+            assert set(checked) == {users._DUMMY_HASH}, name
+        monkeypatch.undo()
+    assert pages["known"] == pages["unknown e-mail"] == pages["unknown institution"]
+    assert LOCKED in pages["known"][-1] and "not right" in pages["known"][0]
+
+
+async def test_a_lock_holds_the_guessing_address_not_the_owner(env: Env) -> None:
+    from crmkit.tenants.users import MAX_FAILED_LOGINS
+
+    tenant, app, email = await setup(env)
+    url = await authorize_url(app)
+    for _ in range(MAX_FAILED_LOGINS):
+        await login(env, url, tenant, email, address="203.0.113.9")
+    assert LOCKED in await login(env, url, tenant, email, password=PASSWORD, address="203.0.113.9")
+    assert "name=ticket" in await login(env, url, tenant, email, password=PASSWORD, address="198.51.100.4")
+
+
+async def test_a_tenant_admin_unlocks_a_user(env: Env) -> None:
+    from crmkit.tenants.users import MAX_FAILED_LOGINS
+
+    tenant, app, email = await setup(env)
+    url = await authorize_url(app)
+    for address in ("203.0.113.9", "203.0.113.10"):
+        for _ in range(MAX_FAILED_LOGINS):
+            await login(env, url, tenant, email, address=address)
+    async with env.platform.db.tenant_session(tenant) as session:
+        from crmkit.tenants.users import find_by_email
+
+        user = await find_by_email(session, email)
+        assert user is not None
+    unlock = "mutation($id: UUID!) { unlockUser(id: $id) { email } }"
+    refused = await env.gql(unlock, {"id": str(user.id)}, token=env.token(tenant, ["customers:read"]))
+    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert LOCKED in await login(env, url, tenant, email, password=PASSWORD, address="203.0.113.9")
+    done = await env.gql(unlock, {"id": str(user.id)}, token=env.token(tenant, ["users:admin"]))
+    assert done == {"data": {"unlockUser": {"email": email}}}, done
+    for address in ("203.0.113.9", "203.0.113.10"):
+        assert "name=ticket" in await login(env, url, tenant, email, password=PASSWORD, address=address)
+    other = await env.tenant()  # another tenant's user id is not found
+    missing = await env.gql(unlock, {"id": str(user.id)}, token=env.token(other, ["users:admin"]))
+    assert missing["errors"][0]["extensions"]["code"] == "NOT_FOUND"

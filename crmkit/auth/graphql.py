@@ -121,6 +121,10 @@ async def resolve_update_user(info: Info, id: uuid.UUID, input: UpdateUserInput)
     )
 
 
+async def resolve_unlock_user(info: Info, id: uuid.UUID) -> StaffUser:
+    return await users.unlock_user(info.context.session, id)
+
+
 async def resolve_app_installations(info: Info) -> list[AppInstallationType]:
     return [_installation(row, client) for row, client in await apps.list_installations(info.context.session)]
 
@@ -162,6 +166,12 @@ def mutation_fields() -> dict[str, StrawberryField]:
     return {
         "create_user": field(resolve_create_user, scope=USERS_ADMIN),
         "update_user": field(resolve_update_user, scope=USERS_ADMIN, graphql_type=StaffUserType),
+        "unlock_user": field(
+            resolve_unlock_user,
+            scope=USERS_ADMIN,
+            graphql_type=StaffUserType,
+            description="End the user's sign-in locks (from every address) after failed passwords.",
+        ),
         "install_app": field(
             resolve_install_app,
             scope=APPS_ADMIN,

@@ -32,6 +32,7 @@ from urllib.parse import parse_qsl, urlencode
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import AccessDeniedError, InvalidScopeError, UnauthorizedClientError
 from litestar import Request, Response, get, post
+from litestar.middleware.rate_limit import get_remote_address
 from sqlalchemy.orm import Session
 
 from crmkit.auth.apps import find_installation
@@ -52,7 +53,14 @@ from crmkit.platform import Platform
 from crmkit.principal import Principal
 from crmkit.tenants.models import TenantStatus
 from crmkit.tenants.service import get_tenant, load_state
-from crmkit.tenants.users import LOCK_MINUTES, find_by_email, role_scopes, verify_password
+from crmkit.tenants.users import (
+    account_key,
+    find_by_email,
+    finish_login_attempt,
+    role_scopes,
+    start_login_attempt,
+    verify_password,
+)
 
 AUTHORIZE = "/oauth/authorize"
 TOKEN = "/oauth/token"  # noqa: S105  (a path)
@@ -351,6 +359,16 @@ def _html(content: str, status: int = 200) -> Response[Any]:
     return Response(content=content, status_code=status, media_type="text/html", headers=PAGE_HEADERS)
 
 
+def rate_limited_page(message: str, headers: Mapping[str, str]) -> Response[Any]:
+    """The login form's answer to a client over its rate limit (429, ``Retry-After``)."""
+    return Response(
+        content=_page("Too many requests", f"<p role=alert>{_e(message)}</p>"),
+        status_code=429,
+        media_type="text/html",
+        headers={**PAGE_HEADERS, **headers},
+    )
+
+
 def login_page(
     checked: Checked, request_string: str, *, tenant: str = "", email: str = "", error: str = ""
 ) -> str:
@@ -472,19 +490,29 @@ async def authorize_submit(request: Request[Any, Any, Any]) -> Response[Any]:
         return _answer(checked)
     if form.get("step") == "consent":
         return await _consent(platform, tokens, oauth, checked, request_string, form)
-    return await _login(platform, tokens, checked, request_string, form)
+    return await _login(request, checked, request_string, form)
 
 
 async def _login(
-    platform: Platform,
-    tokens: TokenService,
+    request: Request[Any, Any, Any],
     checked: Checked,
     request_string: str,
     form: dict[str, str],
 ) -> Response[Any]:
+    """Check the staff user's password; the consent page, or the login page again.
+
+    Whether the tenant and user exist or not, the attempt is counted and locked the
+    same way and a password hash is verified (a dummy one for an unknown account), so
+    neither the answer nor the work tells which accounts exist."""
+    platform, tokens = _state(request)
     tenant_name, email, password = form.get("tenant", ""), form.get("email", ""), form.get("password", "")
     issuer = platform.settings.issuer
     tenant_id = await _resolve_tenant(platform, tenant_name.strip())
+    account, address = account_key(tenant_id or tenant_name, email), get_remote_address(request)
+    attempt = await start_login_attempt(platform.db, account, address)
+    if attempt is None:
+        error = "Too many failed attempts from here: try again later."
+        return _html(login_page(checked, request_string, tenant=tenant_name, email=email, error=error))
     user = installation = state = None
     if tenant_id is not None:
         async with platform.db.tenant_session(tenant_id) as session:
@@ -494,14 +522,8 @@ async def _login(
     usable = (
         user if user is not None and user.active and state and state.status is TenantStatus.ACTIVE else None
     )
-    if usable is not None and usable.locked():
-        error = f"Too many failed attempts: try again in {LOCK_MINUTES} minutes."
-        return _html(login_page(checked, request_string, tenant=tenant_name, email=email, error=error))
     ok = await asyncio.to_thread(verify_password, usable.password_hash if usable else None, password)
-    if usable is not None and tenant_id is not None:
-        async with platform.db.tenant_session(tenant_id) as session:
-            counted = await session.merge(usable)
-            counted.record_login(ok)
+    await finish_login_attempt(platform.db, account, address, number=attempt, ok=ok)
     if not ok or usable is None or state is None or tenant_id is None:
         page = login_page(
             checked,

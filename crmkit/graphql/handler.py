@@ -23,17 +23,20 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from graphql import GraphQLError, OperationDefinitionNode, get_operation_ast
+from joserfc import jwt
+from joserfc.errors import JoseError
 from litestar import Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotFoundException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.handlers import BaseRouteHandler
+from litestar.middleware.rate_limit import get_remote_address
 from litestar.static_files import create_static_files_router
 from strawberry import Schema
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from crmkit.auth.tokens import TokenService
+from crmkit.auth.tokens import ALGORITHM, TokenService
 from crmkit.core.audit.trail import Actor, bind_actor, note
 from crmkit.errors import NotFound, Unauthenticated
 from crmkit.graphql.context import RequestContext
@@ -115,6 +118,23 @@ def bearer_token(request: Request[Any, Any, Any]) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
+
+
+def rate_limit_caller(request: Request[Any, Any, Any]) -> str:
+    """Whom a GraphQL request counts against: the tenant and subject of a token this
+    platform signed (an access or an operator token; the signature is checked, so no
+    one spends another's allowance), else the client address. Per subject rather than
+    per token, so minting more tokens buys no more requests."""
+    token = bearer_token(request)
+    if token is not None:
+        tokens: TokenService = request.app.state.tokens
+        try:
+            claims = jwt.decode(token, tokens.key, algorithms=[ALGORITHM]).claims
+        except (JoseError, ValueError):
+            pass
+        else:
+            return f"{claims.get('tid', 'platform')}/{claims.get('sub')}"
+    return get_remote_address(request)
 
 
 async def run_request(request: Request[Any, Any, Any], endpoint: Endpoint[PrincipalT]) -> Response[bytes]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import hashlib
 import secrets
 import uuid
 from collections.abc import Iterable
@@ -23,12 +24,13 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import String, UniqueConstraint, Uuid, func, select
+from sqlalchemy import String, UniqueConstraint, Uuid, and_, case, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crmkit.clock import utcnow
-from crmkit.db import Model, TenantOwned, TenantSession, str_enum, uuid7
+from crmkit.db import Database, Model, TenantOwned, TenantSession, str_enum, uuid7
 from crmkit.errors import BadUserInput, Conflict, NotFound
 
 USERS_ADMIN = "users:admin"
@@ -164,30 +166,112 @@ class StaffUser(TenantOwned, Model):
     role: Mapped[Role] = mapped_column(str_enum(Role))
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    failed_logins: Mapped[int] = mapped_column(default=0, server_default="0")
-    locked_until: Mapped[datetime | None] = mapped_column()
 
     @property
     def subject(self) -> str:
         """The ``sub`` of this user's tokens."""
         return f"user:{self.id}"
 
-    def locked(self) -> bool:
-        return self.locked_until is not None and self.locked_until > utcnow()
 
-    def record_login(self, ok: bool) -> None:
-        """Count failed passwords; after ``MAX_FAILED_LOGINS`` in a row the account is
-        locked for ``LOCK_MINUTES`` (each attempt is audited as a change of this row)."""
-        if ok:
-            self.failed_logins, self.locked_until = 0, None
-            return
-        self.failed_logins += 1
-        if self.failed_logins >= MAX_FAILED_LOGINS:
-            self.failed_logins, self.locked_until = 0, utcnow() + timedelta(minutes=LOCK_MINUTES)
-
+# --- sign-in throttle -------------------------------------------------------------------
 
 MAX_FAILED_LOGINS = 5
+"""Wrong passwords in a row, per account and client address, before a lock."""
 LOCK_MINUTES = 15
+"""The first lock; each further lock without a successful sign-in doubles it."""
+MAX_LOCK_MINUTES = 24 * 60
+
+
+class LoginThrottle(Model):
+    """Failed sign-ins of one account from one client address.
+
+    A platform table keyed by what the login form names, not by a user row: an
+    account that does not exist (unknown tenant or e-mail) is counted and locked
+    exactly like one that does, so the answer never tells them apart. Keyed by the
+    client address too, so an attacker's guesses lock the attacker out, not the
+    owner signing in from elsewhere.
+    """
+
+    __tablename__ = "login_throttle"
+
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """:func:`account_key`: a hash of the tenant and the e-mail address."""
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    """Attempts counted since the last success or the end of the last lock."""
+    lockouts: Mapped[int] = mapped_column(default=0)
+    """Locks since the last successful sign-in: each doubles the next."""
+    locked_until: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def account_key(tenant: uuid.UUID | str, email: str) -> str:
+    """The throttle's name for an account: the tenant's id when it exists (else the
+    name as typed) with the e-mail address, hashed (the table holds no address)."""
+    name = tenant.hex if isinstance(tenant, uuid.UUID) else tenant.strip().lower()
+    return hashlib.sha256(f"{name}\0{email.strip().lower()}".encode()).hexdigest()
+
+
+def lock_minutes(lockouts: int) -> int:
+    """How long lock number ``lockouts + 1`` lasts: doubling, at most a day."""
+    return min(LOCK_MINUTES * 2 ** min(lockouts, 10), MAX_LOCK_MINUTES)
+
+
+async def start_login_attempt(db: Database, account: str, address: str) -> int | None:
+    """Count one sign-in attempt before its password is checked; its number since
+    the last success, or None when the account is locked for this address (the
+    password must then not be checked).
+
+    One conditional ``UPDATE``: of concurrent attempts at most ``MAX_FAILED_LOGINS``
+    get a number, whatever their order, because each sees the count the others left
+    (PostgreSQL re-checks the condition on the row it waited for)."""
+    now = utcnow()
+    lock_ended = and_(LoginThrottle.locked_until.is_not(None), LoginThrottle.locked_until <= now)
+    may_try = or_(
+        lock_ended, and_(LoginThrottle.locked_until.is_(None), LoginThrottle.failures < MAX_FAILED_LOGINS)
+    )
+    async with db.platform_session() as session:
+        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        await session.execute(
+            insert(LoginThrottle)
+            .values(account=account, address=address, failures=0, lockouts=0, updated_at=now)
+            .on_conflict_do_nothing(index_elements=["account", "address"])
+        )
+        counted = await session.scalar(
+            update(LoginThrottle)
+            .where(LoginThrottle.account == account, LoginThrottle.address == address, may_try)
+            .values(
+                failures=case((lock_ended, 1), else_=LoginThrottle.failures + 1),
+                locked_until=None,
+                updated_at=now,
+            )
+            .returning(LoginThrottle.failures)
+        )
+    return counted
+
+
+async def finish_login_attempt(db: Database, account: str, address: str, *, number: int, ok: bool) -> None:
+    """Record how attempt ``number`` ended: a success clears the account's record for
+    this address; the ``MAX_FAILED_LOGINS``-th failure in a row locks it."""
+    async with db.platform_session() as session:
+        where = (LoginThrottle.account == account, LoginThrottle.address == address)
+        if ok:
+            await session.execute(delete(LoginThrottle).where(*where))
+        elif number >= MAX_FAILED_LOGINS:
+            row = await session.get(LoginThrottle, (account, address), with_for_update=True)
+            if row is not None:
+                row.locked_until = utcnow() + timedelta(minutes=lock_minutes(row.lockouts))
+                row.lockouts += 1
+
+
+async def unlock_user(session: TenantSession, user_id: uuid.UUID) -> StaffUser:
+    """End every sign-in lock of the user's account, from every address: the way back
+    for an owner locked out by someone else's guesses."""
+    user = await get_user(session, user_id)
+    await session.execute(
+        delete(LoginThrottle).where(LoginThrottle.account == account_key(user.tenant_id, user.email))
+    )
+    return user
 
 
 # --- passwords ------------------------------------------------------------------------
