@@ -15,6 +15,7 @@ from crmkit.core.consent.models import (
 )
 from crmkit.core.consent.service import allows as consent_allows
 from crmkit.core.consent.service import record_consent
+from crmkit.core.customers.graphql import CustomerFilterInput
 from crmkit.core.customers.models import (
     Activity,
     ActivityKind,
@@ -25,7 +26,14 @@ from crmkit.core.customers.models import (
 )
 from crmkit.core.customers.personal import InformationClass
 from crmkit.core.customers.personal_columns import PersonalText
-from crmkit.core.customers.service import create_customer, get_customer, record_activity, update_customer
+from crmkit.core.customers.service import (
+    CustomerFilter,
+    create_customer,
+    get_customer,
+    list_customers,
+    record_activity,
+    update_customer,
+)
 from crmkit.core.events import DomainEvent, emit
 from crmkit.core.hookspecs import event_hookspec, hookimpl, hookspec
 from crmkit.db import Model, TenantOwned, TenantSession, customer_key, uuid7
@@ -65,6 +73,8 @@ __all__ = [
     "CrmError",
     "CronSpec",
     "Customer",
+    "CustomerFilter",
+    "CustomerFilterInput",
     "CustomerKind",
     "DomainEvent",
     "Forbidden",
@@ -103,6 +113,7 @@ __all__ = [
     "get_customer",
     "hookimpl",
     "hookspec",
+    "list_customers",
     "page_size",
     "personal_field",
     "plugin_scope",

@@ -126,6 +126,32 @@ async def test_each_request_reading_personal_data_leaves_one_access_record(env: 
     assert len(await reads(env, tenant)) == before + 1
 
 
+async def test_filtering_by_a_personal_value_needs_its_scope_and_is_logged(env: Env) -> None:
+    """A filter confirms the value it matches: it needs the scope that would show the
+    field unmasked, and a match is a disclosure, logged like a read."""
+    tenant = await env.tenant()
+    customer = await env.create_customer(tenant, **ALICE)
+    page = "query($f: CustomerFilterInput) { customers(filter: $f) { nodes { id } } }"
+    refused = {
+        "email": (ALICE["email"], "pii:contact"),
+        "phone": (ALICE["phone"], "pii:contact"),
+        "nationalId": (ALICE["nationalId"], "pii:identity"),
+        "text": ("zweistein", "pii:identity"),
+    }
+    before = len(await reads(env, tenant))
+    for name, (value, scope) in refused.items():
+        body = await env.gql(page, {"f": {name: value}}, token=env.token(tenant, ["customers:read"]))
+        error = body["errors"][0]
+        assert error["extensions"]["code"] == "FORBIDDEN", body
+        assert error["extensions"]["field"] == name and scope in error["message"]
+    assert len(await reads(env, tenant)) == before  # nothing was confirmed, nothing logged
+
+    allowed = await env.gql(page, {"f": {"phone": ALICE["phone"]}}, tenant=tenant)
+    assert [n["id"] for n in allowed["data"]["customers"]["nodes"]] == [customer["id"]]
+    logged = (await reads(env, tenant))[before:]
+    assert len(logged) == 1 and logged[0].target_ids == [customer["id"]] and logged[0].fields == ["phone"]
+
+
 async def test_export_gathers_core_and_plugin_data(env: Env) -> None:
     tenant = await env.tenant("notes", "recorder")
     customer = await env.create_customer(tenant, **ALICE)
@@ -182,7 +208,7 @@ async def test_erasure_removes_personal_data_everywhere_and_keeps_the_chain(env:
         row = await session.get(Customer, (tenant, uuid.UUID(customer["id"])))
         assert row is not None and row.key is None and row.pii is None and row.erased_at
         actions = list(await session.scalars(select(AuditEvent.action)))
-    assert "customers.erase" in actions and "notes.delete" not in actions  # bulk delete, one act
+    assert "customers.erase" in actions and "notes.delete" in actions  # the plugin's bulk delete too
     raw = await dump(env)
     assert "Zweistein prefers calls" not in raw
     result = await env.gql('{ customers(filter: {text: "zweistein"}) { nodes { id } } }', tenant=tenant)

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types.field import StrawberryField
+from strawberry.utils.str_converters import to_camel_case
 
 from crmkit.core.consent import graphql as consent
 from crmkit.core.consent.graphql import ConsentFilterInput
@@ -28,7 +29,8 @@ from crmkit.core.customers.models import (
     LifecycleStage,
 )
 from crmkit.core.customers.personal import CLASS_OF, FIELDS, unmask_scope
-from crmkit.graphql.context import Info
+from crmkit.errors import Forbidden
+from crmkit.graphql.context import Info, RequestContext
 from crmkit.graphql.contrib import field
 from crmkit.graphql.disclosure import disclose
 from crmkit.graphql.pagination import Connection, connection
@@ -130,6 +132,43 @@ class CustomerFilterInput:
     include_archived: bool = False
     consent: ConsentFilterInput | None = None
 
+    def personal_criteria(self) -> list[str]:
+        """The criteria that name a personal value (snake_case), in a stable order."""
+        return [name for name in PERSONAL_CRITERIA if getattr(self, name) is not None]
+
+    def to_filter(self, context: RequestContext) -> service.CustomerFilter:
+        """The service's filter, for this caller.
+
+        Filtering by a personal value confirms it for every customer it matches, so it
+        needs the scope that shows that value unmasked: without it, ``FORBIDDEN``
+        naming the criterion. Plugins filtering customers (campaigns, segments) use the
+        same input and the same check.
+        """
+        for name in self.personal_criteria():
+            scope = unmask_scope(PERSONAL_CRITERIA[name])
+            if scope not in context.principal.scopes:
+                camel = to_camel_case(name)
+                raise Forbidden(f"filtering by {camel} needs the scope {scope!r}", field=camel, scope=scope)
+        return service.CustomerFilter(
+            tag=self.tag,
+            stage=self.stage,
+            text=self.text,
+            email=self.email,
+            phone=self.phone,
+            national_id=self.national_id,
+            include_archived=self.include_archived,
+            consent=consent.criterion(context, self.consent),
+        )
+
+
+PERSONAL_CRITERIA = {
+    "text": CLASS_OF["display_name"],
+    "email": CLASS_OF["email"],
+    "phone": CLASS_OF["phone"],
+    "national_id": CLASS_OF["national_id"],
+}
+"""Filter criteria that match a personal value, with the class of the value."""
+
 
 @strawberry.input
 class CreateCustomerInput:
@@ -199,22 +238,10 @@ async def resolve_customers(
     ctx = info.context
     size, after_id = ctx.page(first, after)
     f = filter or CustomerFilterInput()
-    consent_filter = consent.criterion(ctx, f.consent)
-    rows = await service.list_customers(
-        ctx.tenant,
-        service.CustomerFilter(
-            tag=f.tag,
-            stage=f.stage,
-            text=f.text,
-            email=f.email,
-            phone=f.phone,
-            national_id=f.national_id,
-            include_archived=f.include_archived,
-            consent=consent_filter,
-        ),
-        after=after_id,
-        limit=size + 1,
-    )
+    rows = await service.list_customers(ctx.tenant, f.to_filter(ctx), after=after_id, limit=size + 1)
+    for customer in rows[:size]:  # a match confirms the value it was found by
+        for name in f.personal_criteria():
+            ctx.record_disclosure("Customer", customer.id, "display_name" if name == "text" else name)
     return connection(rows, size)
 
 
