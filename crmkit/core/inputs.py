@@ -1,16 +1,44 @@
-"""Checks of plain input values, shared by the core's services: each refusal is a
-BAD_USER_INPUT naming the field, with a message a person can act on."""
+"""Checks of plain input values, shared by the core's services and the GraphQL edge:
+each refusal is a BAD_USER_INPUT naming the field, with a message a person can act on."""
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 from crmkit.errors import BadUserInput
 
 
+def unstorable(value: str) -> str | None:
+    """Why no database can store ``value`` as text, or None when it can.
+
+    PostgreSQL's text refuses NUL, and a lone surrogate (a JSON ``"\\ud800"``) is no
+    character at all: it cannot be encoded as UTF-8 for any driver. Both would fail
+    at the database, after the request had been accepted.
+    """
+    if "\x00" in value:
+        return "contains a NUL character (\\u0000)"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "contains a lone surrogate (\\ud800-\\udfff), which is not a character"
+    return None
+
+
+def storable_text(value: str, field: str) -> str:
+    """``value``, refused when :func:`unstorable`."""
+    reason = unstorable(value)
+    if reason is not None:
+        raise BadUserInput(f"{field} {reason}", field=field)
+    return value
+
+
 def optional_text(value: str | None, field: str, max_len: int) -> str | None:
-    """Trimmed text, None when absent or blank; refused when longer than ``max_len``."""
+    """Trimmed text, None when absent or blank; refused when longer than ``max_len``
+    or not storable."""
     if value is None:
         return None
-    value = value.strip()
+    value = storable_text(value, field).strip()
     if not value:
         return None
     if len(value) > max_len:
@@ -24,3 +52,18 @@ def required_text(value: str, field: str, max_len: int) -> str:
     if text is None:
         raise BadUserInput(f"{field} must not be empty", field=field)
     return text
+
+
+def decimal_digits(value: Decimal) -> tuple[int, int]:
+    """The digits of a finite ``value`` written out, before and after the decimal
+    point, trailing zeros of the fraction left out: 12.50 -> (2, 1), 1E+3 -> (4, 0),
+    0.001 -> (0, 3). Computed from the exponent, so 1E+999999999 costs nothing."""
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int), "a finite Decimal"
+    if not any(digits):
+        return (0, 0)
+    length = len(digits)
+    while exponent < 0 and digits[length - 1] == 0:
+        length -= 1
+        exponent += 1
+    return (max(length + exponent, 0), max(-exponent, 0))

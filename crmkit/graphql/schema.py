@@ -29,6 +29,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
+from crmkit.graphql.scalars import SCALAR_OVERRIDES, CheckArguments
 from crmkit.plugins import core
 from crmkit.plugins.info import CORE
 from crmkit.plugins.registry import PluginRegistry
@@ -89,10 +90,11 @@ class InstalledTypes:
 
 
 class LimitedSchema(strawberry.Schema):
-    """A schema with the request limits of ``settings``: what every endpoint serves."""
+    """A schema with the request limits of ``settings`` and crmkit's input checks
+    (:mod:`crmkit.graphql.scalars`): what every endpoint serves."""
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
-        super().__init__(extensions=_extensions(settings), **kwargs)
+        super().__init__(extensions=_extensions(settings), scalar_overrides=SCALAR_OVERRIDES, **kwargs)
 
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         """Errors are logged where they are formatted (``crmkit.graphql.errors``): a
@@ -154,6 +156,7 @@ def _extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
     ]
     return [
         partial(ParseOnce, settings.graphql_max_tokens),
+        CheckArguments,
         partial(AddValidationRules, limits),
         partial(ValidationCache, maxsize=256),
     ]

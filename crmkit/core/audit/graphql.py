@@ -16,6 +16,8 @@ from crmkit.graphql.contrib import field
 from crmkit.graphql.pagination import Connection, connection, page_size
 
 READ = "audit:read"
+MAX_SEQ = 2**63 - 1
+"""The largest seq a BIGINT holds: a longer cursor is no cursor this API gave."""
 
 
 @strawberry.type(name="AuditEvent")
@@ -60,7 +62,8 @@ async def resolve_audit_events(
     size = page_size(first, ctx.settings.page_size_default, ctx.settings.page_size_max)  # seq cursors
     query = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(size + 1)
     if after is not None:
-        if not after.isdigit():
+        # isdigit() alone takes "²" and other digits int() refuses
+        if not (after.isascii() and after.isdigit() and int(after) <= MAX_SEQ):
             raise BadUserInput(
                 "the cursor is malformed; pass an endCursor from a previous page", field="after"
             )

@@ -16,7 +16,8 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import exists, select
+from iso4217 import Currency
+from sqlalchemy import Numeric, exists, func, select
 
 from crmkit.clock import utcnow
 from crmkit.core.customers.models import (
@@ -31,7 +32,7 @@ from crmkit.core.customers.models import (
 )
 from crmkit.core.customers.personal import FIELDS, TENANT_KEYS, PersonalData
 from crmkit.core.events import emit
-from crmkit.core.inputs import optional_text
+from crmkit.core.inputs import decimal_digits, optional_text
 from crmkit.crypto import TenantKeys
 from crmkit.db import TenantSession
 from crmkit.errors import BadUserInput, Conflict, NotFound
@@ -44,9 +45,11 @@ EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{4,24}$")
 NATIONAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ./-]{2,30}[A-Za-z0-9]$")
 TAG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-CURRENCY = re.compile(r"^[A-Z]{3}$")
 MAX_TAGS = 20
 MAX_ATTRIBUTES_BYTES = 8192
+
+FLOAT_DIGITS = 15
+"""Decimal digits a binary float (SQLite's storage for NUMERIC) holds exactly."""
 
 UNSET: Any = object()
 """Marks an update field the caller did not send (``None`` clears it)."""
@@ -127,6 +130,53 @@ def _check_names(kind: CustomerKind, data: PersonalData) -> None:
         raise BadUserInput("a person needs givenName or familyName", field="givenName")
 
 
+async def lock_external_ref(session: TenantSession, kind: str, external_ref: str) -> None:
+    """Make concurrent creations of one ``kind`` with one ``external_ref`` wait for
+    each other until the first commits, so the others find its row instead of a unique
+    violation (PostgreSQL: a transaction-level advisory lock; SQLite runs one writer
+    at a time)."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = f"{kind}:{session.tenant_id}:{external_ref}"
+        await session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
+
+
+def _same_customer(
+    existing: Customer,
+    kind: CustomerKind,
+    lifecycle_stage: LifecycleStage,
+    relationship_manager: str | None,
+    tags: list[str],
+    data: PersonalData,
+) -> Customer:
+    """``existing`` if it is what the create asks for; else a CONFLICT naming the first
+    field that differs (the API's camelCase name)."""
+    if existing.erased_at is not None:
+        raise Conflict("externalRef names a customer that was erased", field="externalRef")
+    differing = [
+        name
+        for name, same in (
+            ("kind", existing.kind is kind),
+            ("lifecycleStage", existing.lifecycle_stage is lifecycle_stage),
+            ("relationshipManager", existing.relationship_manager == relationship_manager),
+            ("tags", existing.tag_names == tags),
+        )
+        if not same
+    ]
+    differing += [_camel(name) for name in sorted(data.differs_from(existing.personal))]
+    if differing:
+        raise Conflict(
+            f"externalRef names a customer whose {differing[0]} differs: a retry must send the "
+            "same input (change the customer with updateCustomer)",
+            field=differing[0],
+        )
+    return existing
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
 async def create_customer(
     ctx: TenantContext,
     *,
@@ -137,23 +187,28 @@ async def create_customer(
     relationship_manager: str | None = None,
     **personal_fields: str | None,
 ) -> Customer:
-    """Create a customer; retried with the same ``external_ref`` it returns the first one."""
+    """Create a customer. Idempotent by ``external_ref``: a retry with the same input
+    (as cleaned: trimmed, tags lowercased) returns the first customer, also when the
+    retries run concurrently; with different input it is a CONFLICT naming the field."""
     session = ctx.session
     external_ref = optional_text(external_ref, "externalRef", 100)
-    if external_ref is not None:
-        existing = await session.scalar(select(Customer).where(Customer.external_ref == external_ref))
-        if existing is not None:
-            return existing
     data = _personal(PersonalData(), personal_fields)
     _check_names(kind, data)
+    manager = optional_text(relationship_manager, "relationshipManager", 200)
+    tag_names = _tags(tags)
+    if external_ref is not None:
+        await lock_external_ref(session, "customer", external_ref)
+        existing = await session.scalar(select(Customer).where(Customer.external_ref == external_ref))
+        if existing is not None:
+            return _same_customer(existing, kind, lifecycle_stage, manager, tag_names, data)
     customer = Customer(
         kind=kind,
         lifecycle_stage=lifecycle_stage,
         external_ref=external_ref,
-        relationship_manager=optional_text(relationship_manager, "relationshipManager", 200),
+        relationship_manager=manager,
     )
     customer.personal = data
-    customer.tags = [CustomerTag(tag=t) for t in _tags(tags)]
+    customer.tags = [CustomerTag(tag=t) for t in tag_names]
     session.add(customer)
     changed = frozenset({"kind", "lifecycle_stage", "tags", *customer.personal_changed})
     await ctx.hooks.call("validate_customer", customer=customer, changed=changed)
@@ -294,6 +349,42 @@ async def list_customers(
     return (await session.scalars(query)).all()
 
 
+def _amount(session: TenantSession, amount: str | Decimal, currency: str | None) -> Decimal:
+    """``amount`` as the column stores it (at its scale: 12.5 -> 12.5000), refused if
+    storing would change it: more decimals than ``currency`` has minor units (ISO 4217)
+    or the column's scale, or more integer digits than the column holds (SQLite keeps
+    NUMERIC as a binary float: :data:`FLOAT_DIGITS` digits in all)."""
+    try:
+        value = Decimal(str(amount))
+    except InvalidOperation:
+        raise BadUserInput(f"amount {amount!r} is not a decimal number", field="amount") from None
+    if not value.is_finite():
+        raise BadUserInput("amount must be a finite number", field="amount")
+    if currency is None:
+        raise BadUserInput("an amount needs its currency", field="currency")
+    try:
+        minor_units = Currency(currency).exponent
+    except ValueError:
+        raise BadUserInput("currency must be an ISO 4217 code such as EUR", field="currency") from None
+    column = Activity.__table__.c.amount.type
+    assert isinstance(column, Numeric) and column.precision is not None and column.scale is not None
+    precision = column.precision
+    if not session.get_bind().dialect.supports_native_decimal:
+        precision = min(precision, FLOAT_DIGITS)
+    integer_digits, decimals = decimal_digits(value)
+    allowed = column.scale if minor_units is None else min(minor_units, column.scale)
+    if decimals > allowed:
+        raise BadUserInput(
+            f"amount has {decimals} decimals; {currency} amounts have at most {allowed}", field="amount"
+        )
+    if integer_digits > precision - column.scale:
+        raise BadUserInput(
+            f"amount has more than {precision - column.scale} digits before the decimal point",
+            field="amount",
+        )
+    return value.quantize(Decimal(1).scaleb(-column.scale))
+
+
 async def record_activity(
     ctx: TenantContext,
     *,
@@ -312,6 +403,7 @@ async def record_activity(
     await get_customer(ctx, customer_id)
     external_ref = optional_text(external_ref, "externalRef", 100)
     if external_ref is not None:
+        await lock_external_ref(session, "activity", external_ref)
         existing = await session.scalar(select(Activity).where(Activity.external_ref == external_ref))
         if existing is not None:
             if existing.customer_id != customer_id:
@@ -319,21 +411,9 @@ async def record_activity(
                     "externalRef already names an activity of another customer", field="externalRef"
                 )
             return existing
-    value: Decimal | None = None
-    if amount is not None:
-        try:
-            value = Decimal(str(amount))
-        except InvalidOperation:
-            raise BadUserInput(f"amount {amount!r} is not a decimal number", field="amount") from None
-        if not value.is_finite() or abs(value) >= Decimal(10) ** 14:
-            raise BadUserInput("amount is out of range", field="amount")
-        if currency is None:
-            raise BadUserInput("an amount needs its currency", field="currency")
-    if currency is not None:
-        if not CURRENCY.match(currency):
-            raise BadUserInput("currency must be an ISO 4217 code such as EUR", field="currency")
-        if value is None:
-            raise BadUserInput("a currency needs an amount", field="amount")
+    value = None if amount is None else _amount(ctx.session, amount, currency)
+    if currency is not None and value is None:
+        raise BadUserInput("a currency needs an amount", field="amount")
     now = utcnow()
     when = occurred_at or now
     if when.tzinfo is None:
