@@ -56,6 +56,7 @@ from crmkit.graphql.pagination import Connection, connection, decode_cursor, pag
 from crmkit.http.plugin_routes import plugin_scope, rate_limit
 from crmkit.migrations.rls import disable_tenant_rls, enable_tenant_rls
 from crmkit.plugins.info import CronSpec, JobSpec, PluginInfo, Scope, TenantContext
+from crmkit.tenants.users import Role
 from crmkit.version import __version__
 
 __all__ = [
@@ -92,6 +93,7 @@ __all__ = [
     "PluginNotEnabled",
     "RateLimited",
     "RequestContext",
+    "Role",
     "Scope",
     "TenantContext",
     "TenantOwned",

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from crmkit.cli import app as cli_app
+from crmkit.plugins.info import Scope
 from crmkit.plugins.registry import PluginRegistry, load_registry
 from crmkit.settings import get_settings
 from crmkit.tenants.users import (
@@ -50,10 +51,11 @@ def test_every_role_maps_to_registered_core_scopes() -> None:
 
 def test_roles_to_scopes(plugin_registry: PluginRegistry) -> None:
     core = set(plugin_registry.scopes(()))
-    available = set(plugin_registry.scopes(["notes", "recorder"]))
+    declared = plugin_registry.scopes(["notes", "recorder"])
+    available = set(declared)
 
     def scopes(role: Role) -> set[str]:
-        return set(role_scopes(role, available, core))
+        return set(role_scopes(role, declared, core))
 
     assert scopes(Role.TENANT_ADMIN) == available  # everything, plugins included
     assert {"users:admin", "apps:admin"} <= scopes(Role.TENANT_ADMIN)
@@ -72,6 +74,23 @@ def test_roles_to_scopes(plugin_registry: PluginRegistry) -> None:
     # a plugin not enabled for the tenant lends no scope
     assert "notes:read" not in set(role_scopes(Role.TENANT_ADMIN, plugin_registry.scopes(()), core))
     assert ROLES[Role.RELATIONSHIP_MANAGER].plugins is PluginAccess.READ_WRITE
+
+
+def test_a_plugin_scope_names_the_roles_that_hold_it(plugin_registry: PluginRegistry) -> None:
+    """A plugin decides which roles hold each of its scopes; admins hold all of them."""
+    core = plugin_registry.scopes(())
+    declared = {
+        **core,
+        "cases:work": Scope("cases:work", "Work cases.", frozenset({Role.SERVICE_AGENT})),
+        "cases:read": Scope("cases:read", "Read cases.", frozenset({Role.SERVICE_AGENT, Role.ANALYST})),
+        "cases:manage": Scope("cases:manage", "Monitoring.", frozenset({Role.COMPLIANCE_OFFICER})),
+    }
+    held = {role: role_scopes(role, declared, core) - set(core) for role in Role}
+    assert held[Role.TENANT_ADMIN] == {"cases:work", "cases:read", "cases:manage"}
+    assert held[Role.SERVICE_AGENT] == {"cases:work", "cases:read"}
+    assert held[Role.ANALYST] == {"cases:read"}
+    assert held[Role.COMPLIANCE_OFFICER] == {"cases:manage"}
+    assert held[Role.RELATIONSHIP_MANAGER] == set()  # named roles replace the default rule
 
 
 async def test_passwords_are_argon2id_hashes(env: Env) -> None:

@@ -76,6 +76,7 @@ from crmkit.tenants.users import StaffUser, role_scopes
 
 if TYPE_CHECKING:
     from crmkit.platform import Platform
+    from crmkit.plugins.info import Scope
     from crmkit.settings import Settings
 
 GRANT_TYPES = ["authorization_code", "client_credentials", "refresh_token"]
@@ -252,10 +253,10 @@ class OAuthContext:
         return self.state is not None and self.state.status is TenantStatus.ACTIVE
 
     @cached_property
-    def available_scopes(self) -> frozenset[str]:
+    def available_scopes(self) -> dict[str, Scope]:
         """The scopes usable in this tenant: the core's and its enabled plugins'."""
         assert self.state is not None
-        return frozenset(self.platform.registry.scopes(self.state.plugins))
+        return self.platform.registry.scopes(self.state.plugins)
 
     @cached_property
     def core_scopes(self) -> frozenset[str]:
@@ -586,7 +587,7 @@ class AuthorizationServer(_AuthorizationServer):
         ctx = self.ctx
         installation = ctx.installation
         assert installation is not None and ctx.tenant_id is not None
-        granted = set(installation.scopes) & set(client.scopes) & ctx.available_scopes
+        granted = set(installation.scopes) & set(client.scopes) & ctx.available_scopes.keys()
         requested = _requested(scope) or granted
         effective = requested & granted
         if user is not None:

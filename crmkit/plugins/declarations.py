@@ -26,6 +26,7 @@ from crmkit.core.consent.models import ConsentPurpose
 from crmkit.core.consent.service import PURPOSE_NAME
 from crmkit.graphql.contrib import GraphQLContribution
 from crmkit.plugins.info import CORE, CronSpec, JobSpec, PluginInfo, Scope
+from crmkit.tenants.users import Role
 
 UNHONOURED_OPTIONS = ("hookwrapper", "wrapper")
 """pluggy options crmkit's caller ignores: it calls each implementation once, in order,
@@ -186,6 +187,7 @@ def check(declared: Declarations, installed: Iterable[Declarations], pm: pluggy.
     if declared.plugin != CORE:
         _check_prefixes(declared)
     _check_jobs(declared)
+    _check_roles(declared)
     for other in installed:
         _check_clashes(declared, other)
     taken = [n for n in sorted(declared.hooks) if getattr(getattr(pm.hook, n, None), "spec", None)]
@@ -210,6 +212,15 @@ def _check_prefixes(declared: Declarations) -> None:
             f"consent purposes {malformed}: a name is 1-64 lowercase letters, digits or '_', "
             "starting with a letter"
         )
+
+
+def _check_roles(declared: Declarations) -> None:
+    """A scope's ``roles`` must name staff roles that exist."""
+    known = {role.value for role in Role}
+    for scope in declared.scopes:
+        unknown = sorted(set(scope.roles) - known)
+        if unknown:
+            raise Refusal(f"scope {scope.name!r} names unknown roles {unknown} (known: {sorted(known)})")
 
 
 def _check_jobs(declared: Declarations) -> None:

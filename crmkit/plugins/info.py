@@ -44,10 +44,17 @@ class PluginInfo:
 
 @dataclass(frozen=True)
 class Scope:
-    """An OAuth scope a plugin (or the core) defines; fields and jobs require them by name."""
+    """An OAuth scope a plugin (or the core) defines; fields and jobs require them by name.
+
+    ``roles`` names the staff roles that hold it (``crmkit.Role`` values, e.g.
+    ``roles={crmkit.Role.RELATIONSHIP_MANAGER, crmkit.Role.SERVICE_AGENT}``); tenant
+    admins hold every scope. Without ``roles``, relationship managers hold a plugin's
+    ``<plugin>:read`` and ``<plugin>:write`` scopes and no other role holds any.
+    """
 
     name: str
     description: str
+    roles: frozenset[str] = frozenset()
 
 
 @dataclass

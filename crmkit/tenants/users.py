@@ -18,9 +18,10 @@ import enum
 import hashlib
 import secrets
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -32,6 +33,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from crmkit.clock import utcnow
 from crmkit.db import Database, Model, TenantOwned, TenantSession, str_enum, uuid7
 from crmkit.errors import BadUserInput, Conflict, NotFound
+
+if TYPE_CHECKING:
+    from crmkit.plugins.info import Scope
 
 USERS_ADMIN = "users:admin"
 """Create staff users, change their roles, deactivate them."""
@@ -139,19 +143,21 @@ ROLES: dict[Role, RoleGrant] = {
 """Role -> scopes: the only place that decides what a role may do."""
 
 
-def role_scopes(role: Role, available: Iterable[str], core: Iterable[str]) -> frozenset[str]:
+def role_scopes(role: Role, available: Mapping[str, Scope], core: Iterable[str]) -> frozenset[str]:
     """The scopes ``role`` holds in a tenant whose usable scopes are ``available``
-    (the core's, named in ``core``, plus those of its enabled plugins)."""
+    (the core's, named in ``core``, plus those of its enabled plugins): the core's by
+    :data:`ROLES`, a plugin's by the roles its scope names, else by the role's
+    :class:`PluginAccess`."""
     grant = ROLES[role]
-    available = frozenset(available)
-    plugin_scopes = available - frozenset(core)
-    if grant.plugins is PluginAccess.ALL:
-        extra = plugin_scopes
-    elif grant.plugins is PluginAccess.READ_WRITE:
-        extra = frozenset(s for s in plugin_scopes if s.rpartition(":")[2] in {"read", "write"})
-    else:
-        extra = frozenset()
-    return (grant.core & available) | extra
+    core = frozenset(core)
+    held = set(grant.core & available.keys())
+    for name, scope in available.items():
+        if name in core:
+            continue
+        by_default = grant.plugins is PluginAccess.READ_WRITE and name.rpartition(":")[2] in {"read", "write"}
+        if grant.plugins is PluginAccess.ALL or role in scope.roles or (not scope.roles and by_default):
+            held.add(name)
+    return frozenset(held)
 
 
 class StaffUser(TenantOwned, Model):
