@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 import types
@@ -43,6 +44,7 @@ from typing import Any
 
 import crmkit
 from crmkit.core.events import DomainEvent
+from crmkit.crypto import TenantKeys
 from crmkit.plugins.caller import HookCallers, TenantHooks
 from crmkit.plugins.registry import PluginRegistry, load_registry
 
@@ -96,7 +98,8 @@ def build(installed: int) -> Setup:
     tenant_id = uuid.uuid4()
     # The bench hooks never touch the session or the queue; TenantHooks passes ctx through.
     ctx = crmkit.TenantContext(tenant_id=tenant_id, session=None, jobs=None)  # type: ignore[arg-type]
-    hooks = HookCallers(registry).for_plugins(enabled).bind(ctx, {})
+    keys = TenantKeys(tenant_id, os.urandom(32))  # opens secret settings; the bench has none
+    hooks = HookCallers(registry).for_plugins(enabled).bind(ctx, {}, keys)
     event = DomainEvent(
         id=uuid.uuid4(),
         type="customer_created",

@@ -94,6 +94,8 @@ _TENANT_KEY_AAD = b"crmkit tenant key v1"
 _DATA_KEY_AAD = b"crmkit data key v1"
 _FIELD_AAD = b"crmkit field v1"
 _BLIND_INDEX_INFO = b"crmkit blind index v1 "
+_SETTING_INFO = b"crmkit tenant setting v1"
+_SETTING_AAD = b"crmkit setting v1"
 
 IndexKind = Literal["email", "phone", "national_id"]
 """The kinds of exact-match blind index; names are indexed word by word (name_tokens)."""
@@ -305,13 +307,14 @@ class TenantKeys:
     per kind are derived from it (and cached), so no key serves two algorithms.
     """
 
-    __slots__ = ("_index_keys", "_raw", "_wrap", "tenant_id")
+    __slots__ = ("_index_keys", "_raw", "_settings", "_wrap", "tenant_id")
 
     def __init__(self, tenant_id: uuid.UUID, raw: bytes) -> None:
         self.tenant_id = _check_uuid(tenant_id, "tenant_id")
         self._raw = _check_key(raw)
         self._wrap = AESGCM(_hkdf(self._raw, _DATA_WRAP_INFO))
         self._index_keys: dict[str, bytes] = {}
+        self._settings: AESGCM | None = None
 
     def __repr__(self) -> str:
         return f"TenantKeys(tenant_id={self.tenant_id}, <secret>)"
@@ -329,6 +332,25 @@ class TenantKeys:
         """The customer's data key; :class:`DecryptionError` if ``wrapped`` is not theirs."""
         raw = _open(self._wrap, wrapped, self._aad(customer_id))
         return DataKey(self.tenant_id, customer_id, raw)
+
+    def _setting_aead(self) -> AESGCM:
+        if self._settings is None:
+            self._settings = AESGCM(_hkdf(self._raw, _SETTING_INFO))
+        return self._settings
+
+    def seal_setting(self, plugin: str, name: str, value: str) -> bytes:
+        """A secret plugin setting (a provider's password) encrypted under a key derived
+        from the tenant key and bound to the tenant, the plugin and the setting's name:
+        it is the tenant's, not a customer's, so erasing a customer leaves it readable,
+        and offboarding the tenant (destroying its key) makes it unreadable."""
+        aad = _aad(_SETTING_AAD, self.tenant_id, plugin, name)
+        return _seal(self._setting_aead(), value.encode("utf-8"), aad)
+
+    def open_setting(self, plugin: str, name: str, sealed: bytes) -> str:
+        """The setting sealed by :meth:`seal_setting`; :class:`DecryptionError` if it was
+        sealed for another tenant, plugin or setting."""
+        aad = _aad(_SETTING_AAD, self.tenant_id, plugin, name)
+        return _open(self._setting_aead(), sealed, aad).decode("utf-8")
 
     def _index_key(self, kind: str) -> bytes:
         key = self._index_keys.get(kind)

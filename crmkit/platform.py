@@ -104,9 +104,10 @@ class Platform:
             raise NotFound("no such tenant")
         if require_active and state.status is not TenantStatus.ACTIVE:
             raise Unauthenticated(f"tenant is {state.status.value}")
-        session.info[TENANT_KEYS] = await self.keyring.tenant_keys(session, tenant_id)
+        session.info[TENANT_KEYS] = keys = await self.keyring.tenant_keys(session, tenant_id)
         ctx = TenantContext(tenant_id=tenant_id, session=session, jobs=self.queue)
-        ctx.hooks = hooks = self.hook_callers.for_plugins(state.plugins).bind(ctx, state.plugin_settings)
+        plugin_set = self.hook_callers.for_plugins(state.plugins)
+        ctx.hooks = hooks = plugin_set.bind(ctx, state.plugin_settings, keys)
         return TenantScope(state, session, hooks)
 
     async def close(self) -> None:

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from sqlalchemy import func, select
 
 import crmkit
@@ -20,6 +20,7 @@ import crmkit
 class RecorderSettings(BaseModel):
     threshold: int = Field(10, ge=0, le=100)
     label: str = "rec"
+    gateway_key: SecretStr | None = None  # a secret setting: stored sealed, shown masked
 
 
 plugin_info = crmkit.PluginInfo(

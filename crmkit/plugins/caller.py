@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 from pluggy import HookImpl
 
 from crmkit.plugins.info import CORE, TenantContext
+from crmkit.plugins.secrets import unseal
 
 if TYPE_CHECKING:
+    from crmkit.crypto import TenantKeys
     from crmkit.plugins.registry import PluginRegistry
 
 
@@ -58,8 +60,8 @@ class PluginSetHooks:
             self._prepared[hook] = prepared
         return prepared
 
-    def bind(self, ctx: TenantContext, settings: dict[str, Any]) -> TenantHooks:
-        return TenantHooks(self, ctx, settings)
+    def bind(self, ctx: TenantContext, settings: dict[str, Any], keys: TenantKeys) -> TenantHooks:
+        return TenantHooks(self, ctx, settings, keys)
 
 
 class TenantHooks:
@@ -68,10 +70,13 @@ class TenantHooks:
     Each implementation gets a ``ctx`` carrying its own plugin's settings.
     """
 
-    def __init__(self, plugin_set: PluginSetHooks, ctx: TenantContext, settings: dict[str, Any]) -> None:
+    def __init__(
+        self, plugin_set: PluginSetHooks, ctx: TenantContext, settings: dict[str, Any], keys: TenantKeys
+    ) -> None:
         self.plugin_set = plugin_set
         self.ctx = ctx
         self._raw_settings = settings
+        self._keys = keys  # opens secret settings, only for the plugins called
         self._contexts: dict[str, TenantContext] = {}
 
     @property
@@ -84,7 +89,8 @@ class TenantHooks:
             info = self.plugin_set.registry.infos[plugin]
             settings = None
             if info.settings is not None:
-                settings = info.settings.model_validate(self._raw_settings.get(plugin) or {})
+                stored = self._raw_settings.get(plugin) or {}
+                settings = info.settings.model_validate(unseal(self._keys, plugin, info.settings, stored))
             ctx = replace(self.ctx, settings=settings, plugin=plugin)
             ctx.hooks = self  # not an __init__ field, so replace() does not copy it
             self._contexts[plugin] = ctx

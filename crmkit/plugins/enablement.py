@@ -2,7 +2,9 @@
 
 Settings are validated by the plugin's pydantic model; a refusal names each bad field
 and the reason, and a key the model does not define is refused whatever the model's
-own ``extra`` says, so a misspelt setting never passes silently. The lifecycle hook
+own ``extra`` says, so a misspelt setting never passes silently. Secret settings
+(``SecretStr`` fields) are stored sealed under the tenant key and returned masked
+(:mod:`crmkit.plugins.secrets`). The lifecycle hook
 runs inside the same transaction, so a plugin that raises refuses the change.
 Offboarded tenants are refused: their data and key are gone.
 """
@@ -17,9 +19,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import Table, delete, select
 
 from crmkit.core.audit.trail import note
+from crmkit.crypto import TenantKeys
 from crmkit.db import tenant_owned_tables
 from crmkit.errors import BadUserInput, NotFound
 from crmkit.platform import Platform, TenantScope
+from crmkit.plugins import secrets
 from crmkit.plugins.info import PluginInfo
 from crmkit.plugins.models import TenantPlugin
 from crmkit.tenants.service import open_tenant
@@ -58,16 +62,22 @@ def validate_settings(info: PluginInfo, values: dict[str, Any]) -> BaseModel | N
         raise BadUserInput(f"invalid settings for plugin {info.name!r}: {problems}", fields=fields) from None
 
 
-def _kept(info: PluginInfo, row: TenantPlugin | None) -> dict[str, Any]:
+def _kept(keys: TenantKeys, info: PluginInfo, row: TenantPlugin | None) -> dict[str, Any]:
     """A row's stored settings that the plugin still defines (a newer version may
-    have dropped one; that is no typo of the operator's)."""
+    have dropped one; that is no typo of the operator's), secrets opened."""
     if row is None or info.settings is None:
         return {}
-    return {k: v for k, v in row.settings.items() if k in info.settings.model_fields}
+    kept = {k: v for k, v in row.settings.items() if k in info.settings.model_fields}
+    return secrets.unseal(keys, info.name, info.settings, kept)
 
 
-def _stored(model: BaseModel | None) -> dict[str, Any]:
-    return model.model_dump(mode="json") if model is not None else {}
+def _stored(keys: TenantKeys, info: PluginInfo, model: BaseModel | None) -> dict[str, Any]:
+    """What the row holds: secret settings sealed under the tenant key."""
+    return secrets.seal(keys, info.name, model) if model is not None else {}
+
+
+async def _keys(platform: Platform, scope: TenantScope) -> TenantKeys:
+    return await platform.keyring.tenant_keys(scope.session, scope.state.tenant_id)
 
 
 async def _row(scope: TenantScope, plugin: str) -> TenantPlugin | None:
@@ -95,15 +105,17 @@ async def enable_in(
     first plugins in the transaction that creates it."""
     info = installed_plugin(platform, plugin)
     row = await _row(scope, plugin)
-    settings = _stored(validate_settings(info, {**_kept(info, row), **(values or {})}))
+    keys = await _keys(platform, scope)
+    settings = validate_settings(info, {**_kept(keys, info, row), **(values or {})})
+    stored = _stored(keys, info, settings)
     if row is None:
-        scope.session.add(TenantPlugin(plugin=plugin, settings=settings, enabled=True))
+        scope.session.add(TenantPlugin(plugin=plugin, settings=stored, enabled=True))
     else:
-        row.settings, row.enabled = settings, True
+        row.settings, row.enabled = stored, True
     await scope.session.flush()
     rebound = await platform.bind(scope.session, scope.state.tenant_id, require_active=False)
     await rebound.hooks.call_plugin(plugin, "plugin_enabled")
-    return settings
+    return secrets.shown(settings)
 
 
 async def configure(platform: Platform, tenant: str, plugin: str, values: dict[str, Any]) -> dict[str, Any]:
@@ -114,12 +126,15 @@ async def configure(platform: Platform, tenant: str, plugin: str, values: dict[s
         row = await _row(scope, plugin)
         if row is None or not row.enabled:
             raise BadUserInput(f"plugin {plugin!r} is not enabled for tenant {tenant!r}")
-        previous = validate_settings(info, _kept(info, row))
-        row.settings = _stored(validate_settings(info, {**_kept(info, row), **values}))
+        keys = await _keys(platform, scope)
+        kept = _kept(keys, info, row)
+        previous = validate_settings(info, kept)
+        settings = validate_settings(info, {**kept, **values})
+        row.settings = _stored(keys, info, settings)
         await scope.session.flush()
         rebound = await platform.bind(scope.session, tenant_id, require_active=False)
         await rebound.hooks.call_plugin(plugin, "plugin_settings_changed", previous=previous)
-    return row.settings
+    return secrets.shown(settings)
 
 
 async def disable(platform: Platform, tenant: str, plugin: str) -> None:

@@ -28,7 +28,9 @@ class PluginInfo:
     """A plugin's identity and static resources, as ``plugin_info`` in its entry-point module.
 
     ``requires`` is a PEP 440 specifier of the crmkit versions the plugin supports.
-    ``settings`` validates a tenant's settings when the plugin is enabled or configured.
+    ``settings`` validates a tenant's settings when the plugin is enabled or configured;
+    a field typed ``pydantic.SecretStr`` (a provider's password) is stored encrypted under
+    the tenant's key and shown masked by every command and query that shows settings.
     ``migrations`` is the folder of the plugin's alembic branch (labelled ``name``).
     ``hookspecs`` is a module of hooks the plugin declares for other plugins.
     """
