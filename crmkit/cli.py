@@ -12,6 +12,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from crmkit.auth.operator import CLI_OPERATOR
 from crmkit.core.audit.trail import Actor, acting_as
@@ -74,6 +75,9 @@ def run(fn: Callable[[Platform], Awaitable[T]]) -> T:
         fail(exc.code, exc.message)
     except ConfigurationError as exc:
         fail("CONFIGURATION", str(exc))
+    except SQLAlchemyError as exc:  # never the statement or its parameters: they hold data
+        cause = type(getattr(exc, "orig", None) or exc).__name__
+        fail("DATABASE", f"the database refused the command ({cause}); nothing was changed")
 
 
 def ensure_port_free(host: str, port: int) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
+import logging
 import os
 import time
 import uuid
@@ -274,12 +275,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_engine(url: str, *, pool: bool = True) -> AsyncEngine:
-    kwargs: dict[str, Any] = {}
+    """An async engine whose errors and logs never show statement parameters: they
+    hold personal data and credentials (``hide_parameters``)."""
+    kwargs: dict[str, Any] = {"hide_parameters": True}
     if not pool:
         kwargs["poolclass"] = NullPool
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        # aiosqlite logs every call with its arguments at DEBUG: keep it above that
+        logging.getLogger("aiosqlite").setLevel(logging.INFO)
     return engine
 
 
