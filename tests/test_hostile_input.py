@@ -152,7 +152,7 @@ async def test_unstorable_text_in_consent_users_json_and_plugin_fields(env: Env)
 
 async def test_operator_endpoint_refuses_unstorable_text(env: Env) -> None:
     token = OperatorTokens(env.tokens).issue("hostile-test")
-    for query, variables, argument in [
+    cases: list[tuple[str, dict[str, Any], str]] = [
         (
             "mutation($slug: String!) { suspendTenant(slug: $slug) { slug } }",
             {"slug": SURROGATE},
@@ -163,7 +163,8 @@ async def test_operator_endpoint_refuses_unstorable_text(env: Env) -> None:
             {"input": {"slug": "ok-slug", "name": NUL}},
             "onboardTenant.input.name",
         ),
-    ]:
+    ]
+    for query, variables, argument in cases:
         body = await send(env, query, variables, token=token, endpoint="/operator/graphql")
         assert refusal(body)["argument"] == argument
 
@@ -310,11 +311,12 @@ async def test_create_customer_retry_with_different_input_is_a_conflict(env: Env
     first = await env.create_customer(tenant, givenName="Bo", tags=["vip"], externalRef="ref-1")
     again = await env.create_customer(tenant, givenName="  Bo ", tags=["VIP"], externalRef="ref-1")
     assert again["id"] == first["id"]  # the same input, as the service cleans it
-    for change, field in [
+    changes: list[tuple[dict[str, Any], str]] = [
         ({"givenName": "Bob"}, "givenName"),
         ({"tags": []}, "tags"),
         ({"kind": "ORGANISATION", "organisationName": "Bo Ltd"}, "kind"),
-    ]:
+    ]
+    for change, field in changes:
         body = await env.gql(
             CREATE_CUSTOMER,
             {
