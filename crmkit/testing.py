@@ -54,12 +54,13 @@ except ModuleNotFoundError as missing:  # pragma: no cover - crmkit installed wi
         "(or turn the plugin off with `pytest -p no:crmkit`)"
     ) from missing
 
+from crmkit.clock import FrozenClock  # the clock fixture's type, for plugins' tests
+
 if TYPE_CHECKING:
     import httpx
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from crmkit.auth.tokens import TokenService
-    from crmkit.clock import FrozenClock
     from crmkit.core.events import DomainEvent
     from crmkit.jobs.backends import InlineQueue
     from crmkit.platform import Platform
@@ -360,7 +361,7 @@ async def env(
 def clock() -> Iterator[FrozenClock]:
     """The platform's clock, frozen at :data:`CLOCK_START` for the test and restored
     after it: ``clock.advance(days=30)`` moves it (expiry, retention, cron, SLAs)."""
-    from crmkit.clock import FrozenClock, use_clock
+    from crmkit.clock import use_clock
 
     frozen = FrozenClock(CLOCK_START)
     with use_clock(frozen):

@@ -7,11 +7,12 @@ from datetime import timedelta
 import pytest
 
 import crmkit
-from crmkit.clock import FrozenClock
-from crmkit.testing import CLOCK_START, Env
+from crmkit.testing import CLOCK_START, Env, FrozenClock
 
 
 def test_the_clock_stands_still_until_moved(clock: FrozenClock) -> None:
+    """crmkit.testing exports the fixture's type, so plugins' tests can annotate it."""
+    assert isinstance(clock, FrozenClock)
     assert crmkit.utcnow() == CLOCK_START
     clock.advance(days=30)
     assert crmkit.utcnow() == CLOCK_START + timedelta(days=30)
