@@ -11,14 +11,14 @@ from sqlalchemy import Uuid, bindparam, text
 CASE_FIELDS = """id status kind priority version team assignee subject resolutionCode
   firstResponseDueAt resolutionDueAt firstResponseAt firstResponseMet resolutionMet
   escalatedAt reopenCount"""
-OPEN = "mutation($input: OpenCaseInput!) { openCase(input: $input) { %s } }" % CASE_FIELDS
+OPEN = f"mutation($input: OpenCaseInput!) {{ openCase(input: $input) {{ {CASE_FIELDS} }} }}"
 CHANGE = (
-    "mutation($input: ChangeCaseStatusInput!) { changeCaseStatus(input: $input) { %s } }"
-    % CASE_FIELDS
+    "mutation($input: ChangeCaseStatusInput!) "
+    f"{{ changeCaseStatus(input: $input) {{ {CASE_FIELDS} }} }}"
 )
 ENTRY = """mutation($id: UUID!, $body: String!, $visible: Boolean!) {
   addCaseEntry(caseId: $id, body: $body, visibleToCustomer: $visible) { id } }"""
-CASE = "query($id: UUID!) { case(id: $id) { %s } }" % CASE_FIELDS
+CASE = f"query($id: UUID!) {{ case(id: $id) {{ {CASE_FIELDS} }} }}"
 
 
 def ok(body: dict[str, Any]) -> dict[str, Any]:
@@ -64,7 +64,7 @@ async def run_sla_check(env: Env, tenant: uuid.UUID) -> None:
 
 async def raw_rows(env: Env, table: str, tenant: uuid.UUID) -> str:
     """A table's rows of the tenant as a stolen backup shows them (the owner, no RLS)."""
-    query = text(f"SELECT * FROM {table} WHERE tenant_id = :tenant")  # noqa: S608
+    query = text(f"SELECT * FROM {table} WHERE tenant_id = :tenant")
     async with env.owner_engine.connect() as conn:
         rows = (await conn.execute(query.bindparams(bindparam("tenant", tenant, Uuid)))).all()
     return repr(rows)

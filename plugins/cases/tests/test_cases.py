@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from cases_helpers import CASE, ENTRY, change, error_code, get_case, ok, open_case, raw_rows
-from crmkit.testing import Env
+from crmkit.testing import Env, FrozenClock
 
 RESOLVE = {"resolution": "Refunded the fee.", "resolutionCode": "refunded", "rootCauseCode": "fees"}
 TIMELINE = "query($id: UUID!) { activities(customerId: $id) { nodes { kind attributes } } }"
@@ -113,7 +113,7 @@ async def test_two_agents_saving_the_same_version_one_wins_one_conflicts(env: En
     assert (final["status"], final["version"]) == (won[0]["data"]["changeCaseStatus"]["status"], 2)
 
 
-async def test_reopen_within_the_window_only(env: Env, clock: object) -> None:
+async def test_reopen_within_the_window_only(env: Env, clock: FrozenClock) -> None:
     tenant = await env.tenant("cases", cases={"reopen_window_days": 7})
     customer = (await env.create_customer(tenant, givenName="Ed"))["id"]
     first = await open_case(env, tenant, customer, kind="ENQUIRY")
@@ -121,10 +121,10 @@ async def test_reopen_within_the_window_only(env: Env, clock: object) -> None:
     second = await open_case(env, tenant, customer, kind="ENQUIRY")
     second = ok(await change(env, tenant, second, "RESOLVED", **RESOLVE))["changeCaseStatus"]
 
-    clock.advance(days=6)  # type: ignore[attr-defined]
+    clock.advance(days=6)
     reopened = ok(await change(env, tenant, first, "IN_PROGRESS"))["changeCaseStatus"]
     assert (reopened["reopenCount"], reopened["resolutionCode"]) == (1, None)
-    clock.advance(days=2)  # type: ignore[attr-defined]
+    clock.advance(days=2)
     late = await change(env, tenant, second, "IN_PROGRESS")
     assert error_code(late) == "BAD_USER_INPUT"
     assert (await get_case(env, tenant, second["id"]))["status"] == "RESOLVED"
@@ -143,7 +143,10 @@ async def test_each_operation_needs_its_scope_and_cases_stay_in_their_tenant(env
         scopes=["cases:read"],
     )
     assert error_code(denied) == "FORBIDDEN"
-    monitoring = '{ caseMonitoring(since: "2020-01-01T00:00:00Z", until: "2030-01-01T00:00:00Z") { casesOpened } }'
+    monitoring = (
+        '{ caseMonitoring(since: "2020-01-01T00:00:00Z", until: "2030-01-01T00:00:00Z") '
+        "{ casesOpened } }"
+    )
     assert (
         error_code(await env.gql(monitoring, tenant=tenant, scopes=["cases:read", "cases:write"]))
         == "FORBIDDEN"
