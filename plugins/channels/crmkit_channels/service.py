@@ -1,0 +1,637 @@
+"""Messages from request to delivery: the one path sendMessage, campaigns and other
+plugins' requests share.
+
+A request writes a ``queued`` message (unique per idempotency key) and emits
+``channels_messages_queued`` in the same transaction; after commit the event's handler
+queues one send job per message. The send job locks the message, asks consent at that
+moment, applies quiet hours and the frequency cap, renders, calls the provider and
+records the outcome, all in one transaction: a message is sent only from ``queued``,
+and only by the job that holds its row.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import crmkit
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import func, select
+
+from crmkit_channels import templates
+from crmkit_channels.models import FINAL, Campaign, Message, MessageStatus, Template
+from crmkit_channels.providers import (
+    Outbound,
+    PermanentError,
+    Provider,
+    TransientError,
+)
+from crmkit_channels.settings import ChannelsSettings
+
+BATCH = 500
+"""Customers a campaign turns into messages per job (and per transaction)."""
+DEFAULT_LOCALE = "en"
+STALE = timedelta(minutes=2)
+"""A queued message untouched this long lost its job (a killed worker): send it again."""
+FILTER_CRITERIA = ("tag", "stage", "text", "email", "phone", "national_id")
+
+
+class NotYetCommitted(Exception):
+    """The send job ran before the message's transaction committed: retry."""
+
+
+async def all_providers(ctx: crmkit.TenantContext) -> dict[str, Provider]:
+    """Every channel the tenant's enabled plugins provide (``channels_providers``); another
+    plugin's provider of a built-in channel name replaces the built-in."""
+    found: dict[str, Provider] = {}
+    for offered in await ctx.hooks.call("channels_providers"):
+        for provider in offered:
+            found.setdefault(provider.channel, provider)  # built-ins are registered last
+    return found
+
+
+async def provider_for(ctx: crmkit.TenantContext, channel: str) -> Provider:
+    known = await all_providers(ctx)
+    if channel not in known:
+        raise crmkit.BadUserInput(
+            f"unknown channel {channel!r} (known: {', '.join(sorted(known))})", field="channel"
+        )
+    return known[channel]
+
+
+def _settings(ctx: crmkit.TenantContext) -> ChannelsSettings:
+    return ctx.settings_as(ChannelsSettings)
+
+
+# --- templates ------------------------------------------------------------------------
+
+
+async def save_template(
+    ctx: crmkit.TenantContext,
+    *,
+    key: str,
+    channel: str,
+    locale: str,
+    subject: str | None,
+    body: str,
+) -> Template:
+    """Add the next version of a template, refused with the line if it cannot render."""
+    await provider_for(ctx, channel)
+    key, locale = key.strip(), locale.strip()
+    if not key or len(key) > 100:
+        raise crmkit.BadUserInput("key must be 1-100 characters", field="key")
+    if not locale or len(locale) > 20:
+        raise crmkit.BadUserInput("locale must be 1-20 characters", field="locale")
+    if not body.strip():
+        raise crmkit.BadUserInput("body must not be empty", field="body")
+    templates.check(body, "body")
+    if subject is not None:
+        templates.check(subject, "subject")
+    latest = await ctx.session.scalar(
+        select(func.max(Template.version)).where(
+            Template.key == key, Template.channel == channel, Template.locale == locale
+        )
+    )
+    template = Template(
+        key=key,
+        channel=channel,
+        locale=locale,
+        version=(latest or 0) + 1,
+        subject=subject,
+        body=body,
+    )
+    ctx.session.add(template)
+    await ctx.session.flush()
+    return template
+
+
+async def template_for(
+    ctx: crmkit.TenantContext, key: str, channel: str, locale: str
+) -> Template | None:
+    """The newest version in ``locale``, else in the default locale."""
+    for wanted in dict.fromkeys((locale, DEFAULT_LOCALE)):
+        found = await ctx.session.scalar(
+            select(Template)
+            .where(Template.key == key, Template.channel == channel, Template.locale == wanted)
+            .order_by(Template.version.desc())
+            .limit(1)
+        )
+        if found is not None:
+            return found
+    return None
+
+
+async def existing_template(
+    ctx: crmkit.TenantContext, key: str, channel: str, locale: str
+) -> Template:
+    template = await template_for(ctx, key, channel, locale)
+    if template is None:
+        raise crmkit.BadUserInput(
+            f"no template {key!r} for channel {channel!r} in {locale!r}", field="template"
+        )
+    return template
+
+
+# --- addresses --------------------------------------------------------------------------
+
+
+def address_of(customer: crmkit.Customer, channel: str, settings: ChannelsSettings) -> str:
+    """Where ``channel`` reaches the customer: a checked e-mail address, an E.164 number
+    (in the tenant's default region), or the customer's id for the inbox and webhooks.
+    ``PermanentError`` when the customer has none that works."""
+    personal = customer.personal
+    if channel == "email":
+        if not personal.email:
+            raise PermanentError("the customer has no e-mail address")
+        return checked_email(personal.email)
+    if channel == "sms":
+        if not personal.phone:
+            raise PermanentError("the customer has no phone number")
+        return e164(personal.phone, settings.default_region)
+    return str(customer.id)
+
+
+def checked_email(value: str) -> str:
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise PermanentError(f"invalid e-mail address: {exc}") from None
+
+
+def e164(value: str, region: str) -> str:
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException as exc:
+        raise PermanentError(f"malformed phone number: {exc}") from None
+    if not phonenumbers.is_valid_number(number):
+        raise PermanentError("malformed phone number: not a valid number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+# --- requests ---------------------------------------------------------------------------
+
+
+async def request_message(
+    ctx: crmkit.TenantContext,
+    *,
+    customer_id: uuid.UUID,
+    purpose: str,
+    channel: str | None,
+    template: str,
+    locale: str | None,
+    variables: dict[str, Any],
+    idempotency_key: str,
+    requested_by: str,
+    unmask: list[str],
+) -> Message:
+    """Queue one message; the same idempotency key returns the first message."""
+    customer = await crmkit.get_customer(ctx, customer_id)
+    key = idempotency_key.strip()
+    if not key or len(key) > 300:
+        raise crmkit.BadUserInput("idempotencyKey must be 1-300 characters", field="idempotencyKey")
+    if not isinstance(variables, dict):
+        raise crmkit.BadUserInput("variables must be a JSON object", field="variables")
+    existing = await ctx.session.scalar(select(Message).where(Message.idempotency_key == key))
+    if existing is not None:
+        if existing.customer_id != customer_id:
+            raise crmkit.Conflict(
+                "idempotencyKey already names a message to another customer", field="idempotencyKey"
+            )
+        return existing
+    locale = locale or DEFAULT_LOCALE
+    channel = channel or await preferred_channel(ctx, customer, purpose)
+    await provider_for(ctx, channel)
+    await existing_template(ctx, template, channel, locale)
+    if channel in ("email", "sms"):
+        try:
+            address_of(customer, channel, _settings(ctx))
+        except PermanentError as exc:
+            raise crmkit.BadUserInput(str(exc), field="customerId") from None
+    message = Message(
+        customer_id=customer_id,
+        channel=channel,
+        purpose=purpose,
+        template=template,
+        locale=locale,
+        idempotency_key=key,
+        requested_by=requested_by,
+        unmask=sorted(unmask),
+        variables=json.dumps(variables),
+    )
+    ctx.session.add(message)
+    await ctx.session.flush()
+    queued(ctx, [message])
+    return message
+
+
+async def preferred_channel(
+    ctx: crmkit.TenantContext, customer: crmkit.Customer, purpose: str
+) -> str:
+    """The first of e-mail, SMS and the inbox the customer allows for ``purpose`` (the
+    inbox when none is allowed: the send job then records the suppression)."""
+    known = await all_providers(ctx)
+    for channel in ("email", "sms", "in_app"):
+        provider = known.get(channel)
+        if provider is not None and await crmkit.consent_allows(
+            ctx.session, customer.id, purpose, provider.consent_channel
+        ):
+            return channel
+    return "in_app"
+
+
+def queued(
+    ctx: crmkit.TenantContext, messages: Sequence[Message], defer_seconds: float = 0
+) -> None:
+    """Announce queued messages: after commit the handler queues their send jobs."""
+    if messages:
+        crmkit.emit(
+            ctx,
+            "channels_messages_queued",
+            "Message",
+            messages[0].id,
+            message_ids=[str(m.id) for m in messages],
+            defer_seconds=defer_seconds,
+        )
+
+
+async def enqueue_sends(
+    ctx: crmkit.TenantContext, message_ids: Sequence[str], defer_seconds: float, tag: str
+) -> None:
+    for message_id in message_ids:
+        await ctx.jobs.enqueue(
+            "channels.send_message",
+            tenant_id=ctx.tenant_id,
+            payload={"message_id": message_id},
+            job_id=f"channels:send:{message_id}:{tag}",
+            defer_seconds=defer_seconds,
+        )
+
+
+def _status(
+    ctx: crmkit.TenantContext, message: Message, status: MessageStatus, **fields: Any
+) -> None:
+    message.status = status
+    for name, value in fields.items():
+        setattr(message, name, value)
+    if status in FINAL:
+        crmkit.emit(
+            ctx,
+            "channels_message_status_changed",
+            "Message",
+            message.id,
+            message_id=str(message.id),
+            customer_id=str(message.customer_id),
+            status=status.value,
+            idempotency_key=message.idempotency_key,
+        )
+
+
+# --- sending ----------------------------------------------------------------------------
+
+
+def quiet_until(now: datetime, settings: ChannelsSettings) -> datetime | None:
+    """When quiet hours (in the tenant's time zone) end, if ``now`` falls in them."""
+    start, end = settings.quiet_hours_start, settings.quiet_hours_end
+    if start is None or end is None or start == end:
+        return None
+    local = now.astimezone(ZoneInfo(settings.time_zone))
+    hour = local.hour
+    inside = start <= hour < end if start < end else hour >= start or hour < end
+    if not inside:
+        return None
+    until = local.replace(hour=end, minute=0, second=0, microsecond=0)
+    if until <= local:
+        until += timedelta(days=1)
+    return until.astimezone(now.tzinfo)
+
+
+async def send_message(ctx: crmkit.TenantContext, message_id: str) -> None:
+    """The send job: see the module docstring. Runs again harmlessly."""
+    message = await ctx.session.scalar(
+        select(Message).where(Message.id == uuid.UUID(message_id)).with_for_update()
+    )
+    if message is None:
+        raise NotYetCommitted(f"message {message_id} is not committed yet")
+    if message.status is not MessageStatus.QUEUED:
+        return  # sent, suppressed or failed by an earlier run
+    settings = _settings(ctx)
+    now = crmkit.utcnow()
+    if message.scheduled_at is not None and message.scheduled_at > now:
+        return  # the job of its scheduled time (or the sweep) sends it
+    try:
+        customer = await crmkit.get_customer(ctx, message.customer_id)
+    except crmkit.NotFound:
+        _status(ctx, message, MessageStatus.SUPPRESSED, reason="the customer was erased")
+        return
+    known = await all_providers(ctx)
+    provider = known.get(message.channel)
+    if provider is None:
+        _status(ctx, message, MessageStatus.FAILED, reason=f"no provider for {message.channel!r}")
+        return
+    if not await crmkit.consent_allows(
+        ctx.session, message.customer_id, message.purpose, provider.consent_channel
+    ):
+        reason = f"no consent for {message.purpose} by {provider.consent_channel.value}"
+        _status(ctx, message, MessageStatus.SUPPRESSED, reason=reason)
+        return
+    until = quiet_until(now, settings)
+    if until is not None:
+        message.scheduled_at = until
+        queued(ctx, [message], defer_seconds=(until - now).total_seconds())
+        return
+    sent_today = await ctx.session.scalar(
+        select(func.count())
+        .select_from(Message)
+        .where(
+            Message.customer_id == message.customer_id,
+            Message.channel == message.channel,
+            Message.direction == "outbound",
+            Message.status.in_([MessageStatus.SENT, MessageStatus.DELIVERED]),
+            Message.sent_at > now - timedelta(days=1),
+        )
+    )
+    if (sent_today or 0) >= settings.max_per_day:
+        reason = f"frequency cap: {settings.max_per_day} per day on {message.channel}"
+        _status(ctx, message, MessageStatus.SUPPRESSED, reason=reason)
+        return
+    template = await template_for(ctx, message.template or "", message.channel, message.locale)
+    if template is None:
+        _status(ctx, message, MessageStatus.FAILED, reason="its template no longer exists")
+        return
+    event = json.loads(message.variables or "{}")
+    message.body = templates.render(template.body, customer, message.unmask, event, settings)
+    if template.subject is not None:
+        message.subject = templates.render(
+            template.subject, customer, message.unmask, event, settings
+        )
+    message.attempts += 1
+    try:
+        message.address = address_of(customer, message.channel, settings)
+        provider_id = await provider.send(
+            ctx, Outbound(str(message.id), message.address, message.subject, message.body)
+        )
+    except TransientError as exc:
+        if message.attempts >= settings.max_attempts:
+            _status(ctx, message, MessageStatus.FAILED, error=str(exc)[:1000], reason="gave up")
+            return
+        delay = settings.retry_base_seconds * 2 ** (message.attempts - 1)
+        message.error, message.scheduled_at = str(exc)[:1000], now + timedelta(seconds=delay)
+        queued(ctx, [message], defer_seconds=delay)
+        return
+    except PermanentError as exc:
+        _status(ctx, message, MessageStatus.FAILED, error=str(exc)[:1000])
+        return
+    _status(ctx, message, MessageStatus.SENT, provider_id=provider_id, sent_at=now, error=None)
+
+
+async def sweep(ctx: crmkit.TenantContext) -> None:
+    """Cron: queue again the queued messages that are due and whose job was lost (a
+    worker killed mid-send) or whose scheduled time came. Idempotent: the send job
+    sends only from ``queued``, under the row's lock."""
+    now = crmkit.utcnow()
+    rows = await ctx.session.scalars(
+        select(Message.id).where(
+            Message.status == MessageStatus.QUEUED,
+            Message.direction == "outbound",
+            Message.updated_at < now - STALE,
+            (Message.scheduled_at.is_(None)) | (Message.scheduled_at <= now),
+        )
+    )
+    await enqueue_sends(ctx, [str(i) for i in rows], 0, f"sweep-{int(now.timestamp()) // 60}")
+
+
+# --- campaigns --------------------------------------------------------------------------
+
+
+def stored_filter(values: dict[str, Any]) -> dict[str, Any]:
+    """A campaign's customer filter as plain data; refused when it selects by nothing."""
+    if values.get("consent") is not None:
+        raise crmkit.BadUserInput(
+            "a campaign asks consent for every message itself: leave consent out of its filter",
+            field="filter",
+        )
+    kept = {name: values.get(name) for name in FILTER_CRITERIA if values.get(name) is not None}
+    if not kept:
+        raise crmkit.BadUserInput(
+            f"a campaign needs a filter: one of {', '.join(FILTER_CRITERIA)}", field="filter"
+        )
+    kept["include_archived"] = bool(values.get("include_archived"))
+    return kept
+
+
+async def create_campaign(
+    ctx: crmkit.TenantContext,
+    *,
+    name: str,
+    template: str,
+    channel: str,
+    purpose: str,
+    locale: str,
+    filter: dict[str, Any],
+    created_by: str,
+    unmask: list[str],
+) -> Campaign:
+    if not name.strip() or len(name) > 200:
+        raise crmkit.BadUserInput("name must be 1-200 characters", field="name")
+    stored = stored_filter(filter)
+    await provider_for(ctx, channel)
+    await existing_template(ctx, template, channel, locale)
+    campaign = Campaign(
+        name=name.strip(),
+        template=template,
+        channel=channel,
+        purpose=purpose,
+        locale=locale,
+        filter=stored,
+        created_by=created_by,
+        unmask=sorted(unmask),
+    )
+    ctx.session.add(campaign)
+    await ctx.session.flush()
+    return campaign
+
+
+async def start_campaign(ctx: crmkit.TenantContext, campaign_id: uuid.UUID) -> Campaign:
+    """Start (or start again: nothing is sent twice) expanding the campaign in batches."""
+    campaign = await ctx.session.get(Campaign, (ctx.tenant_id, campaign_id))
+    if campaign is None:
+        raise crmkit.NotFound(f"no campaign {campaign_id}")
+    campaign.started_at = campaign.started_at or crmkit.utcnow()
+    await ctx.session.flush()
+    await ctx.jobs.enqueue(
+        "channels.expand_campaign",
+        tenant_id=ctx.tenant_id,
+        payload={"campaign_id": str(campaign.id), "after": None},
+        job_id=f"channels:expand:{campaign.id}:{uuid.uuid4().hex}",
+    )
+    return campaign
+
+
+async def expand_campaign(ctx: crmkit.TenantContext, campaign_id: str, after: str | None) -> None:
+    """One batch of a campaign's customers becomes messages (one per customer and
+    channel: the idempotency key), then the next batch is queued."""
+    campaign = await ctx.session.get(Campaign, (ctx.tenant_id, uuid.UUID(campaign_id)))
+    if campaign is None:
+        raise NotYetCommitted(f"campaign {campaign_id} is not committed yet")
+    customers = await crmkit.list_customers(
+        ctx,
+        crmkit.CustomerFilter(**campaign.filter),
+        after=uuid.UUID(after) if after else None,
+        limit=BATCH,
+    )
+    keys = {f"campaign:{campaign.id}:{c.id}:{campaign.channel}": c.id for c in customers}
+    taken = set(
+        await ctx.session.scalars(
+            select(Message.idempotency_key).where(Message.idempotency_key.in_(list(keys)))
+        )
+    )
+    new = [
+        Message(
+            customer_id=customer_id,
+            campaign_id=campaign.id,
+            channel=campaign.channel,
+            purpose=campaign.purpose,
+            template=campaign.template,
+            locale=campaign.locale,
+            idempotency_key=key,
+            requested_by=campaign.created_by,
+            unmask=campaign.unmask,
+            variables=None,
+        )
+        for key, customer_id in keys.items()
+        if key not in taken
+    ]
+    ctx.session.add_all(new)
+    await ctx.session.flush()
+    queued(ctx, new)
+    if len(customers) == BATCH:
+        await ctx.jobs.enqueue(
+            "channels.expand_campaign",
+            tenant_id=ctx.tenant_id,
+            payload={"campaign_id": campaign_id, "after": str(customers[-1].id)},
+            job_id=f"channels:expand:{campaign_id}:{customers[-1].id}",
+        )
+    else:
+        campaign.expanded_at = campaign.expanded_at or crmkit.utcnow()
+
+
+async def campaign_counts(
+    ctx: crmkit.TenantContext, campaign_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, int]]:
+    rows = await ctx.session.execute(
+        select(Message.campaign_id, Message.status, func.count())
+        .where(Message.campaign_id.in_(list(campaign_ids)))
+        .group_by(Message.campaign_id, Message.status)
+    )
+    counts: dict[uuid.UUID, dict[str, int]] = {cid: {} for cid in campaign_ids}
+    for campaign_id, status, count in rows:
+        if campaign_id is not None:
+            counts[campaign_id][MessageStatus(status).value] = count
+    return counts
+
+
+# --- inbound ----------------------------------------------------------------------------
+
+ACTIVITY_CHANNEL = {
+    "email": crmkit.Channel.EMAIL,
+    "sms": crmkit.Channel.SMS,
+    "in_app": crmkit.Channel.APP,
+}
+CONSENT_SOURCE = {"in_app": crmkit.ConsentSource.APP}
+
+
+async def record_reply(
+    ctx: crmkit.TenantContext,
+    *,
+    customer_id: uuid.UUID,
+    channel: str,
+    text: str,
+    in_reply_to: Message | None,
+    external_ref: str,
+) -> Message:
+    """A customer's reply: stored (encrypted), recorded as a ``contact`` activity so
+    cases and churn see it, and an opt-out keyword withdraws the channel's consent for
+    the purpose replied to (``marketing`` when unknown), the reply as evidence."""
+    await crmkit.get_customer(ctx, customer_id)
+    key = f"inbound:{external_ref}"
+    existing = await ctx.session.scalar(select(Message).where(Message.idempotency_key == key))
+    if existing is not None:
+        return existing  # the provider called twice
+    purpose = in_reply_to.purpose if in_reply_to is not None else "marketing"
+    reply = Message(
+        customer_id=customer_id,
+        direction="inbound",
+        channel=channel,
+        purpose=purpose,
+        template=None,
+        locale=in_reply_to.locale if in_reply_to is not None else DEFAULT_LOCALE,
+        idempotency_key=key,
+        requested_by="customer",
+        unmask=[],
+        status=MessageStatus.RECEIVED,
+        body=text,
+    )
+    ctx.session.add(reply)
+    await ctx.session.flush()
+    keywords = {k.strip().casefold() for k in _settings(ctx).opt_out_keywords}
+    opt_out = text.strip().casefold() in keywords
+    await crmkit.record_activity(
+        ctx,
+        customer_id=customer_id,
+        kind=crmkit.ActivityKind.CONTACT,
+        channel=ACTIVITY_CHANNEL.get(channel, crmkit.Channel.OTHER),
+        attributes={"channels_message_id": str(reply.id), "opt_out": opt_out},
+        external_ref=f"channels:{reply.id}",
+    )
+    if opt_out:
+        provider = (await all_providers(ctx)).get(channel)
+        if provider is not None:
+            await crmkit.record_consent(
+                ctx,
+                customer_id=customer_id,
+                purpose=purpose,
+                channel=provider.consent_channel,
+                state=crmkit.ConsentState.WITHDRAWN,
+                source=CONSENT_SOURCE.get(channel, crmkit.ConsentSource.WEB),
+                policy_version="opt-out-reply",
+                legal_basis=crmkit.LegalBasis.CONSENT,
+                captured_by=f"channels:message:{reply.id}",
+            )
+        reply.reason = "opt-out"
+    return reply
+
+
+async def customer_by_address(
+    ctx: crmkit.TenantContext, channel: str, address: str
+) -> crmkit.Customer | None:
+    """The customer an inbound address belongs to, through the core's blind indexes."""
+    settings = _settings(ctx)
+    try:
+        if channel == "sms":
+            found = crmkit.CustomerFilter(phone=e164(address, settings.default_region))
+        else:
+            found = crmkit.CustomerFilter(email=checked_email(address))
+    except PermanentError as exc:
+        raise crmkit.BadUserInput(str(exc), field="from") from None
+    customers = await crmkit.list_customers(ctx, found, after=None, limit=1)
+    return customers[0] if customers else None
+
+
+async def provider_status(
+    ctx: crmkit.TenantContext, message_id: uuid.UUID, status: str, error: str | None
+) -> Message:
+    """A provider's delivery report moves a sent message to delivered or bounced."""
+    message = await ctx.session.get(Message, (ctx.tenant_id, message_id))
+    if message is None:
+        raise crmkit.NotFound(f"no message {message_id}")
+    wanted = {"delivered": MessageStatus.DELIVERED, "bounced": MessageStatus.BOUNCED}.get(status)
+    if wanted is None:
+        raise crmkit.BadUserInput("status must be delivered or bounced", field="status")
+    if message.status in (MessageStatus.SENT, MessageStatus.SENDING):
+        _status(ctx, message, wanted, error=error[:1000] if error else None)
+    return message
