@@ -341,8 +341,7 @@ async def send_message(ctx: crmkit.TenantContext, message_id: str) -> None:
         return
     until = quiet_until(now, settings)
     if until is not None:
-        message.scheduled_at = until
-        queued(ctx, [message], defer_seconds=(until - now).total_seconds())
+        message.scheduled_at = until  # the sweep sends it once quiet hours end
         return
     sent_today = await ctx.session.scalar(
         select(func.count())
@@ -390,16 +389,16 @@ async def send_message(ctx: crmkit.TenantContext, message_id: str) -> None:
 
 
 async def sweep(ctx: crmkit.TenantContext) -> None:
-    """Cron: queue again the queued messages that are due and whose job was lost (a
-    worker killed mid-send) or whose scheduled time came. Idempotent: the send job
-    sends only from ``queued``, under the row's lock."""
+    """Cron: queue the queued messages whose time came (after quiet hours) and those
+    whose job was lost (a worker killed mid-send). Idempotent: the send job sends only
+    from ``queued``, under the row's lock."""
     now = crmkit.utcnow()
     rows = await ctx.session.scalars(
         select(Message.id).where(
             Message.status == MessageStatus.QUEUED,
             Message.direction == "outbound",
-            Message.updated_at < now - STALE,
-            (Message.scheduled_at.is_(None)) | (Message.scheduled_at <= now),
+            (Message.scheduled_at <= now)
+            | (Message.scheduled_at.is_(None) & (Message.updated_at < now - STALE)),
         )
     )
     await enqueue_sends(ctx, [str(i) for i in rows], 0, f"sweep-{int(now.timestamp()) // 60}")
@@ -609,17 +608,30 @@ async def record_reply(
 async def customer_by_address(
     ctx: crmkit.TenantContext, channel: str, address: str
 ) -> crmkit.Customer | None:
-    """The customer an inbound address belongs to, through the core's blind indexes."""
+    """The customer an inbound address belongs to, through the core's blind indexes
+    (which match digits exactly: a number is looked up in E.164 and in the national
+    notation of the tenant's region, the two ways customers' numbers are stored)."""
     settings = _settings(ctx)
     try:
         if channel == "sms":
-            found = crmkit.CustomerFilter(phone=e164(address, settings.default_region))
+            number = phonenumbers.parse(e164(address, settings.default_region))
+            national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+            wanted = [
+                crmkit.CustomerFilter(phone=notation)
+                for notation in (
+                    phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
+                    national,
+                )
+            ]
         else:
-            found = crmkit.CustomerFilter(email=checked_email(address))
+            wanted = [crmkit.CustomerFilter(email=checked_email(address))]
     except PermanentError as exc:
         raise crmkit.BadUserInput(str(exc), field="from") from None
-    customers = await crmkit.list_customers(ctx, found, after=None, limit=1)
-    return customers[0] if customers else None
+    for found in wanted:
+        customers = await crmkit.list_customers(ctx, found, after=None, limit=1)
+        if customers:
+            return customers[0]
+    return None
 
 
 async def provider_status(
