@@ -33,7 +33,8 @@ async def test_a_page_costs_the_same_statements_for_5_and_50_customers(
     env: Env, sql_statements: StatementCounter
 ) -> None:
     page = """{ customers(first: 50) { nodes { id loyalty {
-      balance tier tierSince pointsExpiringSoon ledger(first: 2) { nodes { points reason } } } } } }"""
+      balance tier tierSince pointsExpiringSoon
+      ledger(first: 2) { nodes { points reason } } } } } }"""
     counts = {}
     for size in (5, 50):
         tenant = await env.tenant("loyalty")
