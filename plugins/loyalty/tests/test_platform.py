@@ -141,3 +141,26 @@ async def test_downgrading_the_branch_removes_the_plugin_tables_only(
     assert not {t for t in remaining if t.startswith("loyalty_")} and "customers" in remaining
     await empty_database.upgrade()
     assert "loyalty_entries" in await empty_database.tables()
+
+
+async def test_the_demo_seed_shows_points_and_is_idempotent(env: Env) -> None:
+    tenant = await env.tenant("loyalty")
+    ids = []
+    for i in range(6):
+        customer = (await env.create_customer(tenant, givenName=f"D{i}"))["id"]
+        await record(env, tenant, customer, amount=str(100 * (i + 1)), currency="EUR")
+        ids.append(uuid.UUID(customer))
+    await env.drain()
+
+    async def seed() -> str:
+        async with env.platform.tenant_scope(tenant) as scope:
+            await scope.hooks.call_plugin("loyalty", "seed_demo", customer_ids=ids)
+        await env.drain()
+        return await raw_tables(env, tenant)
+
+    first = await seed()
+    assert await seed() == first
+    rewards = await gql_ok(env, "{ loyaltyRewards { name } }", {}, tenant)
+    assert len(rewards) == 3
+    page = await gql_ok(env, "{ customers { nodes { loyalty { balance tier } } } }", {}, tenant)
+    assert all(node["loyalty"]["balance"] > 0 for node in page["nodes"])

@@ -20,10 +20,12 @@ from loyalty_helpers import (
     loyalty,
     new_reward,
 )
+from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from crmkit_loyalty import ledger
 from crmkit_loyalty.models import Account, Lot, Redemption, Reward
+from crmkit_loyalty.settings import LoyaltySettings
 
 
 async def member(env: Env, tenant: uuid.UUID, points: int, name: str = "Ann") -> str:
@@ -211,3 +213,54 @@ async def test_parallel_retries_of_one_redemption_redeem_once(env: Env) -> None:
     answers = await asyncio.gather(*(env.gql(REDEEM, variables, token=token) for _ in range(8)))
     assert all(answer == answers[0] for answer in answers) and "errors" not in answers[0]
     assert (await loyalty(env, tenant, customer))["balance"] == 7
+
+
+async def test_the_catalogue_is_edited_and_listed_by_availability(env: Env) -> None:
+    tenant = await env.tenant("loyalty")
+    lounge = await new_reward(env, tenant, name="Lounge", stock=2)
+    dinner = await new_reward(env, tenant, name="Dinner", tierRequired="gold")
+    update = """mutation($id: UUID!, $input: LoyaltyRewardInput!) {
+      updateLoyaltyReward(id: $id, input: $input) { name stock tierRequired active } }"""
+    assert await gql_ok(
+        env, update, {"id": lounge["id"], "input": {"unlimitedStock": True}}, tenant
+    ) == {"name": "Lounge", "stock": None, "tierRequired": None, "active": True}
+    await gql_ok(env, update, {"id": dinner["id"], "input": {"active": False}}, tenant)
+    listed = "query($only: Boolean!) { loyaltyRewards(availableOnly: $only) { name } }"
+    assert [r["name"] for r in await gql_ok(env, listed, {"only": False}, tenant)] == [
+        "Lounge",
+        "Dinner",
+    ]
+    assert [r["name"] for r in await gql_ok(env, listed, {"only": True}, tenant)] == ["Lounge"]
+    refused = await env.gql(
+        update, {"id": lounge["id"], "input": {"tierRequired": "platinum"}}, tenant=tenant
+    )
+    assert error_of(refused) == ("BAD_USER_INPUT", "tierRequired")
+    unknown = await env.gql(update, {"id": str(uuid.uuid4()), "input": {}}, tenant=tenant)
+    assert error_of(unknown) == ("NOT_FOUND", "rewardId")
+
+
+async def test_staff_earning_with_a_key_earns_once(env: Env) -> None:
+    tenant = await env.tenant("loyalty")
+    customer: str = (await env.create_customer(tenant, givenName="Eve"))["id"]
+    variables = {"id": customer, "points": 25, "key": "welcome"}
+    first = await gql_ok(env, EARN, variables, tenant)
+    assert await gql_ok(env, EARN, variables, tenant) == first
+    assert (await loyalty(env, tenant, customer))["balance"] == 25
+
+
+def test_settings_that_contradict_themselves_are_refused() -> None:
+    contradictions = [
+        {"tiers": [{"name": "gold", "min_points": 10}]},
+        {"tiers": [{"name": "a", "min_points": 0}, {"name": "b", "min_points": 0}]},
+        {"rules": [{"kind": "login"}, {"kind": "login"}]},
+        {
+            "campaigns": [
+                {"name": "x", "starts_on": "2025-02-01", "ends_on": "2025-01-01", "multiplier": "2"}
+            ]
+        },
+        {"point_value": "-1"},
+        {"expiry_dayz": 3},
+    ]
+    for values in contradictions:
+        with pytest.raises(ValidationError):
+            LoyaltySettings.model_validate(values)
