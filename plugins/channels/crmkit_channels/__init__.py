@@ -56,7 +56,7 @@ def register_jobs() -> Iterable[crmkit.JobSpec | crmkit.CronSpec]:
     return [
         crmkit.JobSpec("send_message", service.send_message, max_tries=8),
         crmkit.JobSpec("expand_campaign", service.expand_campaign, max_tries=8),
-        crmkit.CronSpec("sweep", service.sweep, second={0}),
+        crmkit.CronSpec("sweep", service.sweep, second={0, 15, 30, 45}),
     ]
 
 

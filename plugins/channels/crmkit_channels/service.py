@@ -36,8 +36,6 @@ from crmkit_channels.settings import ChannelsSettings
 BATCH = 500
 """Customers a campaign turns into messages per job (and per transaction)."""
 DEFAULT_LOCALE = "en"
-STALE = timedelta(minutes=2)
-"""A queued message untouched this long lost its job (a killed worker): send it again."""
 FILTER_CRITERIA = ("tag", "stage", "text", "email", "phone", "national_id")
 
 
@@ -393,15 +391,16 @@ async def sweep(ctx: crmkit.TenantContext) -> None:
     whose job was lost (a worker killed mid-send). Idempotent: the send job sends only
     from ``queued``, under the row's lock."""
     now = crmkit.utcnow()
+    stale = timedelta(seconds=_settings(ctx).stale_after_seconds)
     rows = await ctx.session.scalars(
         select(Message.id).where(
             Message.status == MessageStatus.QUEUED,
             Message.direction == "outbound",
             (Message.scheduled_at <= now)
-            | (Message.scheduled_at.is_(None) & (Message.updated_at < now - STALE)),
+            | (Message.scheduled_at.is_(None) & (Message.updated_at < now - stale)),
         )
     )
-    await enqueue_sends(ctx, [str(i) for i in rows], 0, f"sweep-{int(now.timestamp()) // 60}")
+    await enqueue_sends(ctx, [str(i) for i in rows], 0, f"sweep-{int(now.timestamp())}")
 
 
 # --- campaigns --------------------------------------------------------------------------

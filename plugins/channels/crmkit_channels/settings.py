@@ -22,6 +22,13 @@ class ChannelsSettings(BaseModel):
     max_per_day: int = Field(5, ge=1, le=1000, description="Messages per customer, channel, day.")
     max_attempts: int = Field(5, ge=1, le=20, description="Tries for a transient failure.")
     retry_base_seconds: float = Field(30.0, ge=0.0, le=3600.0, description="First retry delay.")
+    stale_after_seconds: int = Field(
+        120,
+        ge=5,
+        le=86400,
+        description="A queued message untouched this long lost its job (a killed worker): "
+        "the sweep queues it again.",
+    )
     opt_out_keywords: list[str] = Field(["STOP", "退订"], description="Replies that opt out.")
     smtp_host: str | None = None
     smtp_port: int = Field(25, ge=1, le=65535)

@@ -65,6 +65,9 @@ class Gateway:
     unauthorised: int = 0
     fail_next: int = 0
     """Answer this many next SMS posts with 503 (a transient failure)."""
+    delay: float = 0.0
+    """Seconds between accepting a message and answering: a sender killed meanwhile
+    never learns that it was accepted."""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -77,6 +80,8 @@ class Gateway:
                 break
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         status, answer = self.handle(scope["path"], headers, body)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         data = b"" if status == 204 else json.dumps(answer).encode()
         await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": data})
