@@ -5,7 +5,8 @@ while the SMS gateway holds requests it has already accepted (the window between
 provider's accept and our commit); a new worker finishes the campaign, and the gateway
 has accepted every recipient's message exactly once. The gateway honours
 ``Idempotency-Key``, as the README says the guarantee needs; the raw posts it saw are
-counted too. Needs PostgreSQL and Redis; skips (fails, in CI) without."""
+counted too. The gateway also fails its first two posts (retried with backoff), and
+the campaign is started a second time after the kill. Needs PostgreSQL and Redis; skips (fails, in CI) without."""
 
 from __future__ import annotations
 
@@ -237,6 +238,7 @@ async def test_a_worker_killed_mid_campaign_and_restarted_sends_each_recipient_o
                 },
             )
             campaign_id = created["createCampaign"]["id"]
+            gateway.fail_next = 2  # two transient failures, retried with backoff
             await gql(START, {"id": campaign_id})
 
             async def some_accepted() -> bool:
@@ -251,7 +253,9 @@ async def test_a_worker_killed_mid_campaign_and_restarted_sends_each_recipient_o
 
             async def finished() -> bool:
                 data = await gql(PROGRESS, {"id": campaign_id})
-                return bool(data["campaign"]["progress"]["sent"] == RECIPIENTS)
+                progress = data["campaign"]["progress"]
+                assert progress["failed"] == progress["suppressed"] == 0, progress
+                return bool(progress["sent"] == RECIPIENTS)
 
             await wait_for(finished, "the campaign to finish", logs)
             await asyncio.sleep(2)  # anything still in flight would arrive now

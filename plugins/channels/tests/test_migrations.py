@@ -1,0 +1,19 @@
+"""The branch goes up and down without touching the core's tables."""
+
+from __future__ import annotations
+
+from crmkit.testing import MigrationDatabase
+
+TABLES = {"channels_templates", "channels_campaigns", "channels_messages"}
+
+
+async def test_downgrading_the_branch_removes_the_plugin_tables_only(
+    empty_database: MigrationDatabase,
+) -> None:
+    await empty_database.upgrade()
+    assert TABLES | {"customers"} <= await empty_database.tables()
+    await empty_database.downgrade("channels@base")
+    remaining = await empty_database.tables()
+    assert not TABLES & remaining and "customers" in remaining
+    await empty_database.upgrade()
+    assert TABLES <= await empty_database.tables()
