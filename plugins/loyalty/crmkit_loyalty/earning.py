@@ -103,11 +103,9 @@ async def earn_from_activity(ctx: crmkit.TenantContext, activity_id: uuid.UUID) 
     """The ``activity_recorded`` handler's work, in the delivery's transaction."""
     activity = await ctx.session.get(crmkit.Activity, (ctx.tenant_id, activity_id))
     if activity is None:
-        return  # purged by retention, or its customer erased, since
-    try:
-        await crmkit.get_customer(ctx, activity.customer_id)
-    except crmkit.NotFound:
-        return  # erased: nothing may be added
+        # purged by retention, or its customer erased since: erasure deletes a customer's
+        # activities in its transaction, so an activity found names a customer not erased
+        return
     reverses = (activity.attributes or {}).get(REVERSES)
     if reverses is not None:
         await _reverse_activity(ctx, activity, str(reverses))

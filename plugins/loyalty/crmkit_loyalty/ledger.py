@@ -232,6 +232,7 @@ async def ledger_balance(ctx: crmkit.TenantContext, customer_id: uuid.UUID) -> i
 
 
 async def delete_customer_data(ctx: crmkit.TenantContext, customer_id: uuid.UUID) -> None:
-    """Erasure: every row naming the customer goes (the audit trail keeps their ids)."""
-    for model in (Redemption, Lot, LedgerEntry, Account):
+    """Erasure: every row naming the customer goes (the audit trail keeps their ids).
+    The account first: deleting it waits for an earning that holds its lock."""
+    for model in (Account, Redemption, Lot, LedgerEntry):
         await ctx.session.execute(delete(model).where(model.customer_id == customer_id))
