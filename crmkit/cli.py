@@ -477,6 +477,7 @@ def apps_register(
             scopes=wanted,
             confidential=not public,
             webhook_url=webhook_url,
+            outbound=p.outbound,
         )
     )
     typer.echo(f"client_id: {registered.client.client_id}")

@@ -59,6 +59,7 @@ class Platform:
             db = Database(create_engine(self.settings.resolved_database_url))
         self.db = db
         self.hook_callers = HookCallers(self.registry)
+        self.outbound = self.settings.outbound_policy()
         self.keyring = KeyRing(self.settings)
         protection.install()  # before the audit recorder: it must see the keys created
         audit_trail.install()
@@ -105,7 +106,7 @@ class Platform:
         if require_active and state.status is not TenantStatus.ACTIVE:
             raise Unauthenticated(f"tenant is {state.status.value}")
         session.info[TENANT_KEYS] = keys = await self.keyring.tenant_keys(session, tenant_id)
-        ctx = TenantContext(tenant_id=tenant_id, session=session, jobs=self.queue)
+        ctx = TenantContext(tenant_id=tenant_id, session=session, jobs=self.queue, outbound=self.outbound)
         plugin_set = self.hook_callers.for_plugins(state.plugins)
         ctx.hooks = hooks = plugin_set.bind(ctx, state.plugin_settings, keys)
         return TenantScope(state, session, hooks)

@@ -7,13 +7,15 @@ The defaults are the embedded development setup: a SQLite file and generated key
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from crmkit.errors import BadUserInput
+from crmkit.outbound import OutboundPolicy
 
 ACCESS_TOKEN_MAX_MINUTES = 24 * 60
 """The longest an access token may live, whoever asks: the setting and ``--minutes``."""
@@ -87,6 +89,24 @@ class Settings(BaseSettings):
         description="Requests to the OAuth token, revocation and introspection endpoints per client "
         "address and minute.",
     )
+    outbound_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="Private networks (CIDR, as a JSON list: '[\"10.20.0.0/16\"]') that webhooks "
+        "and plugins' providers may reach outside development mode, for partners on a "
+        "private link; every other destination must be https on a public address.",
+    )
+
+    @field_validator("outbound_allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
+        return value
+
+    def outbound_policy(self) -> OutboundPolicy:
+        """Where webhooks and providers may be sent (:mod:`crmkit.outbound`)."""
+        return OutboundPolicy.of(self.dev_mode, self.outbound_allowed_networks)
+
     rate_limit_graphql_per_minute: int = Field(
         default=600,
         ge=1,

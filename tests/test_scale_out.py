@@ -14,6 +14,8 @@ is refused by both. It needs PostgreSQL and Redis, and skips (fails, in CI) with
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import json
 import os
 import socket
 import subprocess
@@ -23,6 +25,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +34,11 @@ import pytest
 import uvicorn
 from crmkit_notes.jobs import SYSTEM_AUTHOR
 from crmkit_notes.models import Note
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.x509.oid import NameOID
 from joserfc.jwk import ECKey
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
@@ -83,7 +89,7 @@ APPS = {
 """Partner apps: the tenants that install each, and the events each subscribes to."""
 IN_FLIGHT = 12
 READY_SECONDS = 120.0
-SETTLE_SECONDS = 240.0
+SETTLE_SECONDS = 900.0
 """Deadlines, not waits: on two idle cores the servers answer within seconds and the
 workers finish a few seconds after the last change; a machine shared with other work
 takes several times longer."""
@@ -155,6 +161,37 @@ def write_keys(folder: Path) -> dict[str, Any]:
         )
     )
     return {"signing_key_file": signing, "audit_key_file": audit, "master_key": new_master_key_text()}
+
+
+def write_receiver_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1: outside development mode webhooks go
+    over https only, so the receiver serves TLS and the workers trust it
+    (``SSL_CERT_FILE``), as they would a partner's private CA."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "scale-out receiver")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "receiver.pem", folder / "receiver-key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_file, key_file
 
 
 @dataclass
@@ -322,11 +359,18 @@ async def deployment(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
         "redis_url": redis_url,
         "issuer": "https://crmkit.scale-out.test",
         "job_retry_base_seconds": 0.2,
+        # the receiver is on loopback: an operator's allow-list, as for a private partner
+        "outbound_allowed_networks": ["127.0.0.0/8"],
     }
     settings = Settings(**values)
+    cert_file, key_file = write_receiver_certificate(folder)
     env = {
         **os.environ,
-        **{f"CRMKIT_{name.upper()}": str(value) for name, value in values.items()},
+        **{
+            f"CRMKIT_{name.upper()}": json.dumps(value) if isinstance(value, list) else str(value)
+            for name, value in values.items()
+        },
+        "SSL_CERT_FILE": str(cert_file),
         # litestar logs an unhandled exception only in debug mode: a 500 must leave its
         # traceback in the output a failure message quotes
         "LITESTAR_DEBUG": "1",
@@ -335,7 +379,15 @@ async def deployment(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
     tokens = TokenService(settings)
     receiver = Receiver()
     server = uvicorn.Server(
-        uvicorn.Config(receiver, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+        uvicorn.Config(
+            receiver,
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            lifespan="off",
+            ssl_certfile=str(cert_file),
+            ssl_keyfile=str(key_file),
+        )
     )
     serving = asyncio.create_task(server.serve())
     ports = [free_port(), free_port()]
@@ -356,7 +408,7 @@ async def deployment(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
             tokens=tokens,
             operator_token=OperatorTokens(tokens).issue("scale-out"),
             receiver=receiver,
-            receiver_url=f"http://127.0.0.1:{receiver_port}/hooks",
+            receiver_url=f"https://127.0.0.1:{receiver_port}/hooks",
             processes=processes,
             logs=folder,
         )
@@ -409,6 +461,7 @@ async def install_apps(
             redirect_uris=["https://partner.example/cb"],
             scopes=["customers:read", "webhooks:subscribe"],
             webhook_url=f"{d.receiver_url}/{name}",
+            outbound=d.platform.outbound,
         )
         for index in where:
             token = d.token(tenants[index])

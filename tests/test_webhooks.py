@@ -84,6 +84,7 @@ async def install(env: Env, tenant: uuid.UUID, url: str, scopes: list[str]) -> u
         redirect_uris=["https://partner.example/cb"],
         scopes=["customers:read", "consent:read", "webhooks:subscribe"],
         webhook_url=url,
+        outbound=env.platform.outbound,
     )
     async with env.platform.tenant_scope(tenant) as scope:
         installation = await apps.install_app(

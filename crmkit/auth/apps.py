@@ -11,6 +11,7 @@ import secrets
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -19,7 +20,10 @@ from crmkit.auth.models import AppInstallation, OAuthClient, hash_secret
 from crmkit.auth.revocation import revoke
 from crmkit.db import Database, TenantSession
 from crmkit.errors import BadUserInput, NotFound
-from crmkit.plugins.registry import PluginRegistry
+from crmkit.outbound import BlockedDestination, OutboundPolicy
+
+if TYPE_CHECKING:
+    from crmkit.plugins.registry import PluginRegistry
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
@@ -60,8 +64,10 @@ async def register_client(
     scopes: Iterable[str],
     confidential: bool = True,
     webhook_url: str | None = None,
+    outbound: OutboundPolicy,
 ) -> Registered:
-    """Register a partner app (operator tool)."""
+    """Register a partner app (operator tool). Its webhook URL must be a destination
+    ``outbound`` allows (checked again at every delivery)."""
     name = name.strip()
     if not name or len(name) > 200:
         raise BadUserInput("an app needs a name of 1 to 200 characters", field="name")
@@ -74,13 +80,10 @@ async def register_client(
     if not wanted:
         raise BadUserInput("name the scopes the app may ask for", field="scopes")
     if webhook_url is not None:
-        parts = urlsplit(webhook_url)
-        secure = parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK)
-        if not secure or not parts.hostname:
-            raise BadUserInput(
-                "the webhook URL must be an absolute https URL (http only on a loopback host)",
-                field="webhook_url",
-            )
+        try:
+            await outbound.resolve(webhook_url)
+        except BlockedDestination as exc:
+            raise BadUserInput(f"webhook URL: {exc.message}", field="webhook_url") from None
     secret = secrets.token_urlsafe(32) if confidential else None
     client = OAuthClient(
         client_id=f"app_{secrets.token_urlsafe(12)}",

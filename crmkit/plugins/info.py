@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
+from crmkit.outbound import PRODUCTION, OutboundPolicy
+
 if TYPE_CHECKING:
     from crmkit.db import TenantSession
     from crmkit.jobs.queue import JobQueue
@@ -75,6 +77,9 @@ class TenantContext:
     jobs: JobQueue
     settings: BaseModel | None = None
     plugin: str | None = None
+    outbound: OutboundPolicy = PRODUCTION
+    """Where this context may send requests (webhooks, providers): ``ctx.outbound.post``
+    checks the destination, as registered and as resolved now (:mod:`crmkit.outbound`)."""
     hooks: TenantHooks = field(init=False, repr=False)
     """Set by the platform when it binds the context to the tenant's plugin set."""
 

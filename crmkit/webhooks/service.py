@@ -29,6 +29,7 @@ from crmkit.core.customers.personal import TENANT_KEYS
 from crmkit.core.events import DomainEvent, OutboxEvent
 from crmkit.db import TenantSession
 from crmkit.errors import BadUserInput, NotFound, PermanentJobError
+from crmkit.outbound import BlockedDestination, OutboundPolicy
 from crmkit.plugins.info import JobSpec, TenantContext
 from crmkit.webhooks.models import SECRET_COLUMN, SECRET_TABLE, WebhookSubscription
 
@@ -69,12 +70,10 @@ def payload(event: DomainEvent, installation_id: uuid.UUID) -> bytes:
 
 
 async def deliver(
-    url: str,
-    secret: str,
-    event: DomainEvent,
-    installation_id: uuid.UUID,
-    client: httpx.AsyncClient | None = None,
+    outbound: OutboundPolicy, url: str, secret: str, event: DomainEvent, installation_id: uuid.UUID
 ) -> None:
+    """One signed delivery, to the address ``outbound`` checks now; a destination that
+    is no longer allowed (re-pointed at an internal address) fails for good."""
     body = payload(event, installation_id)
     timestamp = int(time.time())
     headers = {
@@ -84,15 +83,12 @@ async def deliver(
         "webhook-timestamp": str(timestamp),
         "webhook-signature": signature(secret, str(event.id), timestamp, body),
     }
-    owned = client is None
-    client = client or httpx.AsyncClient(timeout=TIMEOUT_SECONDS, follow_redirects=False)
     try:
-        response = await client.post(url, content=body, headers=headers)
+        response = await outbound.post(url, content=body, headers=headers, seconds=TIMEOUT_SECONDS)
+    except BlockedDestination as exc:
+        raise PermanentJobError(f"webhook not sent: {exc.message}") from exc
     except httpx.HTTPError as exc:
         raise DeliveryFailed(f"{type(exc).__name__} posting to {url}") from exc
-    finally:
-        if owned:
-            await client.aclose()
     if not 200 <= response.status_code < 300:
         raise DeliveryFailed(f"{url} answered {response.status_code}")
 
@@ -158,7 +154,7 @@ async def deliver_webhook(ctx: TenantContext, event_id: str, installation_id: st
     keys = session.info[TENANT_KEYS]
     key = keys.unwrap_data_key(install_id, subscription.wrapped_key)
     secret = key.decrypt(subscription.secret, table=SECRET_TABLE, column=SECRET_COLUMN, row_id=install_id)
-    await deliver(client.webhook_url, secret, DomainEvent.from_row(event), install_id)
+    await deliver(ctx.outbound, client.webhook_url, secret, DomainEvent.from_row(event), install_id)
 
 
 JOBS = [JobSpec(DELIVER_WEBHOOK.removeprefix("core."), deliver_webhook)]
