@@ -9,6 +9,7 @@ import uuid
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from cases_helpers import ENTRY, change, get_case, ok, open_case, run_sla_check
 from crmkit.testing import Env, FrozenClock
 
@@ -137,3 +138,29 @@ async def test_a_reply_in_time_meets_the_first_response_target(
     answered = await get_case(env, tenant, case["id"])
     assert answered["firstResponseMet"] is True and answered["status"] == "IN_PROGRESS"
     assert await breaches(env, tenant) == []
+
+
+async def test_an_escalation_asks_channels_to_tell_the_customer_only_where_it_runs(
+    env: Env, clock: FrozenClock
+) -> None:
+    if "channels" not in env.platform.registry.infos:
+        pytest.skip("the channels plugin is not installed")
+    for plugins in (("cases", "channels"), ("cases",)):
+        tenant = await env.tenant(*plugins, cases=SETTINGS)
+        customer = (await env.create_customer(tenant, givenName="Eve"))["id"]
+        clock.set(berlin(2025, 6, 6, 17))
+        case = await open_case(env, tenant, customer)
+        clock.set(berlin(2025, 6, 12, 14, 1))
+        await run_sla_check(env, tenant)
+        await run_sla_check(env, tenant)
+        assert await breaches(env, tenant) == [(case["id"], "first_response")]
+        requests = [
+            (e.data["purpose"], e.data["template"], e.data["idempotency_key"])
+            for e in await env.events(tenant, "channels_send_requested")
+        ]
+        expected = (
+            "service_notices",
+            "cases.escalated",
+            f"cases:escalated:{case['id']}:first_response",
+        )
+        assert requests == ([expected] if "channels" in plugins else [])
