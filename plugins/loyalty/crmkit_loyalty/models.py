@@ -92,7 +92,7 @@ class LedgerEntry(crmkit.TenantOwned, crmkit.Model):
     kind: Mapped[EntryKind] = mapped_column(_enum(EntryKind))
     points: Mapped[int] = mapped_column(BigInteger)
     balance_after: Mapped[int] = mapped_column(BigInteger)
-    source: Mapped[str | None] = mapped_column(String(240))
+    source: Mapped[str | None] = mapped_column(String(260))
     """What the entry answers, unique in the tenant (``activity:<id>``, ``expire:<lot>``,
     ``redeem:<redemption>``...): a second delivery of the same cause finds it and stops."""
     activity_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)

@@ -245,7 +245,11 @@ async def test_staff_earning_with_a_key_earns_once(env: Env) -> None:
     variables = {"id": customer, "points": 25, "key": "welcome"}
     first = await gql_ok(env, EARN, variables, tenant)
     assert await gql_ok(env, EARN, variables, tenant) == first
-    assert (await loyalty(env, tenant, customer))["balance"] == 25
+    longest = await gql_ok(env, EARN, {**variables, "key": "k" * 200}, tenant)
+    assert longest["balanceAfter"] == 50
+    too_long = await env.gql(EARN, {**variables, "key": "k" * 201}, tenant=tenant)
+    assert error_of(too_long) == ("BAD_USER_INPUT", "idempotencyKey")
+    assert (await loyalty(env, tenant, customer))["balance"] == 50
 
 
 def test_settings_that_contradict_themselves_are_refused() -> None:

@@ -65,7 +65,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=7), nullable=False),
         sa.Column("points", sa.BigInteger(), nullable=False),
         sa.Column("balance_after", sa.BigInteger(), nullable=False),
-        sa.Column("source", sa.String(length=240), nullable=True),
+        sa.Column("source", sa.String(length=260), nullable=True),
         sa.Column("activity_id", sa.Uuid(), nullable=True),
         sa.Column("reverses_id", sa.Uuid(), nullable=True),
         sa.Column("reason", sa.LargeBinary(), nullable=True),
