@@ -76,21 +76,20 @@ def _counts(rows: Any, missing: str = "unassigned") -> list[Count]:
     return [Count(key=key or missing, count=count) for key, count in rows]
 
 
-async def _duration(
+async def _p90(
     session: crmkit.TenantSession,
     column: InstrumentedAttribute[int | None],
     in_period: ColumnElement[bool],
-) -> Duration:
+) -> Decimal | None:
+    """The nearest-rank 90th percentile of ``column`` over the period, in hours."""
     ranked = (
         select(column.label("minutes"), func.cume_dist().over(order_by=column).label("rank"))
         .where(in_period, column.is_not(None))
         .subquery()
     )
-    cases, mean = (
-        await session.execute(select(func.count(column), func.avg(column)).where(in_period))
-    ).one()
-    p90 = await session.scalar(select(func.min(ranked.c.minutes)).where(ranked.c.rank >= 0.9))
-    return Duration(cases=cases, mean_hours=_hours(mean), p90_hours=_hours(p90))
+    return _hours(
+        await session.scalar(select(func.min(ranked.c.minutes)).where(ranked.c.rank >= 0.9))
+    )
 
 
 async def figures(session: crmkit.TenantSession, since: datetime, until: datetime) -> Figures:
@@ -124,10 +123,15 @@ async def figures(session: crmkit.TenantSession, since: datetime, until: datetim
                 func.count(case(((Case.resolved_at.is_not(None)) | (Case.reopen_count > 0), 1))),
                 func.count(case((Case.reopen_count > 0, 1))),
                 func.count(case((complaint, 1))),
+                func.count(Case.first_response_minutes),
+                func.avg(Case.first_response_minutes),
+                func.count(Case.resolution_minutes),
+                func.avg(Case.resolution_minutes),
             ).where(in_period)
         )
     ).one()
-    opened, fr_measured, fr_met, res_measured, res_met, resolved, reopened, complaints = totals
+    opened, fr_measured, fr_met, res_measured, res_met, resolved, reopened, complaints = totals[:8]
+    fr_cases, fr_mean, res_cases, res_mean = totals[8:]
     customers = await session.scalar(
         select(func.count()).select_from(crmkit.Customer).where(crmkit.Customer.erased_at.is_(None))
     )
@@ -144,8 +148,16 @@ async def figures(session: crmkit.TenantSession, since: datetime, until: datetim
         cases_opened=opened,
         first_response_compliance=_share(fr_met, fr_measured),
         resolution_compliance=_share(res_met, res_measured),
-        first_response=await _duration(session, Case.first_response_minutes, in_period),
-        resolution=await _duration(session, Case.resolution_minutes, in_period),
+        first_response=Duration(
+            cases=fr_cases,
+            mean_hours=_hours(fr_mean),
+            p90_hours=await _p90(session, Case.first_response_minutes, in_period),
+        ),
+        resolution=Duration(
+            cases=res_cases,
+            mean_hours=_hours(res_mean),
+            p90_hours=await _p90(session, Case.resolution_minutes, in_period),
+        ),
         reopen_rate=_share(reopened, resolved),
         complaints=complaints,
         complaints_per_1000_customers=_share(complaints, customers, Decimal(1000)),
