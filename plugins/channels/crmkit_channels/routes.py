@@ -10,6 +10,7 @@ from typing import Any
 
 import crmkit
 from litestar import Request, post
+from litestar.params import FromPath
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from crmkit_channels import service
@@ -18,7 +19,9 @@ from crmkit_channels.settings import ChannelsSettings
 
 
 @post("/inbound/{tenant_id:uuid}", status_code=200)
-async def inbound(request: Request[Any, Any, Any], tenant_id: uuid.UUID) -> dict[str, Any]:
+async def inbound(
+    request: Request[Any, Any, Any], tenant_id: FromPath[uuid.UUID]
+) -> dict[str, Any]:
     """``{"type": "status", "message_id", "status": "delivered"|"bounced", "error"}`` or
     ``{"type": "reply", "id", "channel": "sms"|"email", "from", "text", "in_reply_to"}``."""
     client = request.client.host if request.client else "unknown"

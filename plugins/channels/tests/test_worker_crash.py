@@ -6,7 +6,8 @@ provider's accept and our commit); a new worker finishes the campaign, and the g
 has accepted every recipient's message exactly once. The gateway honours
 ``Idempotency-Key``, as the README says the guarantee needs; the raw posts it saw are
 counted too. The gateway also fails its first two posts (retried with backoff), and
-the campaign is started a second time after the kill. Needs PostgreSQL and Redis; skips (fails, in CI) without."""
+the campaign is started a second time after the kill. Needs PostgreSQL and Redis;
+skips (fails, in CI) without."""
 
 from __future__ import annotations
 
