@@ -137,3 +137,20 @@ async def test_clear_text_never_reaches_the_column_in_bulk_or_in_a_search(env: E
             with pytest.raises(StatementError) as refused:
                 await scope.session.execute(statement)
             assert isinstance(refused.value.orig, UnsealedValue)
+
+
+@pytest.mark.usefixtures("letters")
+async def test_a_session_without_the_keys_sees_the_ciphertext_and_can_delete(env: Env) -> None:
+    tenant = await env.tenant()
+    holder = (await env.create_customer(tenant, familyName="Zweistein"))["id"]
+    letter_id = await write(env, tenant, holder)
+    ciphertext = await raw(env, letter_id)
+
+    async with env.platform.db.tenant_session(tenant) as session:  # no tenant keys bound
+        [letter] = await session.scalars(select(Letter))
+        assert letter.text == ciphertext
+        letter.holder_id = uuid.UUID(holder)  # a change elsewhere leaves the value as it is
+        await session.flush()
+        await session.delete(letter)
+    async with env.platform.tenant_scope(tenant) as scope:
+        assert list(await scope.session.scalars(select(Letter))) == []

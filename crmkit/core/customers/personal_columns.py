@@ -14,9 +14,13 @@ customer, table, column and row (:class:`crmkit.crypto.DataKey`), so:
 How: values are sealed as the session flushes (:func:`_seal`) and opened after each ORM
 query (:func:`_open_loaded`), with one query for the data keys of the customers
 not already in the session. Plaintext never reaches the database: the column type
-refuses to bind anything but a value sealed for its place, so a bulk ``insert()`` or
-``update()``, or a ``WHERE`` on the column, is an error rather than a leak. Load rows
-as ORM entities (``select(Note)``): ``select(Note.body)`` gives the ciphertext.
+binds a value sealed for its place, or bytes taken from the column as they are (a
+restore), and refuses text: a bulk ``insert()`` or ``update()`` with text, or a
+``WHERE`` on the column, is an error rather than a leak. Load rows
+as ORM entities (``select(Note)``): ``select(Note.body)`` gives the ciphertext, and so
+does a session without the tenant's keys (``Database.tenant_session``, unlike the
+platform's tenant scope): it can read, change and delete such rows, but not set a
+personal value.
 """
 
 from __future__ import annotations
@@ -93,6 +97,8 @@ class PersonalText(TypeDecorator[str]):
             return None
         if isinstance(value, Sealed):
             return value.ciphertext
+        if isinstance(value, bytes):  # a stored ciphertext copied as it is (a restore):
+            return value  # it opens in its own place only
         raise UnsealedValue(
             "a personal column takes values through the ORM (the flush encrypts them); "
             "it cannot be written in bulk or searched"
@@ -204,13 +210,18 @@ def _assign_row_id(row: Any, column: PersonalColumn) -> None:
     setattr(row, column.row_attribute, default.arg(None))
 
 
+def _unopened(row: Any, key: str, value: Any) -> bool:
+    """The ciphertext as loaded by a session without keys, untouched: it stays as it is."""
+    return isinstance(value, bytes) and not inspect(row).attrs[key].history.has_changes()
+
+
 def _seal(session: Session, flush_context: UOWTransaction, instances: Any) -> None:
     """Encrypt every personal value set since the last flush, for its place."""
     todo: list[tuple[Any, PersonalColumn, str]] = []
     for row in (*session.new, *session.dirty):
         for column in personal_columns(inspect(row).mapper):
             value = row.__dict__.get(column.key)
-            if value is None:
+            if value is None or _unopened(row, column.key, value):
                 continue
             if not isinstance(value, str):
                 found = type(value).__name__
@@ -246,12 +257,13 @@ def _open_loaded(state: ORMExecuteState) -> Any:
     if _TO_OPEN not in session.info and any(personal_columns(m) for m in state.all_mappers):
         result = result.freeze()()  # a plain Session loads rows as they are read: read them now
     rows: list[Any] = session.info.pop(_TO_OPEN, [])
-    if rows:
+    if rows and TENANT_KEYS in session.info:
         _open(session, rows)
     return result
 
 
 def _open(session: Session, rows: list[Any]) -> None:
+    """Replace the loaded ciphertexts by their text (``None`` for an erased customer's)."""
     todo = [
         (row, column, row.__dict__[column.key])
         for row in rows
