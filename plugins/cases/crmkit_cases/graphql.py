@@ -19,7 +19,7 @@ import strawberry
 from sqlalchemy import Select, func, or_, select
 
 from crmkit_cases import monitoring, service
-from crmkit_cases.models import Case, CaseEntry
+from crmkit_cases.models import Case, CaseEntry, CaseLink
 from crmkit_cases.settings import (
     NAME,
     OPEN_STATUSES,
@@ -59,6 +59,25 @@ async def load_entries(
     return [by_case[case_id] for case_id in case_ids]
 
 
+@strawberry.type(name="CaseLink", description="An activity or a message the case concerns.")
+class CaseLinkType:
+    target_type: str = strawberry.field(description="activity or message")
+    target_id: str
+    created_at: datetime
+
+
+async def load_links(
+    context: crmkit.RequestContext, case_ids: Sequence[uuid.UUID]
+) -> list[list[CaseLink]]:
+    """The links of every case on a page in one query."""
+    by_case: defaultdict[uuid.UUID, list[CaseLink]] = defaultdict(list)
+    for link in await context.session.scalars(
+        select(CaseLink).where(CaseLink.case_id.in_(case_ids)).order_by(CaseLink.id)
+    ):
+        by_case[link.case_id].append(link)
+    return [by_case[case_id] for case_id in case_ids]
+
+
 @strawberry.type(name="Case", description="A customer's enquiry, request or complaint.")
 class CaseType:
     id: uuid.UUID
@@ -90,6 +109,10 @@ class CaseType:
     @strawberry.field(description="Notes and replies, oldest first.")
     async def entries(self, info: crmkit.Info) -> list[CaseEntryType]:
         return await info.context.load(load_entries, self.id)
+
+    @strawberry.field(description="Linked activities and messages, oldest first.")
+    async def links(self, info: crmkit.Info) -> list[CaseLinkType]:
+        return await info.context.load(load_links, self.id)
 
 
 @strawberry.input(name="CaseFilter")

@@ -9,7 +9,7 @@ from cases_helpers import CASE, ENTRY, change, error_code, get_case, ok, open_ca
 from crmkit.testing import Env, FrozenClock
 
 RESOLVE = {"resolution": "Refunded the fee.", "resolutionCode": "refunded", "rootCauseCode": "fees"}
-TIMELINE = "query($id: UUID!) { activities(customerId: $id) { nodes { kind attributes } } }"
+TIMELINE = "query($id: UUID!) { activities(customerId: $id) { nodes { id kind attributes } } }"
 
 
 async def test_a_case_goes_from_new_to_closed_and_says_so(env: Env) -> None:
@@ -163,3 +163,35 @@ async def test_with_surveys_enabled_closing_invites_without_it_nothing_fails(env
     ok(await change(env, tenant, case, "CLOSED", **RESOLVE))
     await env.drain()
     assert len(await env.events(tenant, "cases_closed")) == 1
+
+
+async def test_a_case_links_its_customers_activities_and_messages(env: Env) -> None:
+    tenant = await env.tenant("cases")
+    customer = (await env.create_customer(tenant, givenName="Hal"))["id"]
+    other = (await env.create_customer(tenant, givenName="Ida"))["id"]
+    case = await open_case(env, tenant, customer)
+    foreign = await open_case(env, tenant, other)
+    timeline = ok(await env.gql(TIMELINE, {"id": customer}, tenant=tenant))
+    [activity] = [a["id"] for a in timeline["activities"]["nodes"]]
+    link = """mutation($id: UUID!, $type: String!, $target: String!) {
+      linkCase(caseId: $id, targetType: $type, targetId: $target) {
+        links { targetType targetId } } }"""
+    ok(
+        await env.gql(
+            link, {"id": case["id"], "type": "activity", "target": activity}, tenant=tenant
+        )
+    )
+    linked = ok(
+        await env.gql(link, {"id": case["id"], "type": "message", "target": "m-1"}, tenant=tenant)
+    )
+    assert linked["linkCase"]["links"] == [
+        {"targetType": "activity", "targetId": activity},
+        {"targetType": "message", "targetId": "m-1"},
+    ]
+    # another customer's activity, and an unknown kind of target, are refused
+    refused = await env.gql(
+        link, {"id": foreign["id"], "type": "activity", "target": activity}, tenant=tenant
+    )
+    assert error_code(refused) == "NOT_FOUND"
+    odd = await env.gql(link, {"id": case["id"], "type": "letter", "target": "x"}, tenant=tenant)
+    assert error_code(odd) == "BAD_USER_INPUT"
