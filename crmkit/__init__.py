@@ -53,7 +53,7 @@ from crmkit.graphql.context import Info, RequestContext
 from crmkit.graphql.contrib import GraphQLContribution, field
 from crmkit.graphql.disclosure import disclose, personal_field
 from crmkit.graphql.pagination import Connection, connection, decode_cursor, page_size
-from crmkit.http.plugin_routes import plugin_scope, rate_limit
+from crmkit.http.plugin_routes import error_status, plugin_scope, rate_limit
 from crmkit.migrations.rls import disable_tenant_rls, enable_tenant_rls
 from crmkit.plugins.info import CronSpec, JobSpec, PluginInfo, Scope, TenantContext
 from crmkit.tenants.users import Role
@@ -110,6 +110,7 @@ __all__ = [
     "disclose",
     "emit",
     "enable_tenant_rls",
+    "error_status",
     "event_hookspec",
     "field",
     "get_customer",

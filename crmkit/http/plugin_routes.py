@@ -37,6 +37,13 @@ STATUS = {
 }
 
 
+def error_status(error: CrmError) -> int:
+    """The HTTP status crmkit answers ``error`` with when a plugin's handler raises it;
+    for a handler that answers the error itself (an HTML page instead of JSON).
+    Exported as ``crmkit.error_status``."""
+    return STATUS.get(error.code, 500)
+
+
 def crm_error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """A :class:`crmkit.CrmError` from a plugin's handler, as JSON with its status."""
     assert isinstance(exc, CrmError)
@@ -45,7 +52,7 @@ def crm_error_response(request: Request[Any, Any, Any], exc: Exception) -> Respo
         headers["Retry-After"] = str(exc.extensions.get("retry_after", 60))
     return Response(
         {"error": exc.code, "message": exc.message},
-        status_code=STATUS.get(exc.code, 500),
+        status_code=error_status(exc),
         headers=headers,
     )
 
