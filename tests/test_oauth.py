@@ -103,6 +103,7 @@ async def partner(
         redirect_uris=redirect_uris,
         scopes=scopes,
         confidential=not public,
+        outbound=env.platform.outbound,
     )
     return Partner(env, registered)
 
