@@ -15,8 +15,8 @@ from crmkit.db import Database, create_engine
 from crmkit.jobs.backends import ArqQueue, worker_settings
 from crmkit.jobs.queue import pack, unpack
 from crmkit.platform import Platform
+from crmkit.platform.report import plugin_report
 from crmkit.plugins.models import EventDelivery, HandlerFailure
-from crmkit.plugins.report import plugin_report
 from crmkit.testing import Env
 from tests import recorder_plugin
 
@@ -112,8 +112,8 @@ async def test_arq_delivers_once_per_plugin_despite_a_failure(env: Env, arq_plat
     async with arq_platform.tenant_scope(tenant) as scope:
         customer = await service.create_customer(scope.ctx, kind=CustomerKind.PERSON, given_name="Arq")
         recorder_plugin.FAIL_ONCE.add(str(customer.id))
-    settings = {**worker_settings(arq_platform), "cron_jobs": []}
-    worker = Worker(**settings, burst=True, poll_delay=0.05)
+    settings = {**worker_settings(arq_platform), "cron_jobs": [], "poll_delay": 0.05}
+    worker = Worker(**settings, burst=True)
     await worker.main()
     await worker.close()
     assert recorder_plugin.calls(tenant, "customer_created") == [str(customer.id)]
