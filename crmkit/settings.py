@@ -122,6 +122,17 @@ class Settings(BaseSettings):
 
     job_max_tries: int = 5
     job_retry_base_seconds: float = 1.0
+    worker_max_jobs: int = Field(
+        default=10, ge=1, le=1000, description="Jobs one `crmkit worker` runs at once (arq's max_jobs)."
+    )
+    worker_poll_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        le=10,
+        description="How often a worker asks Redis for jobs when it has free slots (arq's "
+        "poll_delay): a worker starts at most worker_max_jobs jobs per poll, so short jobs run "
+        "at most worker_max_jobs / worker_poll_seconds a second per worker.",
+    )
     outbox_sweep_seconds: int = 30
     audit_checkpoint_seconds: int = Field(
         default=600, ge=10, description="How often each tenant's audit chain head is signed."

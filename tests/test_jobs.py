@@ -127,3 +127,11 @@ async def test_arq_delivers_once_per_plugin_despite_a_failure(env: Env, arq_plat
     assert [(f.plugin, f.attempt) for f in failures] == [("recorder", 1)]
     assert sorted(delivered) == ["recorder"]
     assert worker.jobs_failed == 0
+
+
+async def test_the_worker_runs_as_many_jobs_and_polls_as_often_as_configured(arq_platform: Platform) -> None:
+    default = worker_settings(arq_platform)
+    assert (default["max_jobs"], default["poll_delay"]) == (10, 0.5)
+    tuned = arq_platform.settings.model_copy(update={"worker_max_jobs": 40, "worker_poll_seconds": 0.05})
+    configured = worker_settings(Platform(tuned, registry=arq_platform.registry, db=arq_platform.db))
+    assert (configured["max_jobs"], configured["poll_delay"]) == (40, 0.05)

@@ -238,6 +238,8 @@ def worker_settings(platform: Platform) -> dict[str, Any]:
         "job_deserializer": unpack,
         "on_startup": on_startup,
         "max_tries": max([platform.settings.job_max_tries, *_declared_tries(platform)]) + 1,
+        "max_jobs": platform.settings.worker_max_jobs,
+        "poll_delay": platform.settings.worker_poll_seconds,
         "keep_result": 3600,
     }
 
