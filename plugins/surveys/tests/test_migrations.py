@@ -1,0 +1,21 @@
+"""The plugin's alembic branch goes up and down without touching the core's tables."""
+
+from __future__ import annotations
+
+from crmkit.testing import MigrationDatabase
+
+TABLES = {"surveys", "survey_versions", "survey_invitations", "survey_responses", "survey_answers"}
+
+
+async def test_downgrading_the_branch_removes_the_plugin_tables_only(
+    empty_database: MigrationDatabase,
+) -> None:
+    await empty_database.upgrade()
+    assert TABLES | {"customers"} <= await empty_database.tables()
+
+    await empty_database.downgrade("surveys@base")
+    remaining = await empty_database.tables()
+    assert not TABLES & remaining and "customers" in remaining
+
+    await empty_database.upgrade()
+    assert await empty_database.tables() >= TABLES
