@@ -34,6 +34,7 @@ lint: $(STAMP)
 	$(BIN)/mypy crmkit examples/plugin-template/crmkit_notes bench .ci/check_plugin_imports.py \
 		$(foreach plugin,$(PLUGINS),$(wildcard $(plugin)/crmkit_*))
 	$(BIN)/python .ci/check_plugin_imports.py
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python bench/hook_dispatch.py

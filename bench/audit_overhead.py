@@ -86,7 +86,7 @@ from crmkit.core.customers.models import Customer, CustomerKind, LifecycleStage
 from crmkit.crypto import KEY_SIZE, DataKey, RowId, TenantKeys
 from crmkit.db import TenantSession, create_engine
 from crmkit.platform import Platform
-from crmkit.plugins.registry import load_registry
+from crmkit.platform.registry import load_registry
 from crmkit.settings import Settings
 from crmkit.tenants.keys import KeyRing
 from crmkit.tenants.service import create_tenant

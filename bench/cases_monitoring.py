@@ -52,8 +52,8 @@ from crmkit import migrations
 from crmkit.clock import utcnow
 from crmkit.db import Database, create_engine
 from crmkit.platform import Platform
-from crmkit.plugins.enablement import enable
-from crmkit.plugins.registry import load_registry
+from crmkit.platform.enablement import enable
+from crmkit.platform.registry import load_registry
 from crmkit.settings import Settings
 from crmkit.tenants.service import create_tenant
 

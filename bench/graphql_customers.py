@@ -101,7 +101,6 @@ from sqlalchemy import event, select
 
 from crmkit import migrations
 from crmkit.app import create_app
-from crmkit.auth.operator import issue_for_tenant
 from crmkit.core.audit import chain
 from crmkit.core.audit.models import AuditEvent
 from crmkit.core.audit.trail import Actor, bind_actor, note
@@ -117,9 +116,9 @@ from crmkit.core.customers.personal import (
 )
 from crmkit.errors import Unauthenticated
 from crmkit.graphql.errors import error_body
-from crmkit.graphql.handler import bearer_token
-from crmkit.platform import Platform
-from crmkit.plugins import enablement
+from crmkit.http.graphql import bearer_token
+from crmkit.platform import Platform, enablement
+from crmkit.platform.operator_tokens import issue_for_tenant
 from crmkit.settings import Settings
 from crmkit.tenants.models import TenantStatus
 from crmkit.tenants.service import create_tenant, load_state

@@ -45,8 +45,8 @@ from typing import Any
 import crmkit
 from crmkit.core.events import DomainEvent
 from crmkit.crypto import TenantKeys
+from crmkit.platform.registry import PluginRegistry, load_registry
 from crmkit.plugins.caller import HookCallers, TenantHooks
-from crmkit.plugins.registry import PluginRegistry, load_registry
 
 SIZES = (1, 5, 20)
 REPEATS = 5

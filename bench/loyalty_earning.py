@@ -55,9 +55,9 @@ from crmkit.core.events import OutboxEvent
 from crmkit.db import create_engine
 from crmkit.jobs.delivery import DISPATCH_EVENT
 from crmkit.platform import Platform
-from crmkit.plugins.enablement import enable
+from crmkit.platform.enablement import enable
+from crmkit.platform.registry import load_registry
 from crmkit.plugins.models import HandlerFailure
-from crmkit.plugins.registry import load_registry
 from crmkit.settings import Settings
 from crmkit.tenants.service import create_tenant
 

@@ -15,6 +15,7 @@ from crmkit.core.consent.models import (
 )
 from crmkit.core.consent.service import allows as consent_allows
 from crmkit.core.consent.service import record_consent
+from crmkit.core.customers.disclosure import disclose, personal_field
 from crmkit.core.customers.graphql import CustomerFilterInput
 from crmkit.core.customers.models import (
     Activity,
@@ -51,7 +52,6 @@ from crmkit.errors import (
 )
 from crmkit.graphql.context import Info, RequestContext
 from crmkit.graphql.contrib import GraphQLContribution, field
-from crmkit.graphql.disclosure import disclose, personal_field
 from crmkit.graphql.pagination import Connection, connection, decode_cursor, page_size
 from crmkit.http.plugin_routes import error_status, plugin_scope, rate_limit
 from crmkit.migrations.rls import disable_tenant_rls, enable_tenant_rls

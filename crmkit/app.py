@@ -19,12 +19,9 @@ from litestar.stores.base import Store
 from litestar.stores.memory import MemoryStore
 from litestar.stores.redis import RedisStore
 
-from crmkit.auth.operator import OperatorTokens
-from crmkit.auth.routes import AUTHORIZE, INTROSPECT, REVOKE, TOKEN, rate_limited_page
-from crmkit.auth.routes import ROUTES as OAUTH_ROUTES
 from crmkit.auth.tokens import TokenService
 from crmkit.graphql.errors import error_body
-from crmkit.graphql.handler import (
+from crmkit.http.graphql import (
     TenantEndpoint,
     graphiql,
     graphiql_assets,
@@ -32,11 +29,14 @@ from crmkit.graphql.handler import (
     json_response,
     rate_limit_caller,
 )
+from crmkit.http.oauth import AUTHORIZE, INTROSPECT, REVOKE, TOKEN, rate_limited_page
+from crmkit.http.oauth import ROUTES as OAUTH_ROUTES
+from crmkit.http.operator import OperatorEndpoint, operator_graphql
 from crmkit.http.plugin_routes import RATE_LIMIT_STORE, plugin_routers
 from crmkit.jobs.backends import InlineQueue
 from crmkit.platform import Platform
+from crmkit.platform.operator_tokens import OperatorTokens
 from crmkit.settings import Settings
-from crmkit.tenants.operator import OperatorEndpoint, operator_graphql
 
 
 @get("/healthz", include_in_schema=False)

@@ -14,10 +14,10 @@ import typer
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from crmkit.auth.operator import CLI_OPERATOR
 from crmkit.core.audit.trail import Actor, acting_as
 from crmkit.errors import CrmError
 from crmkit.platform import Platform
+from crmkit.platform.operator_tokens import CLI_OPERATOR
 from crmkit.settings import ConfigurationError, Settings, get_settings
 
 T = TypeVar("T")
@@ -172,7 +172,7 @@ def tenants_create(
     admin_name: Annotated[str, typer.Option(help="The first tenant admin's name.")] = "Tenant admin",
 ) -> None:
     """Onboard a tenant, with its first admin and plugins (configure them with `plugins configure`)."""
-    from crmkit.tenants.lifecycle import Admin, onboard
+    from crmkit.platform.lifecycle import Admin, onboard
 
     admin = Admin(admin_email, admin_name) if admin_email else None
     done = run(lambda p: onboard(p, slug, name, {name_: {} for name_ in plugin or []}, admin))
@@ -208,7 +208,7 @@ def tenants_configure(
 @tenants_app.command("suspend")
 def tenants_suspend(tenant: str) -> None:
     """Suspend a tenant: its tokens are refused from the next request on."""
-    from crmkit.tenants.lifecycle import suspend
+    from crmkit.platform.lifecycle import suspend
 
     run(lambda p: suspend(p, tenant))
     typer.echo(f"suspended {tenant}")
@@ -217,7 +217,7 @@ def tenants_suspend(tenant: str) -> None:
 @tenants_app.command("reactivate")
 def tenants_reactivate(tenant: str) -> None:
     """Reactivate a suspended tenant."""
-    from crmkit.tenants.lifecycle import reactivate
+    from crmkit.platform.lifecycle import reactivate
 
     run(lambda p: reactivate(p, tenant))
     typer.echo(f"reactivated {tenant}")
@@ -229,7 +229,7 @@ def tenants_offboard(
     confirm: Annotated[str, typer.Option(help="Repeat the tenant's slug: this cannot be undone.")],
 ) -> None:
     """Purge a tenant's data and destroy its key (the audit trail stays)."""
-    from crmkit.tenants.lifecycle import offboard
+    from crmkit.platform.lifecycle import offboard
 
     run(lambda p: offboard(p, tenant, confirm=confirm))
     typer.echo(f"offboarded {tenant}: data purged, key destroyed")
@@ -241,7 +241,7 @@ def tenants_offboard(
 @plugins_app.command("list")
 def plugins_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Installed plugins: version, compatibility, hooks, enabled tenants, recent failures."""
-    from crmkit.plugins.report import plugin_report
+    from crmkit.platform.report import plugin_report
 
     report = run(plugin_report)
     if as_json:
@@ -288,7 +288,7 @@ def _settings_command(action: Callable[..., Awaitable[Any]], verb: str) -> Calla
 
 
 def _register_plugin_commands() -> None:
-    from crmkit.plugins import enablement
+    from crmkit.platform import enablement
 
     plugins_app.command("enable", help="Enable a plugin for a tenant, with settings.")(
         _settings_command(enablement.enable, "enabled")
@@ -333,7 +333,7 @@ def token_issue(
     ] = None,
 ) -> None:
     """Print an access token for an active tenant (operator tool)."""
-    from crmkit.auth.operator import issue_for_tenant
+    from crmkit.platform.operator_tokens import issue_for_tenant
 
     wanted = None if all_scopes else [s.strip() for s in scopes.split(",") if s.strip()]
     token = run(lambda p: issue_for_tenant(p, tenant, wanted, subject=subject, minutes=minutes))
@@ -348,8 +348,8 @@ def token_operator(
     ] = None,
 ) -> None:
     """Print an operator token for /operator/graphql."""
-    from crmkit.auth.operator import OperatorTokens
     from crmkit.auth.tokens import TokenService
+    from crmkit.platform.operator_tokens import OperatorTokens
 
     async def issue(p: Platform) -> str:
         return OperatorTokens(TokenService(p.settings)).issue(name, minutes=minutes)
@@ -365,7 +365,7 @@ def token_revoke(
     ] = None,
 ) -> None:
     """Revoke an operator token or an access token before it expires."""
-    from crmkit.auth.operator import revoke_token
+    from crmkit.platform.operator_tokens import revoke_token
 
     typer.echo(f"revoked {run(lambda p: revoke_token(p, token, tenant))}")
 

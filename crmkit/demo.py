@@ -12,7 +12,6 @@ from typing import Any
 from graphql import GraphQLObjectType, get_named_type, is_leaf_type
 from sqlalchemy import func, select
 
-from crmkit.auth.operator import issue_for_tenant
 from crmkit.clock import utcnow
 from crmkit.core.customers import service
 from crmkit.core.customers.models import (
@@ -23,10 +22,10 @@ from crmkit.core.customers.models import (
     LifecycleStage,
 )
 from crmkit.errors import NotFound
-from crmkit.platform import Platform
-from crmkit.plugins import enablement
+from crmkit.platform import Platform, enablement
+from crmkit.platform.lifecycle import onboard
+from crmkit.platform.operator_tokens import issue_for_tenant
 from crmkit.plugins.info import TenantContext
-from crmkit.tenants.lifecycle import onboard
 from crmkit.tenants.service import get_tenant
 
 SLUG = "demo-bank"

@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     from crmkit.core.events import DomainEvent
     from crmkit.jobs.backends import InlineQueue
     from crmkit.platform import Platform
-    from crmkit.plugins.registry import PluginRegistry
+    from crmkit.platform.registry import PluginRegistry
 
 PG_ADMIN_URL = os.environ.get("CRMKIT_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_DB = os.environ.get("CRMKIT_TEST_PG_DB", f"crmkit_test_{os.getpid()}")
@@ -206,7 +206,7 @@ class Env:
     async def tenant(self, *plugins: str, **settings: dict[str, Any]) -> uuid.UUID:
         """A new tenant with ``plugins`` enabled, each with its ``settings`` by plugin
         name: ``await env.tenant("notes", notes={"max_note_length": 10})``."""
-        from crmkit.plugins.enablement import enable
+        from crmkit.platform.enablement import enable
         from crmkit.tenants.service import create_tenant
 
         slug = f"t-{uuid.uuid4().hex[:12]}"
@@ -297,7 +297,7 @@ def plugin_registry(crmkit_extra_plugins: Sequence[object]) -> PluginRegistry:
     """The core, every installed plugin (through its ``crmkit.plugins`` entry point, as
     in production) and ``crmkit_extra_plugins``. A refused plugin fails the tests with
     the reason, as ``crmkit plugins list`` would show it."""
-    from crmkit.plugins.registry import load_registry
+    from crmkit.platform.registry import load_registry
 
     registry = load_registry()
     for plugin in crmkit_extra_plugins:

@@ -167,7 +167,11 @@ def register_routes() -> Iterable[Any]:
         await crmkit.rate_limit(request, f"hello:{tenant_id}", per_minute=3)
         async with crmkit.plugin_scope(request, tenant_id) as ctx:
             customers = await ctx.session.scalar(select(func.count()).select_from(crmkit.Customer))
-            return {"plugin": ctx.plugin, "threshold": ctx.settings_as(RecorderSettings).threshold, "customers": customers}
+            return {
+                "plugin": ctx.plugin,
+                "threshold": ctx.settings_as(RecorderSettings).threshold,
+                "customers": customers,
+            }
 
     @get("/refuse")
     async def refuse() -> None:

@@ -165,7 +165,7 @@ async def test_internal_errors_are_masked(env: Env, monkeypatch: pytest.MonkeyPa
 
 
 async def test_depth_limit(env: Env) -> None:
-    from crmkit.graphql.schema import SchemaCache
+    from crmkit.platform.schema import SchemaCache
     from crmkit.settings import Settings
 
     schema = SchemaCache(env.platform.registry, Settings(graphql_max_depth=2)).for_plugins(frozenset())

@@ -241,7 +241,7 @@ def test_make_run_takes_a_port() -> None:
 
 def test_demo_enables_each_installed_plugin_once(cli: CliRunner) -> None:
     from crmkit.demo import SLUG, setup_demo
-    from crmkit.plugins.registry import load_registry
+    from crmkit.platform.registry import load_registry
     from crmkit.tenants.service import get_tenant
     from tests import recorder_plugin
 

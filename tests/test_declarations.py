@@ -14,9 +14,9 @@ from sqlalchemy import func, select
 
 import crmkit
 from crmkit.core.events import OutboxEvent, UndeclaredEvent
-from crmkit.graphql.schema import SchemaCache
+from crmkit.platform.registry import PluginRegistry, load_registry
+from crmkit.platform.schema import SchemaCache
 from crmkit.plugins.models import HandlerFailure
-from crmkit.plugins.registry import PluginRegistry, load_registry
 from crmkit.settings import Settings
 from crmkit.testing import Env
 

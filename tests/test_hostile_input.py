@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from crmkit.auth.operator import OperatorTokens
+from crmkit.platform.operator_tokens import OperatorTokens
 from crmkit.testing import CREATE_CUSTOMER, Env
 from tests.test_customers_graphql import PAGE
 

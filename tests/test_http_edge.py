@@ -12,7 +12,7 @@ import httpx
 import pytest
 from graphql import get_introspection_query
 
-from crmkit.auth.operator import OperatorTokens
+from crmkit.platform.operator_tokens import OperatorTokens
 from crmkit.testing import Env
 
 ENDPOINTS = ("/graphql", "/operator/graphql")
@@ -245,7 +245,7 @@ async def test_graphiql_is_served_from_the_package(env: Env) -> None:
     for asset in assets:
         response = await env.client.get(asset)
         assert response.status_code == 200 and response.content, asset
-    shipped = files("crmkit") / "graphql" / "graphiql"
+    shipped = files("crmkit") / "http" / "graphiql"
     for library in ("graphiql", "react", "react-dom"):
         assert (shipped / f"LICENSE.{library}").is_file()
 

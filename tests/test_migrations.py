@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from crmkit.db import Model, TenantOwned
-from crmkit.plugins.registry import PluginRegistry
+from crmkit.platform.registry import PluginRegistry
 from crmkit.testing import MigrationDatabase
 
 

@@ -27,9 +27,9 @@ from joserfc.jwk import KeySet
 
 from crmkit.auth.apps import Registered, install_app, register_client
 from crmkit.auth.models import AuthorizationCode, new_opaque, parse_opaque
-from crmkit.auth.routes import server_metadata
 from crmkit.clock import utcnow
 from crmkit.db import uuid7
+from crmkit.http.oauth import server_metadata
 from crmkit.settings import Settings
 from crmkit.tenants.models import TenantStatus
 from crmkit.tenants.service import load_state, set_status
@@ -860,7 +860,8 @@ async def test_expired_codes_refresh_tokens_and_revocations_are_purged(env: Env)
     from sqlalchemy import func, select
 
     from crmkit.auth.housekeeping import purge_expired
-    from crmkit.auth.models import RefreshToken, Revocation
+    from crmkit.auth.models import RefreshToken
+    from crmkit.tenants.revocation import Revocation
 
     tenant, app, email = await setup(env)
     _, token = await code_flow(env, app, tenant, email)  # a spent code, a live refresh token

@@ -13,8 +13,8 @@ from crmkit.clock import utcnow
 from crmkit.core.audit.models import AuditEvent
 from crmkit.core.customers import service
 from crmkit.core.customers.models import Customer
-from crmkit.core.customers.retention import purge_activities
 from crmkit.crypto import DecryptionError
+from crmkit.tenants.retention import purge_activities
 from crmkit.tenants.service import set_retention
 from crmkit.testing import Env
 from tests import recorder_plugin

@@ -11,8 +11,8 @@ import pytest
 import crmkit
 from crmkit.core import hookspecs
 from crmkit.errors import BadUserInput, NotFound
-from crmkit.plugins import enablement
-from crmkit.plugins.registry import load_registry
+from crmkit.platform import enablement
+from crmkit.platform.registry import load_registry
 from crmkit.testing import Env
 from tests import recorder_plugin
 
@@ -129,7 +129,7 @@ def test_unusable_plugins_are_refused_with_a_reason() -> None:
 
 
 def test_broken_entry_point_is_refused_and_others_load(monkeypatch: pytest.MonkeyPatch) -> None:
-    from crmkit.plugins import registry as registry_module
+    from crmkit.platform import registry as registry_module
 
     class Broken:
         name = "broken"
@@ -192,7 +192,7 @@ async def test_customer_fields_of_plugins_are_batched(env: Env, sql_statements: 
     # tenant state, customers (with their data keys), tags, notes; then the access log's
     # audit event: lock the chain head, insert the event, move the head; on PostgreSQL
     # first the transaction's set_config naming the tenant for row-level security; and the
-    # revoked-token lookup (one primary-key probe, crmkit.auth.revocation)
+    # revoked-token lookup (one primary-key probe, crmkit.tenants.revocation)
     assert counts[50] == 8 + (env.backend == "postgresql"), counts
 
 

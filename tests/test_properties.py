@@ -19,7 +19,7 @@ from graphql import get_introspection_query
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crmkit.auth.operator import OperatorTokens
+from crmkit.platform.operator_tokens import OperatorTokens
 from crmkit.plugins.info import CORE
 from crmkit.testing import Env
 

@@ -14,7 +14,7 @@ import pytest
 from litestar import Litestar
 
 from crmkit.app import RATE_LIMIT_STORE, create_app
-from crmkit.auth.operator import OperatorTokens
+from crmkit.platform.operator_tokens import OperatorTokens
 from crmkit.settings import ConfigurationError, Settings
 from crmkit.testing import Env
 

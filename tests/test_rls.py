@@ -19,8 +19,8 @@ from crmkit.db import Database, Model, TenantOwned
 from crmkit.jobs.delivery import DELIVER_EVENT, DISPATCH_EVENT
 from crmkit.jobs.runner import Outcome
 from crmkit.migrations.rls import APP_ROLE, POLICY, SETTING
+from crmkit.platform.registry import load_registry
 from crmkit.plugins.models import HandlerFailure
-from crmkit.plugins.registry import load_registry
 from crmkit.testing import PG_APP_ROLE, Env
 from tests.test_audit import ADD_NOTE
 from tests.test_consent import CURRENT, HISTORY, RECORD, decision, record

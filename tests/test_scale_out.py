@@ -45,14 +45,14 @@ from standardwebhooks.webhooks import Webhook
 
 from crmkit import migrations
 from crmkit.auth.apps import register_client
-from crmkit.auth.operator import OperatorTokens
 from crmkit.auth.tokens import TokenService
 from crmkit.core.events import OutboxEvent
 from crmkit.crypto import new_master_key_text
 from crmkit.db import create_engine
 from crmkit.platform import Platform
+from crmkit.platform.operator_tokens import OperatorTokens
+from crmkit.platform.registry import load_registry
 from crmkit.plugins.models import EventDelivery, HandlerFailure
-from crmkit.plugins.registry import load_registry
 from crmkit.settings import Settings
 from crmkit.testing import (
     PG_DB,

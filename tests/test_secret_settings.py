@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import text
 
 from crmkit.crypto import DecryptionError, TenantKeys
-from crmkit.plugins import enablement
-from crmkit.plugins.report import plugin_report
+from crmkit.platform import enablement
+from crmkit.platform.report import plugin_report
 from crmkit.testing import Env
 from tests import recorder_plugin
 

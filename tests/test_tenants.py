@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from crmkit.auth.operator import OperatorTokens
 from crmkit.core.audit.chain import verify
 from crmkit.core.audit.models import AuditEvent
 from crmkit.core.customers.models import Customer
+from crmkit.platform.operator_tokens import OperatorTokens
 from crmkit.tenants.users import Role, find_by_email
 from crmkit.testing import Env
 from tests.test_customers_graphql import PAGE
@@ -115,7 +115,7 @@ async def test_suspension_ends_every_session_and_reactivation_needs_new_tokens(e
 
 
 async def test_a_revoked_operator_token_is_refused(env: Env) -> None:
-    from crmkit.auth.operator import revoke_token
+    from crmkit.platform.operator_tokens import revoke_token
 
     tokens = OperatorTokens(env.tokens)
     token, other = tokens.issue("ops-test"), tokens.issue("ops-test")

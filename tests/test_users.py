@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from crmkit.cli import app as cli_app
+from crmkit.platform.registry import PluginRegistry, load_registry
 from crmkit.plugins.info import Scope
-from crmkit.plugins.registry import PluginRegistry, load_registry
 from crmkit.settings import get_settings
 from crmkit.tenants.users import (
     ROLES,

@@ -186,7 +186,7 @@ async def test_an_app_subscribes_itself_through_graphql(env: Env, receiver: tupl
 
 
 async def test_a_receiver_that_never_answers_is_recorded_for_the_operator(env: Env) -> None:
-    from crmkit.plugins.report import plugin_report
+    from crmkit.platform.report import plugin_report
 
     tenant = await env.tenant()
     installation = await install(env, tenant, "http://127.0.0.1:9/closed", ["customers:read"])

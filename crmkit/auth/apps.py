@@ -17,13 +17,13 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 
 from crmkit.auth.models import AppInstallation, OAuthClient, hash_secret
-from crmkit.auth.revocation import revoke
 from crmkit.db import Database, TenantSession
 from crmkit.errors import BadUserInput, NotFound
 from crmkit.outbound import BlockedDestination, OutboundPolicy
+from crmkit.tenants.revocation import revoke
 
 if TYPE_CHECKING:
-    from crmkit.plugins.registry import PluginRegistry
+    from crmkit.platform.registry import PluginRegistry
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from sqlalchemy import delete
 
-from crmkit.auth.models import AuthorizationCode, RefreshToken, Revocation
+from crmkit.auth.models import AuthorizationCode, RefreshToken
 from crmkit.clock import utcnow
 from crmkit.plugins.info import CronSpec, TenantContext
+from crmkit.tenants.revocation import Revocation
 
 
 async def purge_expired(ctx: TenantContext) -> int:

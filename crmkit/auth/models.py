@@ -191,22 +191,6 @@ class RefreshToken(TenantOwned, Model):
         return self.expires_at <= utcnow()
 
 
-class Revocation(TenantOwned, Model):
-    """Tokens revoked before their expiry, by key: ``jti:<id>`` (one access token),
-    ``grant:<id>`` (a token family), ``sub:<subject>`` (a user's tokens),
-    ``ins:<id>`` (an uninstalled app's tokens), ``tenant:all`` (every token of a
-    suspended tenant). A token is revoked when a row matches
-    one of its keys and ``revoked_at`` is not before the token was issued."""
-
-    __tablename__ = "oauth_revocations"
-    __audited__ = False
-
-    key: Mapped[str] = mapped_column(String(120), primary_key=True)
-    revoked_at: Mapped[datetime] = mapped_column()
-    expires_at: Mapped[datetime | None] = mapped_column()
-    """After this no token the row matches can still be valid: the row may go."""
-
-
 class OperatorRevocation(Model):
     """A revoked operator token, by its ``jti``. A platform table: operator tokens
     belong to no tenant. Checked on every ``/operator/graphql`` request."""

@@ -65,12 +65,12 @@ from crmkit.auth.models import (
     new_opaque,
     parse_opaque,
 )
-from crmkit.auth.revocation import is_revoked_sync, revoke_sync
 from crmkit.auth.tokens import AUDIENCE, TokenService
 from crmkit.clock import utcnow
 from crmkit.db import uuid7
 from crmkit.principal import Principal
 from crmkit.tenants.models import TenantStatus
+from crmkit.tenants.revocation import is_revoked_sync, revoke_sync
 from crmkit.tenants.service import TenantState
 from crmkit.tenants.users import StaffUser, role_scopes
 
@@ -108,7 +108,7 @@ class Payload(OAuth2Payload):
 
 class CrmkitOAuth2Request(OAuth2Request):
     """authlib's view of one HTTP request, built from a litestar request once its body
-    has been read (:func:`crmkit.auth.routes.oauth_request`).
+    has been read (:func:`crmkit.http.oauth.oauth_request`).
 
     authlib refuses a non-https URI; crmkit applies that rule itself
     (``transport_ok``: https, or development mode) so that a TLS-terminating proxy or
@@ -559,7 +559,7 @@ class AuthorizationServer(_AuthorizationServer):
         return client if client is not None and client.active else None
 
     def create_oauth2_request(self, request: Any) -> OAuth2Request:
-        assert isinstance(request, OAuth2Request), "build it with crmkit.auth.routes.oauth_request"
+        assert isinstance(request, OAuth2Request), "build it with crmkit.http.oauth.oauth_request"
         return request
 
     def create_json_request(self, request: Any) -> Any:

@@ -139,9 +139,9 @@ class TokenService:
 
     async def ensure_not_revoked(self, session: TenantSession, principal: Principal) -> None:
         """Refuse a revoked token: one indexed lookup in the caller's transaction
-        (:mod:`crmkit.auth.revocation`). Call it after :meth:`verify`, in a session of
+        (:mod:`crmkit.tenants.revocation`). Call it after :meth:`verify`, in a session of
         the token's tenant."""
-        from crmkit.auth.revocation import is_revoked
+        from crmkit.tenants.revocation import is_revoked
 
         if await is_revoked(session, principal.tenant_id, principal.revocation_keys(), principal.issued_at):
             raise Unauthenticated("the access token has been revoked")

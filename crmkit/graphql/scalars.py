@@ -5,7 +5,7 @@ is built with :data:`SCALAR_OVERRIDES` and :class:`CheckArguments`, so a plugin'
 fields are checked with no code of their own:
 
 - every text (``String``, ``ID``, and each key and string inside ``JSON``) must be
-  storable: no NUL, no lone surrogate (:func:`crmkit.core.inputs.unstorable`);
+  storable: no NUL, no lone surrogate (:func:`crmkit.inputs.unstorable`);
   ``JSON`` numbers must be finite;
 - ``DateTime`` needs an offset and must stay within years 1-9999 in UTC;
 - ``Decimal`` must be finite and at most :data:`MAX_DECIMAL_DIGITS` digits written
@@ -51,8 +51,8 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema.types.base_scalars import DateTimeDefinition, DecimalDefinition
 from strawberry.types.scalar import ScalarDefinition
 
-from crmkit.core.inputs import decimal_digits, unstorable
 from crmkit.errors import BadUserInput
+from crmkit.inputs import decimal_digits, unstorable
 
 MAX_DECIMAL_DIGITS = 38
 """Digits of a Decimal written out (integer and fraction): more than any crmkit

@@ -1,1 +1,2 @@
-"""The HTTP edge: what crmkit serves besides GraphQL's own handlers."""
+"""The HTTP edge: the GraphQL endpoints, the operator API, the OAuth routes and the
+plugins' own routes."""

@@ -20,7 +20,7 @@ from alembic.config import Config
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crmkit.db import create_engine
-from crmkit.plugins.registry import PluginRegistry
+from crmkit.platform.registry import PluginRegistry
 from crmkit.settings import Settings
 
 HERE = Path(__file__).parent

@@ -11,6 +11,7 @@ import crmkit.core.customers.models
 import crmkit.core.events
 import crmkit.plugins.models
 import crmkit.tenants.models
+import crmkit.tenants.revocation
 import crmkit.tenants.users  # noqa: F401  (models register on the metadata)
 from crmkit.db import Model
 

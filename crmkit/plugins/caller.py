@@ -19,7 +19,7 @@ from crmkit.plugins.secrets import unseal
 
 if TYPE_CHECKING:
     from crmkit.crypto import TenantKeys
-    from crmkit.plugins.registry import PluginRegistry
+    from crmkit.platform.registry import PluginRegistry
 
 
 @dataclass(frozen=True)

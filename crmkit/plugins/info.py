@@ -16,8 +16,8 @@ from crmkit.outbound import PRODUCTION, OutboundPolicy
 if TYPE_CHECKING:
     from crmkit.db import TenantSession
     from crmkit.jobs.queue import JobQueue
+    from crmkit.platform.registry import PluginRegistry
     from crmkit.plugins.caller import TenantHooks
-    from crmkit.plugins.registry import PluginRegistry
 
 S = TypeVar("S", bound=BaseModel)
 

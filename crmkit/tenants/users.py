@@ -401,7 +401,7 @@ async def update_user(
     role) revokes the user's access tokens issued until now; refresh tokens then
     yield tokens for the new role only, or nothing for an inactive user. The last
     active tenant admin cannot be demoted or deactivated."""
-    from crmkit.auth.revocation import revoke
+    from crmkit.tenants.revocation import revoke
 
     user = await get_user(session, user_id)
     demoted = role is not None and role is not user.role and user.role is Role.TENANT_ADMIN

@@ -33,9 +33,9 @@ from crmkit.core.consent.models import (
 from crmkit.core.customers.models import Customer
 from crmkit.core.customers.service import find_customer
 from crmkit.core.events import emit
-from crmkit.core.inputs import required_text
 from crmkit.db import TenantSession
 from crmkit.errors import BadUserInput
+from crmkit.inputs import required_text
 from crmkit.plugins.info import TenantContext
 
 log = logging.getLogger(__name__)

@@ -20,6 +20,7 @@ from strawberry.utils.str_converters import to_camel_case
 from crmkit.core.consent import graphql as consent
 from crmkit.core.consent.graphql import ConsentFilterInput
 from crmkit.core.customers import rights, service
+from crmkit.core.customers.disclosure import disclose
 from crmkit.core.customers.models import (
     Activity,
     ActivityKind,
@@ -32,7 +33,6 @@ from crmkit.core.customers.personal import CLASS_OF, FIELDS, unmask_scope
 from crmkit.errors import Forbidden
 from crmkit.graphql.context import Info, RequestContext
 from crmkit.graphql.contrib import field
-from crmkit.graphql.disclosure import disclose
 from crmkit.graphql.pagination import Connection, connection
 
 # the model's enums are the GraphQL enums too (strawberry marks the classes)

@@ -32,10 +32,10 @@ from crmkit.core.customers.models import (
 )
 from crmkit.core.customers.personal import FIELDS, TENANT_KEYS, PersonalData
 from crmkit.core.events import emit
-from crmkit.core.inputs import decimal_digits, optional_text
 from crmkit.crypto import TenantKeys
 from crmkit.db import TenantSession
 from crmkit.errors import BadUserInput, Conflict, NotFound
+from crmkit.inputs import decimal_digits, optional_text
 from crmkit.plugins.info import TenantContext
 
 if TYPE_CHECKING:  # consent's service builds on this one, not the other way round

@@ -21,12 +21,12 @@ from crmkit.core.consent import graphql as consent_graphql
 from crmkit.core.consent.models import ConsentPurpose
 from crmkit.core.consent.service import CORE_PURPOSES
 from crmkit.core.customers import graphql as customers_graphql
-from crmkit.core.customers import retention
 from crmkit.core.customers.personal import InformationClass, unmask_scope
 from crmkit.core.hookspecs import hookimpl
 from crmkit.graphql.contrib import GraphQLContribution
 from crmkit.jobs import delivery
 from crmkit.plugins.info import CORE, CronSpec, JobSpec, PluginInfo, Scope
+from crmkit.tenants import retention
 from crmkit.tenants.users import APPS_ADMIN, USERS_ADMIN
 from crmkit.version import __version__
 from crmkit.webhooks import graphql as webhooks_graphql

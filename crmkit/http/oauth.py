@@ -37,7 +37,6 @@ from sqlalchemy.orm import Session
 
 from crmkit.auth.apps import find_installation
 from crmkit.auth.models import parse_opaque
-from crmkit.auth.revocation import spend_once_sync
 from crmkit.auth.server import (
     GRANT_TYPES,
     AuthorizationServer,
@@ -52,6 +51,7 @@ from crmkit.errors import NotFound, Unauthenticated
 from crmkit.platform import Platform
 from crmkit.principal import Principal
 from crmkit.tenants.models import TenantStatus
+from crmkit.tenants.revocation import spend_once_sync
 from crmkit.tenants.service import get_tenant, load_state
 from crmkit.tenants.users import (
     account_key,

@@ -4,7 +4,7 @@ Plugins are found through the ``crmkit.plugins`` entry-point group. Each entry p
 names a module with ``@hookimpl`` functions and a module-level ``plugin_info``. A
 plugin that fails to import, lacks ``plugin_info``, does not support this crmkit
 version, implements a hook wrongly or makes a declaration crmkit refuses (see
-:mod:`crmkit.plugins.declarations`) is *refused*: logged with its name and the reason,
+:mod:`crmkit.platform.declarations`) is *refused*: logged with its name and the reason,
 listed by ``crmkit plugins list``, and the platform starts without it, leaving no
 trace on the pluggy manager.
 
@@ -28,8 +28,8 @@ from packaging.version import Version
 
 from crmkit.core import hookspecs
 from crmkit.core.consent.service import DeclaredPurpose
-from crmkit.plugins import declarations
-from crmkit.plugins.declarations import Declarations, Refusal
+from crmkit.platform import declarations
+from crmkit.platform.declarations import Declarations, Refusal
 from crmkit.plugins.info import CORE, CronSpec, JobSpec, PluginInfo, Scope
 from crmkit.version import __version__
 
@@ -161,7 +161,7 @@ class PluginRegistry:
 
 def load_registry(*, discover: bool = True) -> PluginRegistry:
     """The core plus (unless ``discover`` is off) every installed plugin."""
-    from crmkit.plugins import core as core_plugin
+    from crmkit.platform import core_plugin
 
     registry = PluginRegistry()
     registry.add(core_plugin)

@@ -10,18 +10,31 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, select
+from sqlalchemy import Select, String, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from crmkit.auth.models import AuthorizationCode, RefreshToken, Revocation
 from crmkit.clock import utcnow
-from crmkit.db import TenantSession
-from crmkit.principal import EVERY_TOKEN
-from crmkit.settings import ACCESS_TOKEN_MAX_MINUTES
+from crmkit.db import Model, TenantOwned, TenantSession
+
+
+class Revocation(TenantOwned, Model):
+    """Tokens revoked before their expiry, by key: ``jti:<id>`` (one access token),
+    ``grant:<id>`` (a token family), ``sub:<subject>`` (a user's tokens),
+    ``ins:<id>`` (an uninstalled app's tokens), ``tenant:all`` (every token of a
+    suspended tenant). A token is revoked when a row matches
+    one of its keys and ``revoked_at`` is not before the token was issued."""
+
+    __tablename__ = "oauth_revocations"
+    __audited__ = False
+
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    revoked_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime | None] = mapped_column()
+    """After this no token the row matches can still be valid: the row may go."""
 
 
 def revoked_query(tenant_id: uuid.UUID, keys: Sequence[str], issued_at: float) -> Select[Any]:
@@ -80,15 +93,3 @@ def spend_once_sync(session: Session, tenant_id: uuid.UUID, key: str, *, expires
 
 def revoke_sync(session: Session, tenant_id: uuid.UUID, key: str, *, expires_at: datetime | None) -> None:
     session.execute(_upsert(session.get_bind().dialect.name, tenant_id, key, expires_at))
-
-
-async def revoke_tenant_sessions(session: TenantSession) -> None:
-    """End every session of the session's tenant: its access tokens issued until now
-    are revoked (:data:`~crmkit.principal.EVERY_TOKEN`), its refresh tokens and
-    pending authorization codes deleted, so none works again after a reactivation."""
-    tenant_id = session.tenant_id
-    assert tenant_id is not None, "end sessions in a tenant session"
-    for model in (RefreshToken, AuthorizationCode):
-        await session.execute(delete(model).where(model.tenant_id == tenant_id))
-    expires = utcnow() + timedelta(minutes=ACCESS_TOKEN_MAX_MINUTES)  # no token outlives this
-    await revoke(session, tenant_id, EVERY_TOKEN, expires_at=expires)

@@ -17,13 +17,12 @@ from litestar import Request, Response, post
 from strawberry.scalars import JSON
 from strawberry.types import ExecutionResult
 
-from crmkit.auth.operator import OperatorTokens
 from crmkit.errors import BadUserInput
-from crmkit.graphql.handler import MAX_BODY_BYTES, Execute, Operation, run_request
-from crmkit.graphql.schema import LimitedSchema
-from crmkit.platform import Platform
-from crmkit.plugins.report import plugin_report
-from crmkit.tenants import lifecycle
+from crmkit.http.graphql import MAX_BODY_BYTES, Execute, Operation, run_request
+from crmkit.platform import Platform, lifecycle
+from crmkit.platform.operator_tokens import OperatorTokens
+from crmkit.platform.report import plugin_report
+from crmkit.platform.schema import LimitedSchema
 from crmkit.tenants.models import TenantStatus
 from crmkit.tenants.service import list_tenants
 

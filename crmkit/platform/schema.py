@@ -30,9 +30,9 @@ from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
 from crmkit.graphql.scalars import SCALAR_OVERRIDES, CheckArguments
-from crmkit.plugins import core
+from crmkit.platform import core_plugin as core
+from crmkit.platform.registry import PluginRegistry
 from crmkit.plugins.info import CORE
-from crmkit.plugins.registry import PluginRegistry
 from crmkit.settings import Settings
 
 log = logging.getLogger(__name__)

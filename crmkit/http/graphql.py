@@ -41,8 +41,8 @@ from crmkit.core.audit.trail import Actor, bind_actor, note
 from crmkit.errors import NotFound, Unauthenticated
 from crmkit.graphql.context import RequestContext
 from crmkit.graphql.errors import error_body, format_error
-from crmkit.graphql.schema import parse_document
 from crmkit.platform import Platform
+from crmkit.platform.schema import parse_document
 from crmkit.principal import Principal
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,6 @@ from joserfc.errors import JoseError
 from sqlalchemy import delete, select
 
 from crmkit.auth.models import OperatorRevocation
-from crmkit.auth.revocation import revoke
 from crmkit.auth.tokens import ALGORITHM, TokenService
 from crmkit.auth.tokens import TOKEN_TYPE as ACCESS_TOKEN_TYPE
 from crmkit.clock import utcnow
@@ -31,6 +30,7 @@ from crmkit.db import Database
 from crmkit.errors import BadUserInput, Unauthenticated
 from crmkit.platform import Platform
 from crmkit.settings import ACCESS_TOKEN_MAX_MINUTES, OPERATOR_TOKEN_MAX_MINUTES
+from crmkit.tenants.revocation import revoke
 
 OPERATOR_AUDIENCE = "crmkit-operator"
 TOKEN_TYPE = "operator+jwt"  # noqa: S105  (a JWT "typ", not a secret)

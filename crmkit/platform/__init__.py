@@ -16,18 +16,18 @@ from crmkit.core.customers.personal import TENANT_KEYS
 from crmkit.crypto import AuditSigner
 from crmkit.db import Database, TenantSession, create_engine
 from crmkit.errors import NotFound, Unauthenticated
+from crmkit.platform.registry import PluginRegistry, load_registry
 from crmkit.plugins.caller import HookCallers, TenantHooks
 from crmkit.plugins.info import TenantContext
-from crmkit.plugins.registry import PluginRegistry, load_registry
 from crmkit.settings import Settings, get_settings
 from crmkit.tenants.keys import KeyRing
 from crmkit.tenants.models import TenantStatus
 from crmkit.tenants.service import TenantState, load_state
 
 if TYPE_CHECKING:
-    from crmkit.graphql.schema import SchemaCache
     from crmkit.jobs.queue import JobQueue
     from crmkit.jobs.runner import JobRunner
+    from crmkit.platform.schema import SchemaCache
 
 
 @dataclass
@@ -84,7 +84,7 @@ class Platform:
 
     @cached_property
     def schemas(self) -> SchemaCache:
-        from crmkit.graphql.schema import SchemaCache
+        from crmkit.platform.schema import SchemaCache
 
         return SchemaCache(self.registry, self.settings)
 

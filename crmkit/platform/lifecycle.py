@@ -14,14 +14,13 @@ from typing import Any, cast
 
 from sqlalchemy import Table, delete
 
-from crmkit.auth.revocation import revoke_tenant_sessions
+from crmkit.auth.sessions import revoke_tenant_sessions
 from crmkit.core.audit.models import AuditCheckpoint, AuditEvent, AuditHead
 from crmkit.core.audit.trail import Actor, acting_as, note
 from crmkit.core.customers.models import Customer
 from crmkit.db import tenant_owned_tables
 from crmkit.errors import BadUserInput
-from crmkit.platform import Platform
-from crmkit.plugins import enablement
+from crmkit.platform import Platform, enablement
 from crmkit.tenants.models import Tenant, TenantStatus
 from crmkit.tenants.service import add_tenant, get_tenant, new_tenant, open_tenant, set_status
 from crmkit.tenants.users import Role, StaffUser, create_user, normalise_email
