@@ -55,7 +55,9 @@ from crmkit.graphql.contrib import GraphQLContribution, field
 from crmkit.graphql.pagination import Connection, connection, decode_cursor, page_size
 from crmkit.http.plugin_routes import error_status, plugin_scope, rate_limit
 from crmkit.migrations.rls import disable_tenant_rls, enable_tenant_rls
+from crmkit.plugins.caller import TenantHooks
 from crmkit.plugins.info import CronSpec, JobSpec, PluginInfo, Scope, TenantContext
+from crmkit.principal import Principal
 from crmkit.tenants.users import Role
 from crmkit.version import __version__
 
@@ -91,11 +93,13 @@ __all__ = [
     "PersonalText",
     "PluginInfo",
     "PluginNotEnabled",
+    "Principal",
     "RateLimited",
     "RequestContext",
     "Role",
     "Scope",
     "TenantContext",
+    "TenantHooks",
     "TenantOwned",
     "TenantSession",
     "UnauditedWrite",
