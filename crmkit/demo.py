@@ -9,7 +9,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from graphql import GraphQLObjectType, get_named_type, is_leaf_type
+from graphql import GraphQLField, GraphQLObjectType, get_named_type, is_required_argument
 from sqlalchemy import func, select
 
 from crmkit.clock import utcnow
@@ -94,22 +94,36 @@ async def _seed_plugins(platform: Platform, tenant_id: uuid.UUID, plugins: list[
 
 
 def first_query(platform: Platform, plugins: frozenset[str]) -> str:
-    """A customers query selecting core fields and every plugin field on ``Customer``
-    (with its scalar subfields), read from the schema rather than known by name."""
+    """A customers query selecting core fields and every plugin field on ``Customer``,
+    read from the schema rather than known by name."""
+    return "{ customers(first: 5) { nodes { " + customer_selection(platform, plugins) + " } } }"
+
+
+def customer_selection(platform: Platform, plugins: frozenset[str]) -> str:
+    """A ``Customer`` selection: a few core fields and every field the ``plugins``
+    add, each with its leaves and nested objects (connections' ``nodes`` included)
+    down to two levels; fields that need arguments are left out."""
     schema = platform.schemas.for_plugins(plugins)
     customer = schema._schema.get_type("Customer")
     assert isinstance(customer, GraphQLObjectType)
     selections = ["displayName", "lifecycleStage", "tags"]
     for (type_name, name), _plugin in platform.schemas.types.plugin_of_field.items():
-        if type_name != "Customer" or name not in customer.fields:
-            continue
-        inner = get_named_type(customer.fields[name].type)
-        if isinstance(inner, GraphQLObjectType):
-            leaves = [n for n, f in inner.fields.items() if is_leaf_type(get_named_type(f.type))]
-            selections.append(f"{name} {{ {' '.join(leaves)} }}")
-        else:
-            selections.append(name)
-    return "{ customers(first: 5) { nodes { " + " ".join(selections) + " } } }"
+        if type_name == "Customer" and name in customer.fields:
+            selections.append(_select(name, customer.fields[name], depth=2))
+    return " ".join(s for s in selections if s)
+
+
+def _select(name: str, field: GraphQLField, depth: int) -> str:
+    if any(is_required_argument(argument) for argument in field.args.values()):
+        return ""
+    inner = get_named_type(field.type)
+    if not isinstance(inner, GraphQLObjectType):
+        return name
+    if depth == 0:
+        return ""
+    parts = [_select(child, f, depth - 1) for child, f in inner.fields.items()]
+    parts = [part for part in parts if part]
+    return f"{name} {{ {' '.join(parts)} }}" if parts else ""
 
 
 async def _sample(ctx: TenantContext, count: int) -> None:
