@@ -50,7 +50,7 @@ from crmkit.errors import (
     RateLimited,
     Unauthenticated,
 )
-from crmkit.graphql.context import Info, RequestContext
+from crmkit.graphql.context import Info, RequestContext, rows_by_key
 from crmkit.graphql.contrib import GraphQLContribution, field
 from crmkit.graphql.pagination import Connection, connection, decode_cursor, page_size
 from crmkit.http.plugin_routes import error_status, plugin_scope, rate_limit
@@ -127,6 +127,7 @@ __all__ = [
     "rate_limit",
     "record_activity",
     "record_consent",
+    "rows_by_key",
     "update_customer",
     "utcnow",
     "uuid7",

@@ -53,3 +53,16 @@ async def test_the_demo_seeds_each_plugin_it_enables_once(env: Env) -> None:
     assert recorder_plugin.calls(tenant, "seed_demo") == [3]
     await setup_demo(env.platform, customers=3)  # nothing newly enabled: nothing seeded again
     assert recorder_plugin.calls(tenant, "seed_demo") == [3]
+
+
+def test_rows_by_key_gives_each_key_its_rows_in_order() -> None:
+    """What a plugin's batch loader returns for a one-to-many field: one list per key,
+    in the keys' order, empty for a key without rows."""
+    import crmkit
+
+    rows = [("a", 1), ("b", 2), ("a", 3)]
+    assert crmkit.rows_by_key(rows, lambda row: row[0], ["b", "c", "a"]) == [
+        [("b", 2)],
+        [],
+        [("a", 1), ("a", 3)],
+    ]

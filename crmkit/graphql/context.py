@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -77,6 +78,16 @@ class RequestContext:
         if loader is None:
             loader = self._loaders[batch] = DataLoader(load_fn=lambda keys: batch(self, keys))
         return loader.load(key)
+
+
+def rows_by_key(rows: Iterable[V], key: Callable[[V], K], keys: Sequence[K]) -> list[list[V]]:
+    """The rows of each key, in the keys' order and in the rows' order within a key:
+    what a batch loader of a one-to-many field returns (a customer's notes, a case's
+    links) from the one query that read them all."""
+    grouped: defaultdict[K, list[V]] = defaultdict(list)
+    for row in rows:
+        grouped[key(row)].append(row)
+    return [grouped.get(k, []) for k in keys]
 
 
 Info = strawberry.Info[RequestContext, None]

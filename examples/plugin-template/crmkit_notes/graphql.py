@@ -8,7 +8,6 @@ whole operation is one transaction; an error rolls all of it back.
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -43,10 +42,7 @@ async def load_notes(
     rows = await context.session.scalars(
         select(Note).where(Note.customer_id.in_(customer_ids)).order_by(Note.id)
     )
-    by_customer: defaultdict[uuid.UUID, list[Note]] = defaultdict(list)
-    for note in rows:
-        by_customer[note.customer_id].append(note)
-    return [by_customer[customer_id] for customer_id in customer_ids]
+    return crmkit.rows_by_key(rows, lambda note: note.customer_id, customer_ids)
 
 
 async def resolve_notes(root: crmkit.Customer, info: crmkit.Info) -> list[NoteType]:
