@@ -18,7 +18,7 @@ from datetime import timedelta
 from html.parser import HTMLParser
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -789,6 +789,31 @@ async def test_a_forged_consent_ticket_is_refused(env: Env) -> None:
         )
         answer = await b.post("/oauth/authorize", data={**consent, "decision": "approve"})
     assert query_of(answer.headers["location"])["error"] == "access_denied"
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["%00", "%ED%A0%80", "%FF%FE", "a" * 5000],
+    ids=["nul", "lone-surrogate", "bad-utf8", "very-long"],
+)
+async def test_the_login_form_refuses_hostile_text_without_an_internal_error(env: Env, hostile: str) -> None:
+    """The login form is text from anyone: bytes no database column holds get the login
+    page's own answer, never a 500."""
+    tenant, app, email = await setup(env)
+    async with app.client() as client:
+        url, _ = client.create_authorization_url(AUTHORIZE_URL, code_verifier=verifier())
+    async with browser(env) as b:
+        login = fields_of((await b.get(url)).text)
+        for field in ("email", "password", "tenant"):
+            form = {**login, "tenant": str(tenant), "email": email, "password": PASSWORD}
+            body = "&".join(f"{k}={quote(v)}" for k, v in form.items() if k != field) + f"&{field}={hostile}"
+            answer = await b.post(
+                "/oauth/authorize",
+                content=body,
+                headers={"content-type": "application/x-www-form-urlencoded"},
+            )
+            assert answer.status_code < 500, (field, answer.status_code, answer.text[:200])
+            assert "name=ticket" not in answer.text
 
 
 async def test_a_consent_ticket_is_single_use(env: Env) -> None:

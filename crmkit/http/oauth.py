@@ -48,6 +48,7 @@ from crmkit.auth.server import (
 )
 from crmkit.auth.tokens import ALGORITHM, TokenService
 from crmkit.errors import NotFound, Unauthenticated
+from crmkit.inputs import unstorable
 from crmkit.platform import Platform
 from crmkit.principal import Principal
 from crmkit.tenants.models import TenantStatus
@@ -482,6 +483,8 @@ async def authorize_submit(request: Request[Any, Any, Any]) -> Response[Any]:
     if not _transport_ok(request):
         return _html(_page("Request refused", "<p>OAuth 2.0 requires https.</p>"), 400)
     form = {k: v[0] for k, v in (await _form(request)).items() if v}
+    if any(unstorable(value) for value in form.values()):  # NUL or a lone surrogate: no one typed it
+        return _html(_page("Request refused", "<p>The form holds characters that cannot be text.</p>"), 400)
     request_string = form.get("request", "")
     items = parse_qsl(request_string, keep_blank_values=True)
     oauth = oauth_request(request, _multi(items), path=AUTHORIZE + "?" + request_string)
