@@ -4,10 +4,12 @@ channels plugin only where it runs, and the events a response emits."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 import crmkit
+import pytest
 from crmkit.testing import Env, FrozenClock
 from sqlalchemy import Uuid, bindparam, text
 from surveys_helpers import (
@@ -23,6 +25,7 @@ from surveys_helpers import (
     published_survey,
 )
 
+from crmkit_surveys import service
 from crmkit_surveys.models import Invitation
 from crmkit_surveys.service import token_hash
 
@@ -256,3 +259,31 @@ async def test_channels_delivers_the_invitation_where_the_tenant_runs_it(env: En
             assert request.data["idempotency_key"] == f"surveys:invitation:{invitation['id']}"
             assert request.data["variables"]["link"] == invitation["link"]
             assert request.data["requested_by"] == "surveys"
+
+
+@pytest.mark.postgres_only
+async def test_two_surveys_inviting_at_once_make_one_invitation(env: Env) -> None:
+    tenant = await env.tenant("surveys")
+    surveys = [await published_survey(env, tenant, key=key) for key in ("visit", "branch")]
+    customer = await consenting_customer(env, tenant)
+
+    async def invite_in_own_transaction(survey_id: str) -> str:
+        async with env.platform.tenant_scope(tenant) as scope:
+            ctx = scope.hooks.context_for("surveys")
+            survey = await service.get_survey(ctx, uuid.UUID(survey_id))
+            try:
+                await service.invite(
+                    ctx,
+                    survey=survey,
+                    customer_id=uuid.UUID(customer),
+                    trigger="manual",
+                    trigger_ref=survey_id,
+                )
+            except crmkit.Conflict:
+                return "refused"
+            await asyncio.sleep(0.2)  # hold the lock while the other waits for it
+            return "invited"
+
+    outcomes = await asyncio.gather(*(invite_in_own_transaction(s) for s in surveys))
+    assert sorted(outcomes) == ["invited", "refused"]
+    assert len(await invitations_of(env, tenant, customer)) == 1
