@@ -215,6 +215,15 @@ class Env:
             await enable(self.platform, slug, plugin, settings.get(plugin))
         return tenant.id
 
+    async def enable(
+        self, tenant: uuid.UUID, plugin: str, settings: dict[str, Any] | None = None
+    ) -> None:
+        """Enable ``plugin`` for a tenant that already has data, as ``crmkit plugins
+        enable`` does: a test shows what enabling it changes for the same rows."""
+        from crmkit.platform.enablement import enable
+
+        await enable(self.platform, str(tenant), plugin, settings)
+
     def token(self, tenant_id: uuid.UUID, scopes: Sequence[str] | None = None, **claims: Any) -> str:
         """An access token of ``tenant_id`` for subject ``user:test`` with ``scopes``
         (default: every scope of every installed plugin)."""

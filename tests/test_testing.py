@@ -30,3 +30,15 @@ async def test_a_token_of_chosen_scopes(env: Env) -> None:
     assert denied["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     with pytest.raises(TypeError):
         await env.gql(query, token=env.token(tenant), scopes=["customers:read"])
+
+
+async def test_a_plugin_enabled_for_a_tenant_that_has_data(env: Env) -> None:
+    """env.enable: the plugin's fields appear for the tenant's existing customers."""
+    tenant = await env.tenant()
+    customer = await env.create_customer(tenant, givenName="Ann")
+    query = "query($id: UUID!) { customer(id: $id) { notes { body } } }"
+    before = await env.gql(query, {"id": customer["id"]}, tenant=tenant)
+    assert "errors" in before  # no such field while notes is off
+    await env.enable(tenant, "notes")
+    after = await env.gql(query, {"id": customer["id"]}, tenant=tenant)
+    assert after["data"]["customer"]["notes"] == []
