@@ -215,9 +215,7 @@ class Env:
             await enable(self.platform, slug, plugin, settings.get(plugin))
         return tenant.id
 
-    async def enable(
-        self, tenant: uuid.UUID, plugin: str, settings: dict[str, Any] | None = None
-    ) -> None:
+    async def enable(self, tenant: uuid.UUID, plugin: str, settings: dict[str, Any] | None = None) -> None:
         """Enable ``plugin`` for a tenant that already has data, as ``crmkit plugins
         enable`` does: a test shows what enabling it changes for the same rows."""
         from crmkit.platform.enablement import enable
