@@ -33,5 +33,9 @@ def channels_messages_queued(event: crmkit.DomainEvent, ctx: crmkit.TenantContex
 
 @crmkit.event_hookspec(scope="channels:read")
 def channels_message_status_changed(event: crmkit.DomainEvent, ctx: crmkit.TenantContext) -> None:
-    """A message moved on: ``event.data`` has ``message_id``, ``customer_id``, ``status``
-    and ``idempotency_key`` (the requester's key), never the text."""
+    """A requested message (``sendMessage``, ``channels_send_requested``) reached a final
+    status (sent, delivered, failed, suppressed, bounced): ``event.data`` has
+    ``message_id``, ``customer_id``, ``status`` and ``idempotency_key`` (the requester's
+    key), never the text. Campaign messages emit none: a campaign's progress is read
+    through GraphQL (``campaign { progress }``), so a 100,000-recipient campaign does
+    not write 100,000 events."""

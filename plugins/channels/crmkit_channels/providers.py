@@ -5,7 +5,9 @@ where the protocol has one (the README says what that guarantees)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -20,6 +22,19 @@ from standardwebhooks.webhooks import Webhook
 from crmkit_channels.settings import ChannelsSettings
 
 HTTP_TIMEOUT = 10.0
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def http_client() -> httpx.AsyncClient:
+    """This event loop's HTTP client, shared by every send: a client of its own per
+    message cost more than the send (loading the CA bundle, new connections)."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None:
+        client = _clients[loop] = httpx.AsyncClient(timeout=HTTP_TIMEOUT)
+    return client
 
 
 class TransientError(Exception):
@@ -123,8 +138,7 @@ class SmsProvider:
         if key:
             headers[settings.sms_auth_header] = key
         try:
-            async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as client:
-                response = await client.post(settings.sms_url, content=payload, headers=headers)
+            response = await http_client().post(settings.sms_url, content=payload, headers=headers)
         except httpx.HTTPError as exc:
             raise TransientError(f"SMS gateway: {exc!r}") from None
         if response.status_code >= 300:
@@ -179,8 +193,7 @@ class WebhookProvider:
             "webhook-signature": signature,
         }
         try:
-            async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as client:
-                response = await client.post(settings.webhook_url, content=body, headers=headers)
+            response = await http_client().post(settings.webhook_url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             raise TransientError(f"webhook: {exc!r}") from None
         if response.status_code >= 300:

@@ -276,7 +276,7 @@ def _status(
     message.status = status
     for name, value in fields.items():
         setattr(message, name, value)
-    if status in FINAL:
+    if status in FINAL and message.campaign_id is None:  # a campaign reports its progress
         crmkit.emit(
             ctx,
             "channels_message_status_changed",
