@@ -19,6 +19,7 @@ import crmkit
 import jinja2
 from litestar import MediaType, Request, get, post
 from litestar import Response as HttpResponse
+from litestar.exceptions import SerializationException
 from litestar.params import FromPath
 
 from crmkit_surveys import service
@@ -215,7 +216,10 @@ async def _handle(
                     return HttpResponse(_describe(opened), headers={"Cache-Control": "no-store"})
                 return _page(locale, title=title, definition=definition)
             if as_json:
-                body = await request.json()
+                try:
+                    body = await request.json()
+                except SerializationException:
+                    body = None
                 sent = body.get("answers") if isinstance(body, dict) else None
                 if not isinstance(sent, dict):
                     raise crmkit.BadUserInput('send {"answers": {"<question key>": value}}')

@@ -99,6 +99,11 @@ async def test_the_json_variant_describes_validates_and_records(env: Env) -> Non
             reason,
         )
         assert error["message"].startswith(f"{field}: ")
+    for body in (b"{", b"[]", b'{"answers": 9}'):
+        refused = await env.client.post(
+            path, content=body, headers={"Content-Type": "application/json"}
+        )
+        assert refused.status_code == 400 and "answers" in refused.json()["message"]
     assert await count(env, tenant, Response) == 0 and await count(env, tenant, Answer) == 0
 
     recorded = await env.client.post(path, json={"answers": {"recommend": 10}})
