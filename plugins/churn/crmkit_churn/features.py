@@ -1,0 +1,222 @@
+"""Features per customer, computed set-based: a fixed number of statements for the whole
+tenant (or for a page of customers), never one per customer.
+
+The core's activities give inactivity, the frequency and amount of transactions and the
+logins of the current period against the previous one, and complaints. The signals
+other plugins' events left in ``churn_signals`` give SLA breaches (cases), the latest
+NPS and CSAT (surveys), tier drops and expiring points (loyalty) and marketing opt-outs
+(the core's consent). A feature counts only while its source runs for the tenant.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import crmkit
+from sqlalchemy import and_, case, exists, func, select
+from sqlalchemy.orm import aliased
+
+from crmkit_churn.models import ChurnSignal, SignalKind
+from crmkit_churn.settings import CORE, SOURCES, ChurnSettings, Feature
+
+Activity = crmkit.Activity
+Customer = crmkit.Customer
+ENGAGEMENT = (
+    crmkit.ActivityKind.TRANSACTION,
+    crmkit.ActivityKind.LOGIN,
+    crmkit.ActivityKind.CONTACT,
+    crmkit.ActivityKind.OTHER,
+)
+"""What counts as activity for inactivity: everything but a complaint."""
+LATEST = (SignalKind.NPS, SignalKind.CSAT, SignalKind.MARKETING_CONSENT)
+
+
+@dataclass
+class CustomerFeatures:
+    customer_id: uuid.UUID
+    relationship_manager: str | None
+    lifecycle_stage: crmkit.LifecycleStage
+    last_active_at: datetime | None
+    """The latest engagement within the look-back (``None``: none there)."""
+    inactive_days: float
+    """Days since the latest engagement (or since the look-back or the customer began)."""
+    values: dict[Feature, float] = field(default_factory=dict)
+    """The value of each feature the customer has; a missing one has no data."""
+
+
+def available_features(ctx: crmkit.TenantContext, settings: ChurnSettings) -> list[Feature]:
+    """The features the tenant's rules use whose source the tenant runs."""
+    return [
+        rule.feature
+        for rule in settings.rules
+        if SOURCES[rule.feature] == CORE or ctx.plugin_enabled(SOURCES[rule.feature])
+    ]
+
+
+def look_back(settings: ChurnSettings) -> timedelta:
+    """How far back activities are read: both periods, the complaints and the horizon."""
+    days = max(2 * settings.period_days, settings.complaint_window_days, settings.horizon_days)
+    return timedelta(days=days)
+
+
+def _count(condition: Any) -> Any:
+    return func.sum(case((condition, 1), else_=0))
+
+
+def _sum(condition: Any, value: Any) -> Any:
+    return func.sum(case((condition, value), else_=Decimal(0)))
+
+
+def _drop(current: float, previous: float, previous_count: int, minimum: int) -> float | None:
+    """The share lost against the previous period (negative: growth); none below
+    ``minimum`` earlier transactions, where a fall says nothing yet."""
+    if previous_count < minimum or previous <= 0:
+        return None
+    return round(1 - current / previous, 4)
+
+
+async def compute(
+    ctx: crmkit.TenantContext,
+    settings: ChurnSettings,
+    now: datetime,
+    customer_ids: Sequence[uuid.UUID] | None = None,
+) -> list[CustomerFeatures]:
+    """The features of every live customer of the tenant (or of ``customer_ids``), in
+    three statements whatever their number."""
+    period = timedelta(days=settings.period_days)
+    current, previous = now - period, now - 2 * period
+    since = now - look_back(settings)
+    complaints_since = now - timedelta(days=settings.complaint_window_days)
+    transaction = Activity.kind == crmkit.ActivityKind.TRANSACTION
+    login = Activity.kind == crmkit.ActivityKind.LOGIN
+    in_current = Activity.occurred_at >= current
+    in_previous = and_(Activity.occurred_at >= previous, Activity.occurred_at < current)
+    activity = (
+        select(
+            Activity.customer_id,
+            func.max(case((Activity.kind.in_(ENGAGEMENT), Activity.occurred_at))).label("last"),
+            _count(transaction & in_current).label("tx_now"),
+            _count(transaction & in_previous).label("tx_before"),
+            _sum(transaction & in_current, Activity.amount).label("amt_now"),
+            _sum(transaction & in_previous, Activity.amount).label("amt_before"),
+            _count(login & in_current).label("login_now"),
+            _count(login & in_previous).label("login_before"),
+            _count(
+                (Activity.kind == crmkit.ActivityKind.COMPLAINT)
+                & (Activity.occurred_at >= complaints_since)
+            ).label("complaints"),
+        )
+        .where(Activity.occurred_at >= since)
+        .group_by(Activity.customer_id)
+    )
+    if customer_ids is not None:
+        activity = activity.where(Activity.customer_id.in_(customer_ids))
+    agg = activity.subquery()
+    query = (
+        select(
+            Customer.id,
+            Customer.relationship_manager,
+            Customer.lifecycle_stage,
+            Customer.created_at,
+            *[column for column in agg.c if column.name != "customer_id"],
+        )
+        .outerjoin(agg, agg.c.customer_id == Customer.id)
+        .where(Customer.erased_at.is_(None), Customer.archived_at.is_(None))
+    )
+    if customer_ids is not None:
+        query = query.where(Customer.id.in_(customer_ids))
+    rows = await ctx.session.execute(query)
+    used = set(available_features(ctx, settings))
+    minimum = settings.min_previous_transactions
+    result: dict[uuid.UUID, CustomerFeatures] = {}
+    for row in rows:
+        quiet_since = row.last or max(row.created_at, since)
+        inactive_days = (now - quiet_since) / timedelta(days=1)
+        features = CustomerFeatures(
+            row.id, row.relationship_manager, row.lifecycle_stage, row.last, inactive_days
+        )
+        values: dict[Feature, float | None] = {
+            Feature.DAYS_INACTIVE: inactive_days,
+            Feature.TRANSACTION_DROP: _drop(
+                row.tx_now or 0, row.tx_before or 0, row.tx_before or 0, minimum
+            ),
+            Feature.AMOUNT_DROP: _drop(
+                float(row.amt_now or 0), float(row.amt_before or 0), row.tx_before or 0, minimum
+            ),
+            Feature.LOGIN_DROP: _drop(
+                row.login_now or 0, row.login_before or 0, row.login_before or 0, minimum
+            ),
+            Feature.COMPLAINTS: row.complaints or 0,
+        }
+        features.values = {
+            name: round(value, 2) for name, value in values.items() if value is not None
+        }
+        result[row.id] = features
+    await _add_signals(ctx, settings, now, result, customer_ids)
+    for features in result.values():
+        features.values = {k: v for k, v in features.values.items() if k in used}
+    return list(result.values())
+
+
+async def _add_signals(
+    ctx: crmkit.TenantContext,
+    settings: ChurnSettings,
+    now: datetime,
+    result: dict[uuid.UUID, CustomerFeatures],
+    customer_ids: Sequence[uuid.UUID] | None,
+) -> None:
+    """The other plugins' signals, in two statements: sums, and the latest of each kind."""
+    closed = aliased(ChurnSignal)
+    open_breach = and_(
+        ChurnSignal.kind == SignalKind.SLA_BREACH,
+        ~exists().where(
+            closed.kind == SignalKind.CASE_CLOSED,
+            closed.subject_id == ChurnSignal.subject_id,
+            closed.customer_id == ChurnSignal.customer_id,
+        ),
+    )
+    recent = ChurnSignal.occurred_at >= now - timedelta(days=settings.period_days)
+    expiring = and_(ChurnSignal.kind == SignalKind.POINTS_EXPIRING, ChurnSignal.expires_at >= now)
+    sums = select(
+        ChurnSignal.customer_id,
+        func.count(func.distinct(case((open_breach, ChurnSignal.subject_id)))).label("breaches"),
+        _count((ChurnSignal.kind == SignalKind.TIER_DROP) & recent).label("tier_drops"),
+        func.sum(case((expiring, ChurnSignal.value), else_=Decimal(0))).label("points"),
+    ).group_by(ChurnSignal.customer_id)
+    ranked = select(
+        ChurnSignal.customer_id,
+        ChurnSignal.kind,
+        ChurnSignal.value,
+        func.row_number()
+        .over(
+            partition_by=(ChurnSignal.customer_id, ChurnSignal.kind),
+            order_by=(ChurnSignal.occurred_at.desc(), ChurnSignal.id.desc()),
+        )
+        .label("rank"),
+    ).where(ChurnSignal.kind.in_(LATEST))
+    if customer_ids is not None:
+        sums = sums.where(ChurnSignal.customer_id.in_(customer_ids))
+        ranked = ranked.where(ChurnSignal.customer_id.in_(customer_ids))
+    for row in await ctx.session.execute(sums):
+        features = result.get(row.customer_id)
+        if features is not None:
+            features.values[Feature.SLA_BREACHES] = float(row.breaches or 0)
+            features.values[Feature.TIER_DROPS] = float(row.tier_drops or 0)
+            features.values[Feature.EXPIRING_POINTS] = float(row.points or 0)
+    latest = ranked.subquery()
+    by_kind = {
+        SignalKind.NPS: Feature.LATEST_NPS,
+        SignalKind.CSAT: Feature.LATEST_CSAT,
+        SignalKind.MARKETING_CONSENT: Feature.MARKETING_OPT_OUT,
+    }
+    for row in await ctx.session.execute(
+        select(latest.c.customer_id, latest.c.kind, latest.c.value).where(latest.c.rank == 1)
+    ):
+        features = result.get(row.customer_id)
+        if features is not None and row.value is not None:
+            features.values[by_kind[SignalKind(row.kind)]] = float(row.value)
