@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from conftest import Loopback
+from channels_helpers import CREATE_CAMPAIGN, SAVE, SEND, messages, ok, template
+from channels_loopback import Loopback
 from crmkit.testing import Env
-from helpers import CREATE_CAMPAIGN, SAVE, SEND, messages, ok, template
 from sqlalchemy import func, select
 
 from crmkit_channels.models import Campaign, Message, Template

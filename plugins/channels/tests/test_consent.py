@@ -8,9 +8,9 @@ import json
 import uuid
 from datetime import UTC, datetime
 
-from conftest import CALLBACK_SECRET, Loopback, unique_number
+from channels_helpers import START, campaign, grant, messages, ok, progress, template
+from channels_loopback import CALLBACK_SECRET, Loopback, unique_number
 from crmkit.testing import Env
-from helpers import START, campaign, grant, messages, ok, progress, template
 from standardwebhooks.webhooks import Webhook
 
 from crmkit_channels import service

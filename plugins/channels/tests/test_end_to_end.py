@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import uuid
 
-from conftest import Loopback, unique_number
-from helpers import grant, messages, ok, send, template
+from channels_helpers import grant, messages, ok, send, template
+from channels_loopback import Loopback, unique_number
 
 INBOX = """query($id: UUID!) { inbox(customerId: $id) { nodes { id body subject readAt } } }"""
 READ = "mutation($id: UUID!) { markInboxRead(messageId: $id) { readAt } }"

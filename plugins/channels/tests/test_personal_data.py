@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import Loopback
+from channels_helpers import grant, messages, ok, send, template
+from channels_loopback import Loopback
 from crmkit.testing import StatementCounter
-from helpers import grant, messages, ok, send, template
 from sqlalchemy import text
 
 SECRET = "Zweistein, your mortgage offer"

@@ -10,8 +10,8 @@ import uuid
 from datetime import UTC, datetime
 
 import crmkit
-from conftest import CALLBACK_SECRET, Loopback, unique_number
-from helpers import START, campaign, grant, messages, ok, progress, send, template
+from channels_helpers import START, campaign, grant, messages, ok, progress, send, template
+from channels_loopback import CALLBACK_SECRET, Loopback, unique_number
 from standardwebhooks.webhooks import Webhook
 
 

@@ -26,7 +26,8 @@ import httpx
 import pytest
 import pytest_asyncio
 import uvicorn
-from conftest import API_KEY, Gateway, free_port, unique_number
+from channels_helpers import CONSENT, CREATE_CAMPAIGN, PROGRESS, SAVE, START
+from channels_loopback import API_KEY, Gateway, free_port, unique_number
 from crmkit.testing import (
     PG_DB,
     REDIS_URL,
@@ -36,7 +37,6 @@ from crmkit.testing import (
     pg_url,
     unavailable,
 )
-from helpers import CONSENT, CREATE_CAMPAIGN, PROGRESS, SAVE, START
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
