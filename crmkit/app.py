@@ -32,7 +32,7 @@ from crmkit.http.graphql import (
 from crmkit.http.oauth import AUTHORIZE, INTROSPECT, REVOKE, TOKEN, rate_limited_page
 from crmkit.http.oauth import ROUTES as OAUTH_ROUTES
 from crmkit.http.operator import OperatorEndpoint, operator_graphql
-from crmkit.http.plugin_routes import RATE_LIMIT_STORE, plugin_routers
+from crmkit.http.plugin_routes import RATE_LIMIT_STORE, hide_plugin_paths, plugin_routers
 from crmkit.jobs.backends import InlineQueue
 from crmkit.platform import Platform
 from crmkit.platform.operator_tokens import OperatorTokens
@@ -99,6 +99,7 @@ def create_app(platform: Platform | None = None) -> Litestar:
     platform = platform or Platform()
     platform.settings.check_issuer()
     logging.basicConfig(level=logging.INFO)
+    hide_plugin_paths(logging.getLogger("uvicorn.access"))
     _ = platform.schemas  # compose the installed plugins' types now, not on a request
     # what start-up built lives as long as the process: keep the collector off it
     gc.collect()

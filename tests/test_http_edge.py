@@ -254,3 +254,12 @@ async def test_graphiql_is_off_outside_dev_mode(env: Env, monkeypatch: pytest.Mo
     monkeypatch.setattr(env.platform.settings, "dev_mode", False)
     assert (await env.client.get("/graphql")).status_code == 404
     assert (await env.client.get("/graphiql/graphiql.min.js")).status_code == 404
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+async def test_an_empty_selection_set_is_refused_with_a_message_one_can_use(env: Env, endpoint: str) -> None:
+    response = await post(
+        env, endpoint, token=await token_for(env, endpoint), json={"query": "{ __schema { types { } } }"}
+    )
+    (error,) = errors_of(response, 200, "BAD_USER_INPUT")
+    assert "selection set" in error["message"] and "max()" not in error["message"]

@@ -66,3 +66,23 @@ def test_rows_by_key_gives_each_key_its_rows_in_order() -> None:
         [],
         [("a", 1), ("a", 3)],
     ]
+
+
+def test_access_log_lines_hide_what_follows_a_plugin_route() -> None:
+    """uvicorn's access log would keep a survey link's token: crmkit's filter cuts it."""
+    import logging
+
+    from crmkit.http.plugin_routes import HidePluginPaths
+
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", "/plugins/surveys/respond/tok_secret123?x=1", "1.1", 200),
+        None,
+    )
+    assert HidePluginPaths().filter(record)
+    assert "tok_secret123" not in record.getMessage()
+    assert "/plugins/surveys/…" in record.getMessage()

@@ -4,6 +4,7 @@ plugin invisible where it is not enabled, and a rate limit."""
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -42,6 +43,27 @@ def error_status(error: CrmError) -> int:
     for a handler that answers the error itself (an HTML page instead of JSON).
     Exported as ``crmkit.error_status``."""
     return STATUS.get(error.code, 500)
+
+
+class HidePluginPaths(logging.Filter):
+    """Access-log lines show ``/plugins/<plugin>/…`` without the rest of the path: a
+    plugin's route may carry a single-use token in it (a survey link), and a log is
+    no place for a credential."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            path = args[2]
+            if path.startswith("/plugins/"):
+                plugin = path.split("/", 3)[2]
+                record.args = (*args[:2], f"/plugins/{plugin}/…", *args[3:])
+        return True
+
+
+def hide_plugin_paths(logger: logging.Logger) -> None:
+    """Install :class:`HidePluginPaths` on ``logger`` (uvicorn's access log), once."""
+    if not any(isinstance(f, HidePluginPaths) for f in logger.filters):
+        logger.addFilter(HidePluginPaths())
 
 
 def crm_error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

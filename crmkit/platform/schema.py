@@ -17,7 +17,7 @@ from functools import cached_property, lru_cache, partial
 from typing import Any
 
 import strawberry
-from graphql import DocumentNode, GraphQLError, parse
+from graphql import DocumentNode, GraphQLError, SelectionSetNode, Visitor, parse, visit
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -127,7 +127,18 @@ def parse_document(query: str, max_tokens: int) -> DocumentNode:
     The HTTP edge parses once to pick the operation; :class:`ParseOnce` hands the same
     cached document to strawberry, so a request is parsed once.
     """
-    return parse(query, max_tokens=max_tokens)
+    document = parse(query, max_tokens=max_tokens)
+    visit(document, _NoEmptySelection())
+    return document
+
+
+class _NoEmptySelection(Visitor):
+    """The spec's grammar has no empty selection set (``pageInfo { }``); graphql-core
+    parses one, and the depth limit would then fail on it with a message no one can use."""
+
+    def enter_selection_set(self, node: SelectionSetNode, *_: object) -> None:
+        if not node.selections:
+            raise GraphQLError("a selection set `{ }` must name at least one field", node)
 
 
 class ParseOnce(SchemaExtension):
