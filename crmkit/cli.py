@@ -198,9 +198,9 @@ def tenants_configure(
     ],
 ) -> None:
     """Change a tenant's settings."""
-    from crmkit.tenants.service import set_retention
+    from crmkit.platform.lifecycle import configure_retention
 
-    run(lambda p: set_retention(p.db, tenant, activity_retention_days or None))
+    run(lambda p: configure_retention(p, tenant, activity_retention_days or None))
     kept = f"{activity_retention_days} days" if activity_retention_days else "forever"
     typer.echo(f"{tenant}: activities kept {kept}")
 

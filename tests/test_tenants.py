@@ -190,3 +190,13 @@ async def test_unknown_settings_keys_are_refused_whatever_the_plugins_model_says
     assert bad["errors"][0]["extensions"]["fields"] == ["treshold"]
     listed = await operator(env, "{ tenants { slug } }")
     assert slug not in [t["slug"] for t in listed["data"]["tenants"]]
+
+
+async def test_changing_the_retention_policy_is_audited(env: Env) -> None:
+    from crmkit.platform.lifecycle import configure_retention
+
+    tenant = await env.tenant()
+    await configure_retention(env.platform, await _slug(env, tenant), 30)
+    async with env.platform.db.tenant_session(tenant) as session:
+        event = await session.scalar(select(AuditEvent).where(AuditEvent.action == "tenant.configure"))
+    assert event is not None and event.fields == ["activity_retention_days"]

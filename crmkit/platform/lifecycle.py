@@ -22,7 +22,7 @@ from crmkit.db import tenant_owned_tables
 from crmkit.errors import BadUserInput
 from crmkit.platform import Platform, enablement
 from crmkit.tenants.models import Tenant, TenantStatus
-from crmkit.tenants.service import add_tenant, get_tenant, new_tenant, open_tenant, set_status
+from crmkit.tenants.service import add_tenant, get_tenant, new_tenant, open_tenant, set_retention, set_status
 from crmkit.tenants.users import Role, StaffUser, create_user, normalise_email
 
 KEPT = {AuditEvent.__tablename__, AuditHead.__tablename__, AuditCheckpoint.__tablename__}
@@ -122,6 +122,25 @@ async def offboard(platform: Platform, slug: str, *, confirm: str, operator: str
             note(session, tenant.id, "tenant.offboard", "Tenant", [str(tenant.id)], [t.name for t in tables])
     platform.keyring.forget(tenant.id)
     return await set_status(platform.db, slug, TenantStatus.OFFBOARDED)
+
+
+async def configure_retention(
+    platform: Platform, slug: str, days: int | None, operator: str | None = None
+) -> Tenant:
+    """Keep the tenant's activities ``days`` days (None: keep them), recorded in its
+    audit trail: a retention policy decides what personal history survives."""
+    tenant = await set_retention(platform.db, slug, days)
+    with _acting(operator):
+        async with platform.db.tenant_session(tenant.id) as session:
+            note(
+                session,
+                tenant.id,
+                "tenant.configure",
+                "Tenant",
+                [str(tenant.id)],
+                ["activity_retention_days"],
+            )
+    return tenant
 
 
 def _acting(operator: str | None) -> AbstractContextManager[None]:
