@@ -7,16 +7,16 @@ A figure, not a pass/fail test: a ratio of two throughputs measured in the same 
   recorded beforehand through ``record_activity`` with the outbox relay switched off,
   so their ``activity_recorded`` events wait in the outbox. The clock starts, then
   their dispatch jobs are queued as the relay queues them after a commit (in batches of
-  500, each drained before the next, so that no job waits for a database connection
+  100, each drained before the next, so that no job waits for a database connection
   longer than the pool allows). Each event is then dispatched, delivered to the
   plugin in a transaction of its own (tenant scope, row-level security, the delivery
   record that makes a redelivery a no-op, the audit trail) and earned by the plugin
-  (the activity loaded, the customer checked, the rule applied, the account locked,
-  the earning looked for, the cap, the entry, the lot, the balance, the tier).
+  (the activity loaded, the rule applied, the account locked, the earning looked
+  for, the cap, the entry, the lot, the balance, the tier).
 * **Directly** (the ceiling): the same rows for as many earnings, one transaction each
   through the same tenant scope: the account locked, one entry and one lot inserted,
   the balance updated. There is no event, queue, delivery record, rule or duplicate
-  check. Batches of 500 run concurrently, as the queue's jobs do, and the database pool
+  check. Batches of 100 run concurrently, as the queue's jobs do, and the database pool
   bounds both sides alike.
 
 The queue is crmkit's in-process one (``InlineQueue``, the arq backend's semantics
@@ -62,7 +62,7 @@ from crmkit.settings import Settings
 from crmkit.tenants.service import create_tenant
 
 CUSTOMERS = 200
-BATCH = 500
+BATCH = 100
 
 
 async def loyalty_tenant(platform: Platform, slug: str) -> tuple[uuid.UUID, list[uuid.UUID]]:
@@ -181,7 +181,8 @@ async def one_run(platform: Platform, run: int, count: int) -> float:
     ratio = direct / queued
     print(
         f"  run {run}: through the queue {count / queued:7.0f} earnings/s ({failures} retried),"
-        f" directly {count / direct:7.0f}/s, ratio queue/direct {ratio:.2f}"
+        f" directly {count / direct:7.0f}/s, ratio queue/direct {ratio:.2f}",
+        flush=True,
     )
     return ratio
 
@@ -200,7 +201,10 @@ async def run_postgres(args: argparse.Namespace, workdir: Path) -> None:
         settings = Settings(database_url=postgres_setup.url(database, role), data_dir=workdir, dev_mode=True)
         platform = Platform(settings)
         platform.db.after_commit = None  # events stay in the outbox until the bench queues them
-        print(f"PostgreSQL (as a crmkit_app login role), {args.transactions} transactions per run")
+        print(
+            f"PostgreSQL (as a crmkit_app login role), {args.transactions} transactions per run",
+            flush=True,
+        )
         try:
             ratios = [await one_run(platform, run, args.transactions) for run in range(args.runs)]
         finally:

@@ -53,11 +53,11 @@ def _apply(settings: LoyaltySettings, reward: Reward, data: RewardInput) -> None
         if data.stock < 0:
             raise crmkit.BadUserInput("stock cannot be negative", field="stock")
         reward.stock = data.stock
-    for name, value in (("valid_from", data.valid_from), ("valid_until", data.valid_until)):
-        if value is not None:
-            if value.tzinfo is None:
-                raise crmkit.BadUserInput(f"{name} needs a time zone offset", field=_camel(name))
-            setattr(reward, name, value)
+    # GraphQL's DateTime refuses a time without an offset before it gets here
+    if data.valid_from is not None:
+        reward.valid_from = data.valid_from
+    if data.valid_until is not None:
+        reward.valid_until = data.valid_until
     if reward.valid_from and reward.valid_until and reward.valid_until <= reward.valid_from:
         raise crmkit.BadUserInput("validUntil must come after validFrom", field="validUntil")
     if data.tier_required is not None:
@@ -71,14 +71,11 @@ def _apply(settings: LoyaltySettings, reward: Reward, data: RewardInput) -> None
         reward.active = data.active
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
 async def create_reward(ctx: crmkit.TenantContext, data: RewardInput) -> Reward:
-    if data.name is None or data.cost_points is None:
-        raise crmkit.BadUserInput("a reward needs a name and a cost", field="name")
+    if data.name is None:
+        raise crmkit.BadUserInput("a reward needs a name", field="name")
+    if data.cost_points is None:
+        raise crmkit.BadUserInput("a reward needs a cost in points", field="costPoints")
     reward = Reward(id=crmkit.uuid7(), active=True)
     _apply(ctx.settings_as(LoyaltySettings), reward, data)
     ctx.session.add(reward)

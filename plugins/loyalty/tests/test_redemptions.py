@@ -237,6 +237,25 @@ async def test_the_catalogue_is_edited_and_listed_by_availability(env: Env) -> N
     assert error_of(refused) == ("BAD_USER_INPUT", "tierRequired")
     unknown = await env.gql(update, {"id": str(uuid.uuid4()), "input": {}}, tenant=tenant)
     assert error_of(unknown) == ("NOT_FOUND", "rewardId")
+    create = "mutation($input: LoyaltyRewardInput!) { createLoyaltyReward(input: $input) { id } }"
+    for fields, field in (
+        ({"name": "x"}, "costPoints"),
+        ({"name": "x", "costPoints": 0}, "costPoints"),
+        ({"name": " ", "costPoints": 5}, "name"),
+        ({"name": "x", "costPoints": 5, "stock": -1}, "stock"),
+        (
+            {
+                "name": "x",
+                "costPoints": 5,
+                "validFrom": "2025-02-01T00:00:00Z",
+                "validUntil": "2025-01-01T00:00:00Z",
+            },
+            "validUntil",
+        ),
+    ):
+        refused = await env.gql(create, {"input": fields}, tenant=tenant)
+        assert error_of(refused) == ("BAD_USER_INPUT", field)
+    assert len(await gql_ok(env, listed, {"only": False}, tenant)) == 2
 
 
 async def test_staff_earning_with_a_key_earns_once(env: Env) -> None:
