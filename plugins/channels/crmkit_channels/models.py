@@ -13,8 +13,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 
 class MessageStatus(enum.StrEnum):
+    """Where a message stands. There is no stored ``sending``: the provider call and the
+    status it leads to are one transaction (the README says why)."""
+
     QUEUED = "queued"
-    SENDING = "sending"
     SENT = "sent"
     DELIVERED = "delivered"
     FAILED = "failed"

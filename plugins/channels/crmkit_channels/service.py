@@ -643,6 +643,6 @@ async def provider_status(
     wanted = {"delivered": MessageStatus.DELIVERED, "bounced": MessageStatus.BOUNCED}.get(status)
     if wanted is None:
         raise crmkit.BadUserInput("status must be delivered or bounced", field="status")
-    if message.status in (MessageStatus.SENT, MessageStatus.SENDING):
+    if message.status is MessageStatus.SENT:
         _status(ctx, message, wanted, error=error[:1000] if error else None)
     return message

@@ -50,7 +50,9 @@ def check(text: str, field: str) -> None:
         raise crmkit.BadUserInput(
             f"{field} does not compile, line {exc.lineno}: {exc.message}", field=field
         ) from None
+    # the template's own names, the loop variable and Jinja's globals (range, dict, ...)
     assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    assigned |= {"loop", *_env.globals}
     for name, attribute, line in _names(tree):
         if name in assigned:
             continue

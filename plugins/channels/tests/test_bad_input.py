@@ -57,6 +57,10 @@ async def test_a_template_with_an_unknown_variable_or_bad_syntax_is_refused_with
     assert ok(await env.gql(TEMPLATES, tenant=tenant))["channelTemplates"] == []
     assert await rows(env, tenant, Template) == 0
 
+    loops = "{% for item in event.items %}{{ loop.index }}. {{ item }}{% endfor %}"
+    await template(env, tenant, "list", "sms", loops)  # its own names are no unknown variables
+    assert await rows(env, tenant, Template) == 1
+
 
 async def test_a_malformed_phone_or_invalid_address_refuses_the_send(loopback: Loopback) -> None:
     env = loopback.env
