@@ -60,3 +60,42 @@ async def test_each_channel_delivers_the_rendered_message(loopback: Loopback) ->
         ("sms", "sent", 1),
         ("webhook", "sent", 1),
     ]
+
+
+PREVIEW = """mutation($id: UUID!) {
+  previewMessage(customerId: $id, template: "offer", channel: "sms",
+                 variables: {offer: "2% cashback"}) { subject body } }"""
+STATS = """query($since: DateTime!, $until: DateTime!) {
+  channelStats(since: $since, until: $until) { channel counts { sent suppressed } } }"""
+
+
+async def test_a_preview_renders_masked_as_the_caller_and_sends_nothing(loopback: Loopback) -> None:
+    env = loopback.env
+    tenant = await loopback.tenant()
+    customer = (await env.create_customer(tenant, givenName="Ann"))["id"]
+    await template(
+        env, tenant, "offer", "sms", "Hello {{ customer.given_name }}, {{ event.offer }}."
+    )
+    clear = ok(await env.gql(PREVIEW, {"id": customer}, tenant=tenant))["previewMessage"]
+    assert clear == {"subject": None, "body": "Hello Ann, 2% cashback."}
+    scopes = ["customers:read", "channels:send"]  # no pii:identity: the name is masked
+    masked = ok(await env.gql(PREVIEW, {"id": customer}, token=env.token(tenant, scopes)))
+    assert masked["previewMessage"]["body"] == "Hello ***, 2% cashback."
+    assert await messages(env, tenant, customer) == []
+
+
+async def test_statistics_count_each_channel_in_the_period(loopback: Loopback) -> None:
+    env = loopback.env
+    tenant = await loopback.tenant()
+    allowed = (await env.create_customer(tenant, givenName="A"))["id"]
+    refused = (await env.create_customer(tenant, givenName="R"))["id"]
+    await grant(env, tenant, allowed, "IN_APP")
+    await template(env, tenant, "hi", "in_app", "Hi")
+    for customer in (allowed, refused):
+        await send(
+            env, tenant, customerId=customer, purpose="marketing", template="hi", channel="in_app"
+        )
+    await env.drain()
+    period = {"since": "2000-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z"}
+    stats = ok(await env.gql(STATS, period, tenant=tenant))["channelStats"]
+    assert stats == [{"channel": "in_app", "counts": {"sent": 1, "suppressed": 1}}]
