@@ -81,7 +81,7 @@ class CustomerChurnType:
 async def load_churn(
     context: crmkit.RequestContext, customer_ids: Sequence[uuid.UUID]
 ) -> list[CustomerChurnType | None]:
-    """Scores and open alerts of a page of customers: four statements for any page."""
+    """Scores and open alerts of a page of customers: five statements for any page."""
     ctx = context.tenant_context(NAME)
     scores = await service.current_scores(ctx, customer_ids)
     alerts = await service.open_alerts(ctx, customer_ids)

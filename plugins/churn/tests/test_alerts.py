@@ -170,6 +170,10 @@ async def test_no_activity_past_the_horizon_is_churn_and_activity_after_it_a_win
     assert premium["churnMetrics"]["customers"] == 1
     assert premium["churnMetrics"]["churned"] == 1
 
+    churned = "{ customers(filter: {stage: CHURNED}) { nodes { id } } }"  # a win-back's target
+    targets = ok(await env.gql(churned, tenant=tenant))["customers"]["nodes"]
+    assert sorted(n["id"] for n in targets) == sorted([dora, other])
+
     await history(env, tenant, dora, days_ago=range(0, 1))
     await run_scoring(env, tenant)
     assert await stage(env, tenant, dora) == "ACTIVE"
