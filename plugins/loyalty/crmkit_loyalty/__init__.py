@@ -132,9 +132,12 @@ async def seed_demo(ctx: crmkit.TenantContext, customer_ids: list[uuid.UUID]) ->
     )
     for activity_id in list(activities):
         await earning.earn_from_activity(ctx, activity_id)
-    catalogue = list(await ctx.session.scalars(select(Reward).order_by(Reward.id)))
+    catalogue = {reward.name: reward for reward in await ctx.session.scalars(select(Reward))}
     if not catalogue:
-        catalogue = [await rewards.create_reward(ctx, item) for item in DEMO_REWARDS]
+        for item in DEMO_REWARDS:
+            reward = await rewards.create_reward(ctx, item)
+            catalogue[reward.name] = reward
+    lounge = catalogue.get(str(DEMO_REWARDS[0].name))
     for customer_id in customer_ids:
         bonus = rng.choice([0, 0, 1_200, 6_000, 25_000])
         if bonus:
@@ -146,13 +149,13 @@ async def seed_demo(ctx: crmkit.TenantContext, customer_ids: list[uuid.UUID]) ->
                 idempotency_key="demo-welcome",
                 actor=earning.SYSTEM_ACTOR,
             )
-    if customer_ids:
+    if customer_ids and lounge is not None:
         account = await ctx.session.get(Account, (ctx.tenant_id, customer_ids[0]))
-        if account is not None and account.balance >= catalogue[0].cost_points:
+        if account is not None and account.balance >= lounge.cost_points:
             await rewards.redeem(
                 ctx,
                 customer_id=customer_ids[0],
-                reward_id=catalogue[0].id,
+                reward_id=lounge.id,
                 idempotency_key="demo-redemption",
                 actor=earning.SYSTEM_ACTOR,
             )

@@ -6,8 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from crmkit.clock import FrozenClock
-from crmkit.testing import Env
+from crmkit.testing import Env, FrozenClock
 from loyalty_helpers import loyalty, record
 
 PROGRAMME = {

@@ -287,3 +287,17 @@ def test_settings_that_contradict_themselves_are_refused() -> None:
     for values in contradictions:
         with pytest.raises(ValidationError):
             LoyaltySettings.model_validate(values)
+
+
+@pytest.mark.postgres_only
+async def test_parallel_first_earnings_open_one_account_and_lose_nothing(env: Env) -> None:
+    tenant = await env.tenant("loyalty")
+    customer: str = (await env.create_customer(tenant, givenName="New"))["id"]
+    token = env.token(tenant)
+    answers = await asyncio.gather(
+        *(env.gql(EARN, {"id": customer, "points": i}, token=token) for i in range(1, 11))
+    )
+    assert all("errors" not in answer for answer in answers), answers
+    after = [a["data"]["earnPoints"]["balanceAfter"] for a in answers]
+    assert len(set(after)) == 10 and max(after) == 55  # one after the other, none lost
+    assert (await loyalty(env, tenant, customer))["balance"] == 55
