@@ -164,3 +164,20 @@ async def test_the_demo_seed_shows_points_and_is_idempotent(env: Env) -> None:
     assert len(rewards) == 3
     page = await gql_ok(env, "{ customers { nodes { loyalty { balance tier } } } }", {}, tenant)
     assert all(node["loyalty"]["balance"] > 0 for node in page["nodes"])
+
+
+async def test_the_ledger_pages_newest_first_by_cursor(env: Env) -> None:
+    tenant = await env.tenant("loyalty")
+    customer: str = (await env.create_customer(tenant, givenName="Pia"))["id"]
+    for points in (1, 2, 3, 4, 5):
+        await gql_ok(env, EARN, {"id": customer, "points": points}, tenant)
+    query = """query($id: UUID!, $after: String) { customer(id: $id) { loyalty {
+      ledger(first: 2, after: $after) { nodes { points } pageInfo { hasNextPage endCursor } }
+    } } }"""
+    seen, after, more = [], None, True
+    while more:
+        page = await gql_ok(env, query, {"id": customer, "after": after}, tenant)
+        ledger = page["loyalty"]["ledger"]
+        seen.append([node["points"] for node in ledger["nodes"]])
+        more, after = ledger["pageInfo"]["hasNextPage"], ledger["pageInfo"]["endCursor"]
+    assert seen == [[5, 4], [3, 2], [1]]
