@@ -10,9 +10,10 @@ Both sides run as a login role in ``crmkit_app`` under row-level security, in a 
 transaction of crmkit's own:
 
 * **scoring**: ``crmkit_churn.service.current_scores``, what each scoring run and
-  ``Customer.churn`` compute: the features of every customer (three statements built
-  with SQLAlchemy through the tenant-bound ORM session: the activities' aggregates and
-  the other plugins' signals) and the score with its reasons from the default rules;
+  ``Customer.churn`` compute: the features of every customer (four statements built
+  with SQLAlchemy through the tenant-bound ORM session: the activities' aggregates, the
+  customers, and the other plugins' signals) and the score with its reasons from the
+  default rules;
 * **plain SQL** (the ceiling): one hand-written PostgreSQL statement with ``FILTER``
   aggregates computing the same activity figures per customer over the same look-back,
   fetched, nothing more (no customers' rows, no signals, no score).

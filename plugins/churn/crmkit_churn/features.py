@@ -46,9 +46,10 @@ _NO_ACTIVITY = SimpleNamespace(
     complaints=0,
 )
 """The figures of a customer without activity in the look-back."""
+DAY = timedelta(days=1)
 
 
-@dataclass
+@dataclass(slots=True)
 class CustomerFeatures:
     customer_id: uuid.UUID
     relationship_manager: str | None
@@ -84,12 +85,9 @@ def _sum(condition: Any, value: Any) -> Any:
     return func.sum(case((condition, value), else_=Decimal(0)))
 
 
-def _drop(current: float, previous: float, previous_count: int, minimum: int) -> float | None:
-    """The share lost against the previous period (negative: growth); none below
-    ``minimum`` earlier transactions, where a fall says nothing yet."""
-    if previous_count < minimum or previous <= 0:
-        return None
-    return round(1 - current / previous, 4)
+def _drop(current: float, previous: float) -> float:
+    """The share lost against the previous period (negative: growth)."""
+    return 1 - current / previous
 
 
 async def compute(
@@ -137,35 +135,34 @@ async def compute(
     figures = {row.customer_id: row for row in await ctx.session.execute(activity)}
     rows = await ctx.session.execute(customers)
     used = set(available_features(ctx, settings))
+    unused = {feature for feature, source in SOURCES.items() if source == CORE} - used
     minimum = settings.min_previous_transactions
     result: dict[uuid.UUID, CustomerFeatures] = {}
     for customer in rows:
         row = figures.get(customer.id) or _NO_ACTIVITY
         quiet_since = row.last or max(customer.created_at, since)
-        inactive_days = (now - quiet_since) / timedelta(days=1)
-        features = CustomerFeatures(
+        inactive_days = (now - quiet_since) / DAY
+        values: dict[Feature, float] = {
+            Feature.DAYS_INACTIVE: inactive_days,
+            Feature.COMPLAINTS: row.complaints,
+        }
+        if row.tx_before >= minimum:  # a fall against fewer says nothing yet
+            values[Feature.TRANSACTION_DROP] = _drop(row.tx_now, row.tx_before)
+            if row.amt_before > 0:
+                values[Feature.AMOUNT_DROP] = _drop(float(row.amt_now), float(row.amt_before))
+        if row.login_before >= minimum:
+            values[Feature.LOGIN_DROP] = _drop(row.login_now, row.login_before)
+        if unused:
+            values = {k: v for k, v in values.items() if k in used}
+        result[customer.id] = CustomerFeatures(
             customer.id,
             customer.relationship_manager,
             customer.lifecycle_stage,
             row.last,
             inactive_days,
+            values,
         )
-        values: dict[Feature, float | None] = {
-            Feature.DAYS_INACTIVE: inactive_days,
-            Feature.TRANSACTION_DROP: _drop(row.tx_now, row.tx_before, row.tx_before, minimum),
-            Feature.AMOUNT_DROP: _drop(
-                float(row.amt_now or 0), float(row.amt_before or 0), row.tx_before, minimum
-            ),
-            Feature.LOGIN_DROP: _drop(row.login_now, row.login_before, row.login_before, minimum),
-            Feature.COMPLAINTS: row.complaints,
-        }
-        features.values = {
-            name: round(value, 2) for name, value in values.items() if value is not None
-        }
-        result[customer.id] = features
-    await _add_signals(ctx, settings, now, result, customer_ids)
-    for features in result.values():
-        features.values = {k: v for k, v in features.values.items() if k in used}
+    await _add_signals(ctx, settings, now, result, customer_ids, used)
     return list(result.values())
 
 
@@ -175,8 +172,10 @@ async def _add_signals(
     now: datetime,
     result: dict[uuid.UUID, CustomerFeatures],
     customer_ids: Sequence[uuid.UUID] | None,
+    used: set[Feature],
 ) -> None:
-    """The other plugins' signals, in two statements: sums, and the latest of each kind."""
+    """The other plugins' signals, in two statements: sums, and the latest of each kind;
+    only the features in ``used`` are kept."""
     closed = aliased(ChurnSignal)
     open_breach = and_(
         ChurnSignal.kind == SignalKind.SLA_BREACH,
@@ -211,9 +210,13 @@ async def _add_signals(
     for row in await ctx.session.execute(sums):
         features = result.get(row.customer_id)
         if features is not None:
-            features.values[Feature.SLA_BREACHES] = float(row.breaches or 0)
-            features.values[Feature.TIER_DROPS] = float(row.tier_drops or 0)
-            features.values[Feature.EXPIRING_POINTS] = float(row.points or 0)
+            for feature, value in (
+                (Feature.SLA_BREACHES, row.breaches),
+                (Feature.TIER_DROPS, row.tier_drops),
+                (Feature.EXPIRING_POINTS, row.points),
+            ):
+                if feature in used:
+                    features.values[feature] = float(value or 0)
     latest = ranked.subquery()
     by_kind = {
         SignalKind.NPS: Feature.LATEST_NPS,
@@ -224,5 +227,6 @@ async def _add_signals(
         select(latest.c.customer_id, latest.c.kind, latest.c.value).where(latest.c.rank == 1)
     ):
         features = result.get(row.customer_id)
-        if features is not None and row.value is not None:
-            features.values[by_kind[SignalKind(row.kind)]] = float(row.value)
+        feature = by_kind[SignalKind(row.kind)]
+        if features is not None and row.value is not None and feature in used:
+            features.values[feature] = float(row.value)

@@ -7,14 +7,16 @@ whole explanation a relationship manager needs.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from operator import attrgetter
 
 from crmkit_churn.features import CustomerFeatures
 from crmkit_churn.models import Band
 from crmkit_churn.settings import ChurnSettings, Feature
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Reason:
     feature: str
     value: float
@@ -24,7 +26,7 @@ class Reason:
         return {"feature": self.feature, "value": self.value, "contribution": self.contribution}
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Score:
     customer_id: uuid.UUID
     score: int
@@ -35,27 +37,33 @@ class Score:
     """The features the score could read: the rules' whose source the tenant runs."""
 
 
-def band(settings: ChurnSettings, score: int) -> Band:
-    if score >= settings.high_band_from:
-        return Band.HIGH
-    return Band.MEDIUM if score >= settings.alert_threshold else Band.LOW
+_LARGEST_FIRST = attrgetter("contribution")
 
 
-def score(settings: ChurnSettings, features: CustomerFeatures, used: list[Feature]) -> Score:
-    reasons = []
-    for rule in settings.rules:
-        value = features.values.get(rule.feature)
-        if rule.feature not in used or value is None:
-            continue
-        contribution = round(rule.contribution(value), 1)
-        if contribution > 0:
-            reasons.append(Reason(rule.feature.value, value, contribution))
-    reasons.sort(key=lambda reason: (-reason.contribution, reason.feature))
-    total = min(100, round(sum(reason.contribution for reason in reasons)))
-    return Score(
-        features.customer_id,
-        total,
-        band(settings, total),
-        reasons,
-        [feature.value for feature in used],
-    )
+def scorer(settings: ChurnSettings, used: list[Feature]) -> Callable[[CustomerFeatures], Score]:
+    """The tenant's score function for one run: the rules on features it can read,
+    looked up once rather than once per customer (a run scores every customer)."""
+    rules = [
+        (rule.feature, rule.feature.value, rule.contribution)
+        for rule in settings.rules
+        if rule.feature in used
+    ]
+    names = [feature.value for feature in used]
+    threshold, high = settings.alert_threshold, settings.high_band_from
+
+    def score(features: CustomerFeatures) -> Score:
+        values = features.values
+        reasons = []
+        for feature, name, contribution_of in rules:
+            value = values.get(feature)
+            if value is not None:
+                contribution = round(contribution_of(value), 1)
+                if contribution > 0:
+                    reasons.append(Reason(name, round(value, 2), contribution))
+        if len(reasons) > 1:  # ties keep the rules' order
+            reasons.sort(key=_LARGEST_FIRST, reverse=True)
+        total = min(100, round(sum(reason.contribution for reason in reasons)))
+        grade = Band.HIGH if total >= high else Band.MEDIUM if total >= threshold else Band.LOW
+        return Score(features.customer_id, total, grade, reasons, names)
+
+    return score

@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 
 from crmkit_churn import features as feature_sets
 from crmkit_churn.models import AlertStatus, ChurnAlert, ChurnSignal, Outcome, SignalKind
-from crmkit_churn.scoring import Score, score
+from crmkit_churn.scoring import Score, scorer
 from crmkit_churn.settings import NAME, STEP_PLUGINS, ChurnSettings, StepKind
 
 SYSTEM = "crmkit:churn"
@@ -38,9 +38,9 @@ async def current_scores(
 ) -> dict[uuid.UUID, tuple[feature_sets.CustomerFeatures, Score]]:
     """Every live customer's features and score now (or those of ``customer_ids``)."""
     settings = ctx.settings_as(ChurnSettings)
-    used = feature_sets.available_features(ctx, settings)
+    score = scorer(settings, feature_sets.available_features(ctx, settings))
     rows = await feature_sets.compute(ctx, settings, crmkit.utcnow(), customer_ids)
-    return {row.customer_id: (row, score(settings, row, used)) for row in rows}
+    return {row.customer_id: (row, score(row)) for row in rows}
 
 
 async def open_alerts(

@@ -67,7 +67,7 @@ class Rule(BaseModel):
 
     def contribution(self, value: float) -> float:
         share = (value - self.start) / (self.full - self.start)
-        return self.weight * min(1.0, max(0.0, share))
+        return 0.0 if share <= 0 else self.weight if share >= 1 else self.weight * share
 
 
 DEFAULT_RULES = (
