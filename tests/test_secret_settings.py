@@ -49,7 +49,7 @@ async def test_a_secret_setting_is_sealed_at_rest_clear_for_the_plugin_and_maske
     assert previous.gateway_key.get_secret_value() == current.gateway_key.get_secret_value() == SECRET
     assert SECRET not in await stored_settings(env, tenant)
 
-    assert SECRET not in json.dumps(await plugin_report(env.platform))  # `crmkit plugins list`
+    assert SECRET not in json.dumps(await plugin_report(env.platform), default=str)  # `plugins list --json`
 
 
 def test_a_sealed_setting_opens_only_for_its_tenant_plugin_and_name() -> None:

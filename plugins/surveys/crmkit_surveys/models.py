@@ -74,7 +74,7 @@ class Invitation(crmkit.TenantOwned, crmkit.Model):
             ["survey_versions.tenant_id", "survey_versions.id"],
             ondelete="CASCADE",
         ),
-        UniqueConstraint("token_hash"),
+        UniqueConstraint("tenant_id", "token_hash"),
         UniqueConstraint("tenant_id", "survey_id", "customer_id", "trigger_ref"),
         Index("ix_survey_invitations_customer", "tenant_id", "customer_id", "created_at"),
         Index("ix_survey_invitations_survey", "tenant_id", "survey_id", "created_at"),

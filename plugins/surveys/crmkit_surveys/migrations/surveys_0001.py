@@ -97,7 +97,9 @@ def upgrade() -> None:
         _fk("survey_invitations", "customer_id", "customers"),
         _fk("survey_invitations", "version_id", "survey_versions"),
         sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_survey_invitations")),
-        sa.UniqueConstraint("token_hash", name=op.f("uq_survey_invitations_token_hash")),
+        sa.UniqueConstraint(
+            "tenant_id", "token_hash", name=op.f("uq_survey_invitations_tenant_id_token_hash")
+        ),
         sa.UniqueConstraint(
             "tenant_id",
             "survey_id",
