@@ -57,9 +57,9 @@ def scorer(settings: ChurnSettings, used: list[Feature]) -> Callable[[CustomerFe
         for feature, name, contribution_of in rules:
             value = values.get(feature)
             if value is not None:
-                contribution = round(contribution_of(value), 1)
-                if contribution > 0:
-                    reasons.append(Reason(name, round(value, 2), contribution))
+                contribution = contribution_of(value)
+                if contribution >= 0.05:  # shown to a tenth of a point
+                    reasons.append(Reason(name, round(value, 2), round(contribution, 1)))
         if len(reasons) > 1:  # ties keep the rules' order
             reasons.sort(key=_LARGEST_FIRST, reverse=True)
         total = min(100, round(sum(reason.contribution for reason in reasons)))
