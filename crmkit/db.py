@@ -17,6 +17,7 @@ import enum
 import functools
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -67,15 +68,32 @@ NAMING_CONVENTION = {
 }
 
 
+_uuid7_lock = threading.Lock()
+_uuid7_last = [0, 0]  # the last id's millisecond and its 12-bit sequence
+
+
 def uuid7() -> uuid.UUID:
-    """A time-ordered UUID (RFC 9562 v7): ids sort by creation, so they make keyset cursors."""
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
+    """A time-ordered UUID (RFC 9562 v7): ids sort by creation, so they make keyset cursors.
+
+    Within one millisecond the 12 bits after the time count up (RFC 9562's method 1),
+    so ids made by this process sort in the order they were made, not by chance; the
+    other 62 bits stay random.
+    """
+    with _uuid7_lock:
+        ms = time.time_ns() // 1_000_000
+        last_ms, sequence = _uuid7_last
+        if ms <= last_ms:  # the same millisecond (or the clock stepped back): count on
+            ms, sequence = last_ms, sequence + 1
+            if sequence > 0xFFF:
+                ms, sequence = ms + 1, 0
+        else:
+            sequence = int.from_bytes(os.urandom(1), "big")  # a random start within the ms
+        _uuid7_last[:] = [ms, sequence]
     value = (ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76
-    value |= ((rand >> 62) & 0xFFF) << 64
+    value |= sequence << 64
     value |= 0b10 << 62
-    value |= rand & ((1 << 62) - 1)
+    value |= int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
     return uuid.UUID(int=value)
 
 

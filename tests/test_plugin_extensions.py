@@ -86,3 +86,13 @@ def test_access_log_lines_hide_what_follows_a_plugin_route() -> None:
     assert HidePluginPaths().filter(record)
     assert "tok_secret123" not in record.getMessage()
     assert "/plugins/surveys/…" in record.getMessage()
+
+
+def test_uuid7_ids_sort_in_the_order_they_were_made() -> None:
+    """Plugins order by id (``ORDER BY id`` is chronological): ids made in the same
+    millisecond must sort in creation order too, not by chance."""
+    import crmkit
+
+    ids = [crmkit.uuid7() for _ in range(20_000)]  # thousands per millisecond
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert {i.version for i in ids} == {7}
