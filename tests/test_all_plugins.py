@@ -5,8 +5,12 @@ for 5 customers and for 50 (each plugin batches its fields through data loaders)
 from __future__ import annotations
 
 import uuid
+from typing import Any
+
+from sqlalchemy import select
 
 from crmkit.demo import customer_selection
+from crmkit.plugins.models import HandlerFailure
 from crmkit.testing import Env, StatementCounter
 
 FIRST_PARTY = ("loyalty", "surveys", "channels", "cases", "churn")
@@ -41,3 +45,84 @@ async def test_every_plugin_field_of_a_customers_page_is_batched(
     five = await page_statements(env, tenant, selection, sql_statements, 5)
     fifty = await page_statements(env, tenant, selection, sql_statements, 50)
     assert five == fifty, (five, fifty)
+
+
+SURVEY = {
+    "title": {"en": "After your case"},
+    "locales": ["en"],
+    "questions": [{"key": "csat", "type": "csat", "required": True, "text": {"en": "How did we do?"}}],
+}
+CASE_FIELDS = "id status version"
+
+
+async def ok(env: Env, tenant: uuid.UUID, query: str, variables: dict[str, object]) -> dict[str, Any]:
+    body = await env.gql(query, variables, tenant=tenant)
+    assert "errors" not in body, body["errors"]
+    data: dict[str, Any] = body["data"]
+    return data
+
+
+async def test_a_case_closed_through_cases_invites_to_a_csat_survey_through_surveys(env: Env) -> None:
+    """The plugins meet only through events: cases emits ``cases_closed``; surveys,
+    where the tenant runs it, invites the customer; without surveys nothing fails."""
+    triggers = {"fatigue_days": 0, "triggers": [{"on": "case_closed", "survey": "after-case"}]}
+    both, cases_only = await env.tenant("cases", "surveys", surveys=triggers), await env.tenant("cases")
+    created = await ok(
+        env,
+        both,
+        'mutation($d: JSON!) { createSurvey(key: "after-case", definition: $d) { id } }',
+        {"d": SURVEY},
+    )
+    await ok(
+        env,
+        both,
+        "mutation($id: UUID!) { publishSurvey(id: $id) { id } }",
+        {"id": created["createSurvey"]["id"]},
+    )
+    for tenant in (both, cases_only):
+        customer = (await env.create_customer(tenant, givenName="Ann"))["id"]
+        consent = {
+            "customerId": customer,
+            "purpose": "surveys_feedback" if tenant == both else "service_notices",
+            "channel": "EMAIL",
+            "state": "GRANTED",
+            "source": "WEB",
+            "policyVersion": "v1",
+            "legalBasis": "CONSENT",
+        }
+        await ok(
+            env,
+            tenant,
+            "mutation($i: RecordConsentInput!) { recordConsent(input: $i) { id } }",
+            {"i": consent},
+        )
+        opened = {"customerId": customer, "kind": "COMPLAINT", "channel": "PHONE", "subject": "Fee"}
+        case = (
+            await ok(
+                env,
+                tenant,
+                f"mutation($i: OpenCaseInput!) {{ openCase(input: $i) {{ {CASE_FIELDS} }} }}",
+                {"i": opened},
+            )
+        )["openCase"]
+        change = f"mutation($i: ChangeCaseStatusInput!) {{ changeCaseStatus(input: $i) {{ {CASE_FIELDS} }} }}"
+        for status, extra in (
+            ("IN_PROGRESS", {}),
+            ("RESOLVED", {"resolution": "Refunded.", "resolutionCode": "refunded"}),
+            ("CLOSED", {}),
+        ):
+            step = {"id": case["id"], "expectedVersion": case["version"], "status": status, **extra}
+            case = (await ok(env, tenant, change, {"i": step}))["changeCaseStatus"]
+        assert case["status"] == "CLOSED"
+        await env.drain()
+        if tenant == both:
+            invited = await ok(
+                env,
+                tenant,
+                "query($c: UUID!) { surveyInvitations(customerId: $c) { nodes { trigger } } }",
+                {"c": customer},
+            )
+            assert [n["trigger"] for n in invited["surveyInvitations"]["nodes"]] == ["case_closed"]
+    for tenant in (both, cases_only):  # no plugin's handler failed on the way
+        async with env.platform.db.tenant_session(tenant) as session:
+            assert list(await session.scalars(select(HandlerFailure))) == []
