@@ -10,7 +10,9 @@ from typing import Any
 from sqlalchemy import select
 
 from crmkit.demo import customer_selection
+from crmkit.platform.registry import PluginRegistry
 from crmkit.plugins.models import HandlerFailure
+from crmkit.tenants.users import Role, role_scopes
 from crmkit.testing import Env, StatementCounter
 
 FIRST_PARTY = ("loyalty", "surveys", "channels", "cases", "churn")
@@ -126,3 +128,22 @@ async def test_a_case_closed_through_cases_invites_to_a_csat_survey_through_surv
     for tenant in (both, cases_only):  # no plugin's handler failed on the way
         async with env.platform.db.tenant_session(tenant) as session:
             assert list(await session.scalars(select(HandlerFailure))) == []
+
+
+def test_staff_roles_hold_the_plugins_scopes_their_work_needs(plugin_registry: PluginRegistry) -> None:
+    """The grants the plugins declare: relationship managers read and earn loyalty
+    points, only admins adjust them; service agents work cases, managers see the
+    monitoring only as tenant admins."""
+    core = plugin_registry.scopes(())
+    available = plugin_registry.scopes(FIRST_PARTY)
+    held = {role: role_scopes(role, available, core) for role in Role}
+    assert {"loyalty:read", "loyalty:write"} <= held[Role.RELATIONSHIP_MANAGER]
+    assert "loyalty:admin" not in held[Role.RELATIONSHIP_MANAGER]
+    assert "loyalty:admin" in held[Role.TENANT_ADMIN]
+    assert {"cases:read", "cases:write"} <= held[Role.SERVICE_AGENT]
+    assert (
+        "cases:read" in held[Role.RELATIONSHIP_MANAGER]
+        and "cases:write" not in held[Role.RELATIONSHIP_MANAGER]
+    )
+    assert "cases:manage" not in held[Role.SERVICE_AGENT] and "cases:manage" in held[Role.TENANT_ADMIN]
+    assert held[Role.TENANT_ADMIN] >= set(available)
