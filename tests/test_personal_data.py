@@ -54,8 +54,13 @@ async def dump(env: Env) -> str:
 
 
 async def reads(env: Env, tenant: uuid.UUID) -> list[AuditEvent]:
+    """The tenant's access-log events in the order they were written (their chain's)."""
     async with env.platform.db.tenant_session(tenant) as session:
-        return list(await session.scalars(select(AuditEvent).where(AuditEvent.action == "read")))
+        return list(
+            await session.scalars(
+                select(AuditEvent).where(AuditEvent.action == "read").order_by(AuditEvent.seq)
+            )
+        )
 
 
 async def test_no_personal_value_is_stored_in_clear_and_exact_search_works(env: Env) -> None:
