@@ -32,7 +32,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check crmkit tests bench examples/plugin-template .ci $(PLUGINS)
 	$(BIN)/ruff format --check crmkit tests bench examples/plugin-template .ci $(PLUGINS)
 	$(BIN)/mypy crmkit examples/plugin-template/crmkit_notes bench .ci/check_plugin_imports.py \
-		$(foreach plugin,$(PLUGINS),$(wildcard $(plugin)/crmkit_*))
+		$(patsubst %/__init__.py,%,$(foreach plugin,$(PLUGINS),$(wildcard $(plugin)/crmkit_*/__init__.py)))
 	$(BIN)/python .ci/check_plugin_imports.py
 	$(BIN)/lint-imports
 
