@@ -12,7 +12,7 @@ PLUGINS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
 $(STAMP): pyproject.toml examples/plugin-template/pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]" -e examples/plugin-template $(addprefix -e ,$(PLUGINS))
+	$(BIN)/pip install --quiet -e ".[dev]" -e examples/plugin-template $(foreach plugin,$(PLUGINS),-e '$(plugin)[test]')
 	touch $(STAMP)
 
 # `make run PORT=8123`: a busy port is refused before anything is printed
