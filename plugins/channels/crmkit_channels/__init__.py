@@ -125,18 +125,32 @@ async def erase_customer(ctx: crmkit.TenantContext, customer_id: uuid.UUID) -> N
     await ctx.session.execute(delete(Message).where(Message.customer_id == customer_id))
 
 
+DEMO_TEMPLATES = (
+    (
+        "demo.welcome",
+        "in_app",
+        "Welcome to {{ tenant.name }}",
+        "Hello {{ customer.given_name }}, welcome to {{ tenant.name }}.",
+    ),
+    (
+        "surveys.invitation",
+        "email",
+        "{{ event.survey_title }}",
+        "Hello {{ customer.given_name }}, tell us how we did: {{ event.link }}",
+    ),
+)
+"""The demo's templates: (key, channel, subject, body)."""
+
+
 @crmkit.hookimpl
 async def seed_demo(ctx: crmkit.TenantContext, customer_ids: list[uuid.UUID]) -> None:
-    """A welcome template and one in-app message per sample customer (idempotent keys)."""
-    if await service.template_for(ctx, "demo.welcome", "in_app", "en") is None:
-        await service.save_template(
-            ctx,
-            key="demo.welcome",
-            channel="in_app",
-            locale="en",
-            subject="Welcome to {{ tenant.name }}",
-            body="Hello {{ customer.given_name }}, welcome to {{ tenant.name }}.",
-        )
+    """A welcome template and one in-app message per sample customer (idempotent keys),
+    and the template the surveys plugin asks for, so the demo's invitations go out."""
+    for key, channel, subject, body in DEMO_TEMPLATES:
+        if await service.template_for(ctx, key, channel, "en") is None:
+            await service.save_template(
+                ctx, key=key, channel=channel, locale="en", subject=subject, body=body
+            )
     for customer_id in customer_ids:
         await service.request_message(
             ctx,

@@ -1,5 +1,6 @@
-"""The demo's sample data: a welcome template and one in-app message per customer,
-seeded once however often the demo enables the plugin."""
+"""The demo's sample data: a welcome template and one in-app message per customer, and
+the surveys plugin's invitation template, seeded once however often the demo enables
+the plugin."""
 
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ async def test_the_demo_seeds_a_welcome_once(env: Env) -> None:
             await scope.hooks.call_plugin("channels", "seed_demo", customer_ids=ids)
     await env.drain()
     templates = ok(await env.gql(TEMPLATES, tenant=tenant))["channelTemplates"]
-    assert templates == [{"key": "demo.welcome", "channel": "in_app", "version": 1}]
+    assert sorted(templates, key=lambda t: t["key"]) == [
+        {"key": "demo.welcome", "channel": "in_app", "version": 1},
+        {"key": "surveys.invitation", "channel": "email", "version": 1},
+    ]
     for customer in ids:
         [welcome] = await messages(env, tenant, str(customer))
         assert welcome["channel"] == "in_app"
