@@ -51,12 +51,10 @@ async def load_entries(
     context: crmkit.RequestContext, case_ids: Sequence[uuid.UUID]
 ) -> list[list[CaseEntry]]:
     """The entries of every case on a page in one query."""
-    by_case: defaultdict[uuid.UUID, list[CaseEntry]] = defaultdict(list)
-    for entry in await context.session.scalars(
+    rows = await context.session.scalars(
         select(CaseEntry).where(CaseEntry.case_id.in_(case_ids)).order_by(CaseEntry.id)
-    ):
-        by_case[entry.case_id].append(entry)
-    return [by_case[case_id] for case_id in case_ids]
+    )
+    return crmkit.rows_by_key(rows, lambda entry: entry.case_id, case_ids)
 
 
 @strawberry.type(name="CaseLink", description="An activity or a message the case concerns.")
@@ -70,12 +68,10 @@ async def load_links(
     context: crmkit.RequestContext, case_ids: Sequence[uuid.UUID]
 ) -> list[list[CaseLink]]:
     """The links of every case on a page in one query."""
-    by_case: defaultdict[uuid.UUID, list[CaseLink]] = defaultdict(list)
-    for link in await context.session.scalars(
+    rows = await context.session.scalars(
         select(CaseLink).where(CaseLink.case_id.in_(case_ids)).order_by(CaseLink.id)
-    ):
-        by_case[link.case_id].append(link)
-    return [by_case[case_id] for case_id in case_ids]
+    )
+    return crmkit.rows_by_key(rows, lambda link: link.case_id, case_ids)
 
 
 @strawberry.type(name="Case", description="A customer's enquiry, request or complaint.")

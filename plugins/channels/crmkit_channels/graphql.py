@@ -157,10 +157,7 @@ async def load_messages(
     rows = await context.session.scalars(
         select(Message).where(Message.customer_id.in_(customer_ids)).order_by(Message.id.desc())
     )
-    by_customer: defaultdict[uuid.UUID, list[Message]] = defaultdict(list)
-    for message in rows:
-        by_customer[message.customer_id].append(message)
-    return [by_customer[cid] for cid in customer_ids]
+    return crmkit.rows_by_key(rows, lambda message: message.customer_id, customer_ids)
 
 
 async def resolve_customer_messages(root: crmkit.Customer, info: crmkit.Info) -> list[MessageType]:

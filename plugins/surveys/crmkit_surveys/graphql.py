@@ -41,14 +41,12 @@ class SurveyVersionType:
 async def load_versions(
     context: crmkit.RequestContext, survey_ids: Sequence[uuid.UUID]
 ) -> list[list[SurveyVersion]]:
-    by_survey: defaultdict[uuid.UUID, list[SurveyVersion]] = defaultdict(list)
-    for version in await context.session.scalars(
+    rows = await context.session.scalars(
         select(SurveyVersion)
         .where(SurveyVersion.survey_id.in_(survey_ids))
         .order_by(SurveyVersion.version)
-    ):
-        by_survey[version.survey_id].append(version)
-    return [by_survey[survey_id] for survey_id in survey_ids]
+    )
+    return crmkit.rows_by_key(rows, lambda version: version.survey_id, survey_ids)
 
 
 @strawberry.type(name="Survey", description="A survey: its editable draft and its versions.")
@@ -110,12 +108,10 @@ class SurveyAnswerType:
 async def load_answers(
     context: crmkit.RequestContext, response_ids: Sequence[uuid.UUID]
 ) -> list[list[Answer]]:
-    by_response: defaultdict[uuid.UUID, list[Answer]] = defaultdict(list)
-    for answer in await context.session.scalars(
+    rows = await context.session.scalars(
         select(Answer).where(Answer.response_id.in_(response_ids)).order_by(Answer.id)
-    ):
-        by_response[answer.response_id].append(answer)
-    return [by_response[response_id] for response_id in response_ids]
+    )
+    return crmkit.rows_by_key(rows, lambda answer: answer.response_id, response_ids)
 
 
 @strawberry.type(name="SurveyResponse", description="A customer's answers to one invitation.")
