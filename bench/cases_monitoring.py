@@ -31,10 +31,7 @@ Run: ``.venv/bin/python bench/cases_monitoring.py [--cases 200000] [--rounds 7]`
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import statistics
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -48,13 +45,9 @@ import postgres_setup
 from crmkit_cases import monitoring
 from sqlalchemy import text
 
-from crmkit import migrations
 from crmkit.clock import utcnow
-from crmkit.db import Database, create_engine
-from crmkit.platform import Platform
+from crmkit.db import Database
 from crmkit.platform.enablement import enable
-from crmkit.platform.registry import load_registry
-from crmkit.settings import Settings
 from crmkit.tenants.service import create_tenant
 
 CUSTOMERS = 1_000
@@ -197,68 +190,46 @@ Side = Callable[[Database, uuid.UUID, Any, Any], Awaitable[dict[str, Any]]]
 
 
 async def measure(args: argparse.Namespace, workdir: Path) -> None:
-    database, role = f"crmkit_bench_cases_{os.getpid()}", f"crmkit_bench_cases_app_{os.getpid()}"
-    if not await postgres_setup.create_database(database):
-        return
-    owner_url = postgres_setup.url(database)
-    try:
-        owner = create_engine(owner_url, pool=False)
-        await migrations.upgrade(owner, load_registry())
-        await owner.dispose()
-        await postgres_setup.create_app_login(role)
-        settings = Settings(database_url=postgres_setup.url(database, role), data_dir=workdir, dev_mode=True)
-        platform = Platform(settings)
-        try:
-            ids = []
-            for slug in ("bench-monitored", "bench-other"):
-                ids.append((await create_tenant(platform.db, slug, slug)).id)
-                await enable(platform, slug, "cases")
-            started = time.monotonic()
-            await seed(owner_url, [(ids[0], args.cases), (ids[1], NOISE_CASES)])
+    async with postgres_setup.migrated_platform("cases", workdir) as ready:
+        if ready is None:
+            return
+        platform, owner_url = ready
+        ids = []
+        for slug in ("bench-monitored", "bench-other"):
+            ids.append((await create_tenant(platform.db, slug, slug)).id)
+            await enable(platform, slug, "cases")
+        started = time.monotonic()
+        await seed(owner_url, [(ids[0], args.cases), (ids[1], NOISE_CASES)])
+        print(
+            f"seeded {args.cases:,} cases (+{NOISE_CASES:,} of another tenant) "
+            f"in {time.monotonic() - started:.0f} s"
+        )
+        until = utcnow()
+        since = until - timedelta(days=PERIOD_DAYS)
+        sides: dict[str, Side] = {"monitoring": monitoring_figures, "plain SQL": plain_figures}
+        answers = [await side(platform.db, ids[0], since, until) for side in sides.values()]
+        assert answers[0] == answers[1], answers
+        print(f"check: both sides give the same figures ({answers[0]['cases_opened']:,} cases in the period)")
+        times: dict[str, list[float]] = {name: [] for name in sides}
+        for _ in range(args.rounds):
+            for name, side in sides.items():
+                begun = time.perf_counter()
+                await side(platform.db, ids[0], since, until)
+                times[name].append(time.perf_counter() - begun)
+        for name, values in times.items():
             print(
-                f"seeded {args.cases:,} cases (+{NOISE_CASES:,} of another tenant) "
-                f"in {time.monotonic() - started:.0f} s"
+                f"  {name:<11} median {statistics.median(values) * 1000:7.1f} ms"
+                f"  (min {min(values) * 1000:.1f}, max {max(values) * 1000:.1f}; {args.rounds} rounds)"
             )
-            until = utcnow()
-            since = until - timedelta(days=PERIOD_DAYS)
-            sides: dict[str, Side] = {"monitoring": monitoring_figures, "plain SQL": plain_figures}
-            answers = [await side(platform.db, ids[0], since, until) for side in sides.values()]
-            assert answers[0] == answers[1], answers
-            print(
-                f"check: both sides give the same figures "
-                f"({answers[0]['cases_opened']:,} cases in the period)"
-            )
-            times: dict[str, list[float]] = {name: [] for name in sides}
-            for _ in range(args.rounds):
-                for name, side in sides.items():
-                    begun = time.perf_counter()
-                    await side(platform.db, ids[0], since, until)
-                    times[name].append(time.perf_counter() - begun)
-            for name, values in times.items():
-                print(
-                    f"  {name:<11} median {statistics.median(values) * 1000:7.1f} ms"
-                    f"  (min {min(values) * 1000:.1f}, max {max(values) * 1000:.1f}; {args.rounds} rounds)"
-                )
-            ratio = statistics.median(times["plain SQL"]) / statistics.median(times["monitoring"])
-            print(
-                f"  ratio plain SQL / monitoring: {ratio:.2f} (1.0: the portable queries cost nothing extra)"
-            )
-        finally:
-            await platform.close()
-    finally:
-        await postgres_setup.drop_database(database)
-        await postgres_setup.drop_role(role)
+        ratio = statistics.median(times["plain SQL"]) / statistics.median(times["monitoring"])
+        print(f"  ratio plain SQL / monitoring: {ratio:.2f} (1.0: the portable queries cost nothing extra)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=7)
-    args = parser.parse_args()
-    for name in [k for k in os.environ if k.startswith("CRMKIT_")]:  # the bench sets its own
-        del os.environ[name]
-    with tempfile.TemporaryDirectory(prefix="crmkit-bench-") as tmp:
-        asyncio.run(measure(args, Path(tmp)))
+    postgres_setup.run(measure, parser.parse_args())
 
 
 if __name__ == "__main__":

@@ -33,10 +33,7 @@ Run: ``.venv/bin/python bench/churn_scoring.py [--customers 100000] [--rounds 5]
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import statistics
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -49,13 +46,8 @@ from crmkit_churn import service
 from crmkit_churn.settings import ChurnSettings
 from sqlalchemy import text
 
-from crmkit import migrations
 from crmkit.clock import utcnow
-from crmkit.db import create_engine
-from crmkit.platform import Platform
 from crmkit.platform.enablement import enable
-from crmkit.platform.registry import load_registry
-from crmkit.settings import Settings
 from crmkit.tenants.service import create_tenant
 
 NOISE_CUSTOMERS = 20_000
@@ -115,89 +107,72 @@ async def seed(owner_url: str, tenants: list[tuple[uuid.UUID, int]]) -> int:
 
 
 async def measure(args: argparse.Namespace, workdir: Path) -> None:
-    database, role = f"crmkit_bench_churn_{os.getpid()}", f"crmkit_bench_churn_app_{os.getpid()}"
-    if not await postgres_setup.create_database(database):
-        return
-    owner_url = postgres_setup.url(database)
-    try:
-        owner = create_engine(owner_url, pool=False)
-        await migrations.upgrade(owner, load_registry())
-        await owner.dispose()
-        await postgres_setup.create_app_login(role)
-        settings = Settings(database_url=postgres_setup.url(database, role), data_dir=workdir, dev_mode=True)
-        platform = Platform(settings)
-        try:
-            ids = []
-            for slug in ("bench-scored", "bench-other"):
-                ids.append((await create_tenant(platform.db, slug, slug)).id)
-                await enable(platform, slug, "churn")
-            tenant = ids[0]
-            started = time.monotonic()
-            activities = await seed(owner_url, [(tenant, args.customers), (ids[1], NOISE_CUSTOMERS)])
-            print(
-                f"seeded {args.customers:,} customers with {activities:,} activities "
-                f"(+{NOISE_CUSTOMERS:,} customers of another tenant) in {time.monotonic() - started:.0f} s"
-            )
-            churn = ChurnSettings()
-            now = utcnow()
-            period = timedelta(days=churn.period_days)
-            window = {
-                "current": now - period,
-                "previous": now - 2 * period,
-                "complaints": now - timedelta(days=churn.complaint_window_days),
-                "since": now - timedelta(days=max(2 * churn.period_days, churn.horizon_days)),
-            }
+    async with postgres_setup.migrated_platform("churn", workdir) as ready:
+        if ready is None:
+            return
+        platform, owner_url = ready
+        ids = []
+        for slug in ("bench-scored", "bench-other"):
+            ids.append((await create_tenant(platform.db, slug, slug)).id)
+            await enable(platform, slug, "churn")
+        tenant = ids[0]
+        started = time.monotonic()
+        activities = await seed(owner_url, [(tenant, args.customers), (ids[1], NOISE_CUSTOMERS)])
+        print(
+            f"seeded {args.customers:,} customers with {activities:,} activities "
+            f"(+{NOISE_CUSTOMERS:,} customers of another tenant) in {time.monotonic() - started:.0f} s"
+        )
+        churn = ChurnSettings()
+        now = utcnow()
+        period = timedelta(days=churn.period_days)
+        window = {
+            "current": now - period,
+            "previous": now - 2 * period,
+            "complaints": now - timedelta(days=churn.complaint_window_days),
+            "since": now - timedelta(days=max(2 * churn.period_days, churn.horizon_days)),
+        }
 
-            async def scoring() -> int:
-                async with platform.tenant_scope(tenant) as scope:
-                    scores = await service.current_scores(scope.hooks.context_for("churn"))
-                return len(scores)
-
-            async def plain() -> int:
-                async with platform.db.tenant_session(tenant) as session:
-                    return len((await session.execute(text(PLAIN), window)).all())
-
-            sides: dict[str, Callable[[], Awaitable[int]]] = {"scoring": scoring, "plain SQL": plain}
-            counts = [await side() for side in sides.values()]  # warm-up, and a check
-            assert counts[0] == args.customers and 0 < counts[1] <= args.customers, counts
+        async def scoring() -> int:
             async with platform.tenant_scope(tenant) as scope:
-                flagged = sum(
-                    s.score >= churn.alert_threshold
-                    for _, s in (await service.current_scores(scope.hooks.context_for("churn"))).values()
-                )
-            print(
-                f"check: {counts[0]:,} customers scored, {counts[1]:,} with activities in the "
-                f"look-back; {flagged:,} would be flagged"
+                scores = await service.current_scores(scope.hooks.context_for("churn"))
+            return len(scores)
+
+        async def plain() -> int:
+            async with platform.db.tenant_session(tenant) as session:
+                return len((await session.execute(text(PLAIN), window)).all())
+
+        sides: dict[str, Callable[[], Awaitable[int]]] = {"scoring": scoring, "plain SQL": plain}
+        counts = [await side() for side in sides.values()]  # warm-up, and a check
+        assert counts[0] == args.customers and 0 < counts[1] <= args.customers, counts
+        async with platform.tenant_scope(tenant) as scope:
+            flagged = sum(
+                s.score >= churn.alert_threshold
+                for _, s in (await service.current_scores(scope.hooks.context_for("churn"))).values()
             )
-            rates: dict[str, list[float]] = {name: [] for name in sides}
-            for _ in range(args.rounds):
-                for name, side in sides.items():
-                    begun = time.perf_counter()
-                    await side()
-                    rates[name].append(args.customers / (time.perf_counter() - begun))
-            for name, values in rates.items():
-                print(
-                    f"  {name:<9} median {statistics.median(values):9,.0f} customers/s"
-                    f"  (min {min(values):,.0f}, max {max(values):,.0f}; {args.rounds} rounds)"
-                )
-            ratio = statistics.median(rates["scoring"]) / statistics.median(rates["plain SQL"])
-            print(f"  ratio scoring / plain SQL: {ratio:.2f} (goal: 0.5 or better)")
-        finally:
-            await platform.close()
-    finally:
-        await postgres_setup.drop_database(database)
-        await postgres_setup.drop_role(role)
+        print(
+            f"check: {counts[0]:,} customers scored, {counts[1]:,} with activities in the "
+            f"look-back; {flagged:,} would be flagged"
+        )
+        rates: dict[str, list[float]] = {name: [] for name in sides}
+        for _ in range(args.rounds):
+            for name, side in sides.items():
+                begun = time.perf_counter()
+                await side()
+                rates[name].append(args.customers / (time.perf_counter() - begun))
+        for name, values in rates.items():
+            print(
+                f"  {name:<9} median {statistics.median(values):9,.0f} customers/s"
+                f"  (min {min(values):,.0f}, max {max(values):,.0f}; {args.rounds} rounds)"
+            )
+        ratio = statistics.median(rates["scoring"]) / statistics.median(rates["plain SQL"])
+        print(f"  ratio scoring / plain SQL: {ratio:.2f} (goal: 0.5 or better)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
-    for name in [k for k in os.environ if k.startswith("CRMKIT_")]:  # the bench sets its own
-        del os.environ[name]
-    with tempfile.TemporaryDirectory(prefix="crmkit-bench-") as tmp:
-        asyncio.run(measure(args, Path(tmp)))
+    postgres_setup.run(measure, parser.parse_args())
 
 
 if __name__ == "__main__":

@@ -8,12 +8,23 @@ tests; a benchmark skips its PostgreSQL figures when it is not reachable.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import argparse
+import asyncio
+import os
+import tempfile
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 import asyncpg
 
+from crmkit import migrations
+from crmkit.db import create_engine
 from crmkit.migrations.rls import APP_ROLE
+from crmkit.platform import Platform
+from crmkit.platform.registry import load_registry
+from crmkit.settings import Settings
 
 ADMIN = {"user": "postgres", "host": "127.0.0.1", "port": 5432, "database": "postgres"}
 
@@ -60,3 +71,41 @@ async def create_app_login(role: str) -> None:
 async def drop_role(role: str) -> None:
     async with _admin() as conn:
         await conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+@asynccontextmanager
+async def migrated_platform(name: str, workdir: Path) -> AsyncIterator[tuple[Platform, str] | None]:
+    """A platform on a fresh database ``crmkit_bench_<name>_<pid>``, migrated by its
+    owner, the platform connecting as a login role in ``crmkit_app`` (under row-level
+    security, as in production); the platform and the owner's URL (for bulk seeding),
+    or None when PostgreSQL is unreachable. Everything is dropped afterwards."""
+    database, role = f"crmkit_bench_{name}_{os.getpid()}", f"crmkit_bench_{name}_app_{os.getpid()}"
+    if not await create_database(database):
+        yield None
+        return
+    owner_url = url(database)
+    try:
+        owner = create_engine(owner_url, pool=False)
+        await migrations.upgrade(owner, load_registry())
+        await owner.dispose()
+        await create_app_login(role)
+        settings = Settings(database_url=url(database, role), data_dir=workdir, dev_mode=True)
+        platform = Platform(settings)
+        try:
+            yield platform, owner_url
+        finally:
+            await platform.close()
+    finally:
+        await drop_database(database)
+        await drop_role(role)
+
+
+def run(
+    measure: Callable[[argparse.Namespace, Path], Coroutine[Any, Any, None]], args: argparse.Namespace
+) -> None:
+    """Run ``measure`` with a scratch folder and no ``CRMKIT_`` variable of the caller's:
+    the bench sets up what it measures itself."""
+    for name in [k for k in os.environ if k.startswith("CRMKIT_")]:
+        del os.environ[name]
+    with tempfile.TemporaryDirectory(prefix="crmkit-bench-") as tmp:
+        asyncio.run(measure(args, Path(tmp)))

@@ -31,10 +31,7 @@ Run: ``.venv/bin/python bench/survey_results.py [--responses 100000] [--rounds 7
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import statistics
-import tempfile
 import time
 import uuid
 from decimal import Decimal
@@ -46,12 +43,9 @@ import postgres_setup
 from crmkit_surveys import results
 from sqlalchemy import event, text
 
-from crmkit import migrations
-from crmkit.db import Database, create_engine
+from crmkit.db import Database
 from crmkit.platform import Platform
 from crmkit.platform.enablement import enable
-from crmkit.platform.registry import load_registry
-from crmkit.settings import Settings
 from crmkit.tenants.service import create_tenant
 
 CUSTOMERS = 2_000
@@ -191,85 +185,66 @@ async def seed(owner_url: str, tenants: list[tuple[uuid.UUID, int, uuid.UUID]]) 
 
 
 async def measure(args: argparse.Namespace, workdir: Path) -> None:
-    database, role = f"crmkit_bench_surveys_{os.getpid()}", f"crmkit_bench_surveys_app_{os.getpid()}"
-    if not await postgres_setup.create_database(database):
-        return
-    owner_url = postgres_setup.url(database)
-    try:
-        owner = create_engine(owner_url, pool=False)
-        await migrations.upgrade(owner, load_registry())
-        await owner.dispose()
-        await postgres_setup.create_app_login(role)
-        settings = Settings(database_url=postgres_setup.url(database, role), data_dir=workdir, dev_mode=True)
-        platform = Platform(settings)
-        try:
-            tenants = []
-            for slug, responses in (("bench-measured", args.responses), ("bench-other", NOISE_RESPONSES)):
-                tenant = await create_tenant(platform.db, slug, slug)
-                await enable(platform, slug, "surveys", SETTINGS)
-                tenants.append((tenant.id, responses, uuid.uuid4()))
-            started = time.monotonic()
-            await seed(owner_url, tenants)
+    async with postgres_setup.migrated_platform("surveys", workdir) as ready:
+        if ready is None:
+            return
+        platform, owner_url = ready
+        tenants = []
+        for slug, responses in (("bench-measured", args.responses), ("bench-other", NOISE_RESPONSES)):
+            tenant = await create_tenant(platform.db, slug, slug)
+            await enable(platform, slug, "surveys", SETTINGS)
+            tenants.append((tenant.id, responses, uuid.uuid4()))
+        started = time.monotonic()
+        await seed(owner_url, tenants)
+        print(
+            f"seeded {args.responses:,} responses (5 answers each; +{NOISE_RESPONSES:,} "
+            f"of another tenant) in {time.monotonic() - started:.0f} s"
+        )
+        tenant_id, _, survey = tenants[0]
+        statements: list[str] = []
+
+        def count(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+            statements.append(statement)
+
+        for segment in (False, True):
+            event.listen(platform.db.sync_engine, "before_cursor_execute", count)
+            async with platform.tenant_scope(tenant_id) as scope:
+                statements.clear()
+                await results.results(
+                    scope.hooks.context_for("surveys"),
+                    results.Query(survey, segment="premium" if segment else None),
+                )
+                used = len(statements)
+            event.remove(platform.db.sync_engine, "before_cursor_execute", count)
+            ours, _ = await plugin(platform, tenant_id, survey, segment)
+            theirs, _ = await plain(platform.db, tenant_id, survey, segment)
+            assert ours == theirs, (ours, theirs)
             print(
-                f"seeded {args.responses:,} responses (5 answers each; +{NOISE_RESPONSES:,} "
-                f"of another tenant) in {time.monotonic() - started:.0f} s"
+                f"check ({'segment premium' if segment else 'overall'}): both sides give "
+                f"NPS {ours['nps']} over {ours['responses']:,} responses; results used {used} "
+                "statements"
             )
-            tenant_id, _, survey = tenants[0]
-            statements: list[str] = []
-
-            def count(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
-                statements.append(statement)
-
-            for segment in (False, True):
-                event.listen(platform.db.sync_engine, "before_cursor_execute", count)
-                async with platform.tenant_scope(tenant_id) as scope:
-                    statements.clear()
-                    await results.results(
-                        scope.hooks.context_for("surveys"),
-                        results.Query(survey, segment="premium" if segment else None),
-                    )
-                    used = len(statements)
-                event.remove(platform.db.sync_engine, "before_cursor_execute", count)
-                ours, _ = await plugin(platform, tenant_id, survey, segment)
-                theirs, _ = await plain(platform.db, tenant_id, survey, segment)
-                assert ours == theirs, (ours, theirs)
+        for segment in (False, True):
+            times: dict[str, list[float]] = {"results": [], "plain SQL": []}
+            for _ in range(args.rounds):
+                times["results"].append((await plugin(platform, tenant_id, survey, segment))[1])
+                times["plain SQL"].append((await plain(platform.db, tenant_id, survey, segment))[1])
+            print(f"{'segment premium' if segment else 'overall'}:")
+            for name, values in times.items():
                 print(
-                    f"check ({'segment premium' if segment else 'overall'}): both sides give "
-                    f"NPS {ours['nps']} over {ours['responses']:,} responses; results used {used} "
-                    "statements"
+                    f"  {name:<10} median {statistics.median(values) * 1000:7.1f} ms"
+                    f"  (min {min(values) * 1000:.1f}, max {max(values) * 1000:.1f}; "
+                    f"{args.rounds} rounds)"
                 )
-            for segment in (False, True):
-                times: dict[str, list[float]] = {"results": [], "plain SQL": []}
-                for _ in range(args.rounds):
-                    times["results"].append((await plugin(platform, tenant_id, survey, segment))[1])
-                    times["plain SQL"].append((await plain(platform.db, tenant_id, survey, segment))[1])
-                print(f"{'segment premium' if segment else 'overall'}:")
-                for name, values in times.items():
-                    print(
-                        f"  {name:<10} median {statistics.median(values) * 1000:7.1f} ms"
-                        f"  (min {min(values) * 1000:.1f}, max {max(values) * 1000:.1f}; "
-                        f"{args.rounds} rounds)"
-                    )
-                ratio = statistics.median(times["plain SQL"]) / statistics.median(times["results"])
-                print(
-                    f"  ratio plain SQL / results: {ratio:.2f} (1.0: the portable queries cost nothing extra)"
-                )
-        finally:
-            await platform.close()
-    finally:
-        await postgres_setup.drop_database(database)
-        await postgres_setup.drop_role(role)
+            ratio = statistics.median(times["plain SQL"]) / statistics.median(times["results"])
+            print(f"  ratio plain SQL / results: {ratio:.2f} (1.0: the portable queries cost nothing extra)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--responses", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=7)
-    args = parser.parse_args()
-    for name in [k for k in os.environ if k.startswith("CRMKIT_")]:  # the bench sets its own
-        del os.environ[name]
-    with tempfile.TemporaryDirectory(prefix="crmkit-bench-") as tmp:
-        asyncio.run(measure(args, Path(tmp)))
+    postgres_setup.run(measure, parser.parse_args())
 
 
 if __name__ == "__main__":
