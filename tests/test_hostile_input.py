@@ -292,10 +292,9 @@ async def test_amounts_answer_what_was_stored(env: Env, amount: str, currency: s
     assert [n["amount"] for n in listed["data"]["activities"]["nodes"]] == [stored]
 
 
+@pytest.mark.postgres_only  # concurrent writers: SQLite serialises them anyway
 async def test_create_customer_is_idempotent_under_50_concurrent_retries(env: Env) -> None:
-    """Issue 14: every caller gets the one customer, none a CONFLICT."""
-    if env.backend != "postgresql":
-        pytest.skip("concurrent writers: PostgreSQL")
+    """Security issue, item 14: every caller gets the one customer, none a CONFLICT."""
     tenant = await env.tenant()
     token = env.token(tenant)
     variables = {"input": {"kind": "PERSON", "givenName": "Once", "tags": ["vip"], "externalRef": "ext-50"}}
