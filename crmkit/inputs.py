@@ -4,8 +4,12 @@ each refusal is a BAD_USER_INPUT naming the field, with a message a person can a
 from __future__ import annotations
 
 from decimal import Decimal
+from enum import StrEnum
+from typing import TypeVar
 
 from crmkit.errors import BadUserInput
+
+E = TypeVar("E", bound=StrEnum)
 
 
 def unstorable(value: str) -> str | None:
@@ -67,3 +71,12 @@ def decimal_digits(value: Decimal) -> tuple[int, int]:
         length -= 1
         exponent += 1
     return (max(length + exponent, 0), max(-exponent, 0))
+
+
+def enum_value(enum_cls: type[E], value: E | str, field: str) -> E:
+    """``value`` as a member of ``enum_cls`` (by value), refused listing the allowed ones."""
+    try:
+        return enum_cls(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in enum_cls)
+        raise BadUserInput(f"{field} must be one of: {allowed}", field=field) from None

@@ -14,8 +14,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import ColumnElement, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,7 +34,7 @@ from crmkit.core.customers.service import find_customer
 from crmkit.core.events import emit
 from crmkit.db import TenantSession
 from crmkit.errors import BadUserInput
-from crmkit.inputs import required_text
+from crmkit.inputs import enum_value, required_text
 from crmkit.plugins.info import TenantContext
 
 log = logging.getLogger(__name__)
@@ -82,17 +81,6 @@ def check_purpose(ctx: TenantContext, purpose: str) -> str:
     return purpose
 
 
-E = TypeVar("E", bound=StrEnum)
-
-
-def _coerce(enum_cls: type[E], value: E | str, field: str) -> E:
-    try:
-        return enum_cls(value)
-    except ValueError:
-        allowed = ", ".join(m.value for m in enum_cls)
-        raise BadUserInput(f"{field} must be one of: {allowed}", field=field) from None
-
-
 def _aware(value: datetime, field: str) -> datetime:
     if value.tzinfo is None:
         raise BadUserInput(f"{field} needs a time zone offset", field=field)
@@ -110,6 +98,72 @@ def _latest(customer_id: uuid.UUID, purpose: str, channel: ConsentChannel) -> An
         .order_by(ConsentRecord.id.desc())
         .limit(1)
     )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A consent decision as checked, before it is recorded."""
+
+    purpose: str
+    channel: ConsentChannel
+    state: ConsentState
+    source: ConsentSource
+    policy_version: str
+    legal_basis: LegalBasis
+    captured_by: str
+    captured_at: datetime | None
+    expires_at: datetime | None
+
+
+def check_decision(
+    ctx: TenantContext,
+    *,
+    purpose: str,
+    channel: ConsentChannel | str,
+    state: ConsentState | str,
+    source: ConsentSource | str,
+    policy_version: str,
+    legal_basis: LegalBasis | str,
+    captured_by: str,
+    captured_at: datetime | None = None,
+    expires_at: datetime | None = None,
+    now: datetime,
+) -> Decision:
+    """The checks of :func:`record_consent` that need no database (bulk import runs
+    them row by row); times are returned in UTC."""
+    check_purpose(ctx, purpose)
+    decision = Decision(
+        purpose=purpose,
+        channel=enum_value(ConsentChannel, channel, "channel"),
+        state=enum_value(ConsentState, state, "state"),
+        source=enum_value(ConsentSource, source, "source"),
+        legal_basis=enum_value(LegalBasis, legal_basis, "legalBasis"),
+        policy_version=required_text(policy_version, "policyVersion", 50),
+        captured_by=required_text(captured_by, "capturedBy", 200),
+        captured_at=None if captured_at is None else _aware(captured_at, "capturedAt"),
+        expires_at=None if expires_at is None else _aware(expires_at, "expiresAt"),
+    )
+    if decision.captured_at is not None and decision.captured_at > now + CLOCK_SKEW:
+        raise BadUserInput(
+            "capturedAt is in the future; leave it out to use the server's time",
+            field="capturedAt",
+        )
+    if decision.expires_at is not None and decision.expires_at <= now:
+        raise BadUserInput("expiresAt must be in the future", field="expiresAt")
+    return decision
+
+
+def check_in_force(decision: Decision, in_force_since: datetime | None) -> None:
+    """Refuse a decision captured before the one in force for its pair: the latest
+    record is the current state."""
+    captured_at = decision.captured_at
+    if captured_at is not None and in_force_since is not None and captured_at < in_force_since:
+        raise BadUserInput(
+            f"capturedAt is earlier than the decision in force for {decision.purpose}/"
+            f"{decision.channel.value} (captured {in_force_since.isoformat()}); the latest "
+            "record is the current state, so enter older decisions first",
+            field="capturedAt",
+        )
 
 
 async def record_consent(
@@ -135,37 +189,9 @@ async def record_consent(
     future. Emits ``consent_changed`` in the same transaction.
     """
     session = ctx.session
-    check_purpose(ctx, purpose)
-    channel = _coerce(ConsentChannel, channel, "channel")
-    state = _coerce(ConsentState, state, "state")
-    source = _coerce(ConsentSource, source, "source")
-    legal_basis = _coerce(LegalBasis, legal_basis, "legalBasis")
-    policy_version = required_text(policy_version, "policyVersion", 50)
-    captured_by = required_text(captured_by, "capturedBy", 200)
     now = utcnow()
-    if captured_at is not None:
-        captured_at = _aware(captured_at, "capturedAt")
-        if captured_at > now + CLOCK_SKEW:
-            raise BadUserInput(
-                "capturedAt is in the future; leave it out to use the server's time",
-                field="capturedAt",
-            )
-    if expires_at is not None:
-        expires_at = _aware(expires_at, "expiresAt")
-        if expires_at <= now:
-            raise BadUserInput("expiresAt must be in the future", field="expiresAt")
-    await find_customer(session, customer_id)
-    previous = (await session.scalars(_latest(customer_id, purpose, channel))).first()
-    in_force_since = previous.captured_at if previous is not None else None
-    if captured_at is not None and in_force_since is not None and captured_at < in_force_since:
-        raise BadUserInput(
-            f"capturedAt is earlier than the decision in force for {purpose}/{channel.value} "
-            f"(captured {in_force_since.isoformat()}); the latest record is the current "
-            "state, so enter older decisions first",
-            field="capturedAt",
-        )
-    record = ConsentRecord(
-        customer_id=customer_id,
+    decision = check_decision(
+        ctx,
         purpose=purpose,
         channel=channel,
         state=state,
@@ -173,9 +199,25 @@ async def record_consent(
         policy_version=policy_version,
         legal_basis=legal_basis,
         captured_by=captured_by,
-        captured_at=captured_at or now,
-        recorded_at=now,
+        captured_at=captured_at,
         expires_at=expires_at,
+        now=now,
+    )
+    await find_customer(session, customer_id)
+    previous = (await session.scalars(_latest(customer_id, purpose, decision.channel))).first()
+    check_in_force(decision, previous.captured_at if previous is not None else None)
+    record = ConsentRecord(
+        customer_id=customer_id,
+        purpose=purpose,
+        channel=decision.channel,
+        state=decision.state,
+        source=decision.source,
+        policy_version=decision.policy_version,
+        legal_basis=decision.legal_basis,
+        captured_by=decision.captured_by,
+        captured_at=decision.captured_at or now,
+        recorded_at=now,
+        expires_at=decision.expires_at,
     )
     session.add(record)
     await session.flush()
@@ -184,13 +226,20 @@ async def record_consent(
         "consent_changed",
         "ConsentRecord",
         record.id,
-        customer_id=str(customer_id),
-        purpose=purpose,
-        channel=channel.value,
-        state=state.value,
-        previous_state=previous.state.value if previous is not None else None,
+        **changed_data(record, previous.state if previous is not None else None),
     )
     return record
+
+
+def changed_data(record: ConsentRecord, previous_state: ConsentState | None) -> dict[str, Any]:
+    """The data of a ``consent_changed`` event for ``record``."""
+    return {
+        "customer_id": str(record.customer_id),
+        "purpose": record.purpose,
+        "channel": record.channel.value,
+        "state": record.state.value,
+        "previous_state": previous_state.value if previous_state is not None else None,
+    }
 
 
 def _current_query(customer_ids: Sequence[uuid.UUID]) -> Any:
@@ -324,8 +373,8 @@ def consent_state_criterion(
     ``at``, default now); ``denied`` and ``withdrawn`` match the latest record's state.
     An expired grant matches none of them. Use it in ``select(Customer).where(...)``.
     """
-    channel = _coerce(ConsentChannel, channel, "channel")
-    state = _coerce(ConsentState, state, "state")
+    channel = enum_value(ConsentChannel, channel, "channel")
+    state = enum_value(ConsentState, state, "state")
     record, newer = aliased(ConsentRecord), aliased(ConsentRecord)
     conditions: list[ColumnElement[bool]] = [
         record.tenant_id == Customer.tenant_id,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import json
+import uuid
 from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
@@ -140,4 +141,9 @@ def decrypt(customer: Customer) -> PersonalData:
 
 
 def encrypt(customer: Customer, value: PersonalData) -> bytes:
-    return data_key(customer).encrypt(value.to_json(), table=TABLE, column=COLUMN, row_id=customer.id)
+    return seal(data_key(customer), customer.id, value)
+
+
+def seal(key: DataKey, customer_id: uuid.UUID, value: PersonalData) -> bytes:
+    """``customers.pii`` of customer ``customer_id`` holding ``value``."""
+    return key.encrypt(value.to_json(), table=TABLE, column=COLUMN, row_id=customer_id)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, event
@@ -10,7 +12,8 @@ from sqlalchemy.orm import Session, UOWTransaction
 
 from crmkit.core.customers import personal, personal_columns
 from crmkit.core.customers.models import Customer, CustomerKey, CustomerNameToken
-from crmkit.crypto import TenantKeys
+from crmkit.core.customers.personal import PersonalData
+from crmkit.crypto import DataKey, TenantKeys
 from crmkit.db import uuid7
 
 
@@ -21,6 +24,31 @@ def _index(keys: TenantKeys, kind: Any, value: str | None) -> bytes | None:
         return keys.blind_index(kind, value)
     except ValueError:  # nothing left after normalising: not searchable
         return None
+
+
+@dataclass(frozen=True)
+class Protected:
+    """What the database keeps of a customer's personal data: the ciphertext, the
+    blind indexes (e-mail, phone, national id) and the blind-indexed name words."""
+
+    pii: bytes
+    indexes: tuple[bytes | None, bytes | None, bytes | None]
+    name_tokens: set[bytes]
+
+
+def protect(keys: TenantKeys, data_key: DataKey, customer_id: uuid.UUID, value: PersonalData) -> Protected:
+    """``value`` encrypted and indexed for customer ``customer_id``: the one place
+    personal data becomes ciphertext, for the flush and for bulk import alike."""
+    names = " ".join(n for n in (value.given_name, value.family_name, value.organisation_name) if n)
+    return Protected(
+        pii=personal.seal(data_key, customer_id, value),
+        indexes=(
+            _index(keys, "email", value.email),
+            _index(keys, "phone", value.phone),
+            _index(keys, "national_id", value.national_id),
+        ),
+        name_tokens=keys.name_tokens(names),
+    )
 
 
 def _protect(session: Session, flush_context: UOWTransaction, instances: Any) -> None:
@@ -36,15 +64,12 @@ def _protect(session: Session, flush_context: UOWTransaction, instances: Any) ->
                 tenant_id=customer.tenant_id, customer_id=customer.id, wrapped_key=wrapped
             )
             customer.__dict__[personal.DATA_KEY] = data_key
-        value = customer.personal
-        customer.pii = personal.encrypt(customer, value)
-        customer.email_index = _index(keys, "email", value.email)
-        customer.phone_index = _index(keys, "phone", value.phone)
-        customer.national_id_index = _index(keys, "national_id", value.national_id)
+        found = protect(keys, personal.data_key(customer), customer.id, customer.personal)
+        customer.pii = found.pii
+        customer.email_index, customer.phone_index, customer.national_id_index = found.indexes
         if customer not in session.new:
             session.execute(delete(CustomerNameToken).where(CustomerNameToken.customer_id == customer.id))
-        names = " ".join(n for n in (value.given_name, value.family_name, value.organisation_name) if n)
-        for token in keys.name_tokens(names):
+        for token in found.name_tokens:
             session.add(CustomerNameToken(tenant_id=customer.tenant_id, customer_id=customer.id, token=token))
 
 

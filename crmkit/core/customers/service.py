@@ -177,6 +177,54 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+@dataclass(frozen=True)
+class NewCustomer:
+    """A customer's creation input as checked and cleaned (trimmed, tags lowercased)."""
+
+    kind: CustomerKind
+    lifecycle_stage: LifecycleStage
+    external_ref: str | None
+    relationship_manager: str | None
+    tags: list[str]
+    data: PersonalData
+
+    def customer(self) -> Customer:
+        """The customer to add (its personal data is encrypted when it is flushed)."""
+        customer = Customer(
+            kind=self.kind,
+            lifecycle_stage=self.lifecycle_stage,
+            external_ref=self.external_ref,
+            relationship_manager=self.relationship_manager,
+        )
+        customer.personal = self.data
+        customer.tags = [CustomerTag(tag=t) for t in self.tags]
+        return customer
+
+
+def clean_customer(
+    *,
+    kind: CustomerKind,
+    tags: Sequence[str] = (),
+    lifecycle_stage: LifecycleStage = LifecycleStage.NEW,
+    external_ref: str | None = None,
+    relationship_manager: str | None = None,
+    **personal_fields: str | None,
+) -> NewCustomer:
+    """The checks of :func:`create_customer` that need no database (bulk import runs
+    them row by row); BAD_USER_INPUT names the first field refused."""
+    external_ref = optional_text(external_ref, "externalRef", 100)
+    data = _personal(PersonalData(), personal_fields)
+    _check_names(kind, data)
+    manager = optional_text(relationship_manager, "relationshipManager", 200)
+    return NewCustomer(kind, lifecycle_stage, external_ref, manager, _tags(tags), data)
+
+
+async def validate_new_customer(ctx: TenantContext, customer: Customer) -> None:
+    """The enabled plugins' ``validate_customer`` checks of a customer being created."""
+    changed = frozenset({"kind", "lifecycle_stage", "tags", *customer.personal_changed})
+    await ctx.hooks.call("validate_customer", customer=customer, changed=changed)
+
+
 async def create_customer(
     ctx: TenantContext,
     *,
@@ -191,27 +239,24 @@ async def create_customer(
     (as cleaned: trimmed, tags lowercased) returns the first customer, also when the
     retries run concurrently; with different input it is a CONFLICT naming the field."""
     session = ctx.session
-    external_ref = optional_text(external_ref, "externalRef", 100)
-    data = _personal(PersonalData(), personal_fields)
-    _check_names(kind, data)
-    manager = optional_text(relationship_manager, "relationshipManager", 200)
-    tag_names = _tags(tags)
-    if external_ref is not None:
-        await lock_external_ref(session, "customer", external_ref)
-        existing = await session.scalar(select(Customer).where(Customer.external_ref == external_ref))
-        if existing is not None:
-            return _same_customer(existing, kind, lifecycle_stage, manager, tag_names, data)
-    customer = Customer(
+    new = clean_customer(
         kind=kind,
+        tags=tags,
         lifecycle_stage=lifecycle_stage,
         external_ref=external_ref,
-        relationship_manager=manager,
+        relationship_manager=relationship_manager,
+        **personal_fields,
     )
-    customer.personal = data
-    customer.tags = [CustomerTag(tag=t) for t in tag_names]
+    if new.external_ref is not None:
+        await lock_external_ref(session, "customer", new.external_ref)
+        existing = await session.scalar(select(Customer).where(Customer.external_ref == new.external_ref))
+        if existing is not None:
+            return _same_customer(
+                existing, new.kind, new.lifecycle_stage, new.relationship_manager, new.tags, new.data
+            )
+    customer = new.customer()
     session.add(customer)
-    changed = frozenset({"kind", "lifecycle_stage", "tags", *customer.personal_changed})
-    await ctx.hooks.call("validate_customer", customer=customer, changed=changed)
+    await validate_new_customer(ctx, customer)
     await session.flush()
     emit(ctx, "customer_created", "Customer", customer.id)
     return customer
@@ -385,6 +430,46 @@ def _amount(session: TenantSession, amount: str | Decimal, currency: str | None)
     return value.quantize(Decimal(1).scaleb(-column.scale))
 
 
+def clean_activity(
+    session: TenantSession,
+    *,
+    customer_id: uuid.UUID,
+    kind: ActivityKind,
+    channel: Channel,
+    occurred_at: datetime | None,
+    amount: str | Decimal | None,
+    currency: str | None,
+    attributes: Any,
+    external_ref: str | None,
+    now: datetime,
+) -> Activity:
+    """The activity to add, after the checks of :func:`record_activity` that need no
+    database (bulk import runs them row by row)."""
+    value = None if amount is None else _amount(session, amount, currency)
+    if currency is not None and value is None:
+        raise BadUserInput("a currency needs an amount", field="amount")
+    when = occurred_at or now
+    if when.tzinfo is None:
+        raise BadUserInput("occurredAt needs a time zone offset", field="occurredAt")
+    if when > now + timedelta(minutes=5):
+        raise BadUserInput("occurredAt is in the future", field="occurredAt")
+    attributes = attributes or {}
+    if not isinstance(attributes, dict):
+        raise BadUserInput("attributes must be a JSON object", field="attributes")
+    if len(json.dumps(attributes, default=str)) > MAX_ATTRIBUTES_BYTES:
+        raise BadUserInput(f"attributes exceed {MAX_ATTRIBUTES_BYTES} bytes", field="attributes")
+    return Activity(
+        customer_id=customer_id,
+        kind=kind,
+        channel=channel,
+        occurred_at=when,
+        amount=value,
+        currency=currency,
+        attributes=attributes,
+        external_ref=optional_text(external_ref, "externalRef", 100),
+    )
+
+
 async def record_activity(
     ctx: TenantContext,
     *,
@@ -411,29 +496,17 @@ async def record_activity(
                     "externalRef already names an activity of another customer", field="externalRef"
                 )
             return existing
-    value = None if amount is None else _amount(ctx.session, amount, currency)
-    if currency is not None and value is None:
-        raise BadUserInput("a currency needs an amount", field="amount")
-    now = utcnow()
-    when = occurred_at or now
-    if when.tzinfo is None:
-        raise BadUserInput("occurredAt needs a time zone offset", field="occurredAt")
-    if when > now + timedelta(minutes=5):
-        raise BadUserInput("occurredAt is in the future", field="occurredAt")
-    attributes = attributes or {}
-    if not isinstance(attributes, dict):
-        raise BadUserInput("attributes must be a JSON object", field="attributes")
-    if len(json.dumps(attributes, default=str)) > MAX_ATTRIBUTES_BYTES:
-        raise BadUserInput(f"attributes exceed {MAX_ATTRIBUTES_BYTES} bytes", field="attributes")
-    activity = Activity(
+    activity = clean_activity(
+        ctx.session,
         customer_id=customer_id,
         kind=kind,
         channel=channel,
-        occurred_at=when,
-        amount=value,
+        occurred_at=occurred_at,
+        amount=amount,
         currency=currency,
         attributes=attributes,
         external_ref=external_ref,
+        now=utcnow(),
     )
     session.add(activity)
     await ctx.hooks.call("validate_activity", activity=activity)
