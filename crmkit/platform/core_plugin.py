@@ -23,6 +23,7 @@ from crmkit.core.consent.service import CORE_PURPOSES
 from crmkit.core.customers import graphql as customers_graphql
 from crmkit.core.customers.personal import InformationClass, unmask_scope
 from crmkit.core.hookspecs import hookimpl
+from crmkit.core.imports import graphql as imports_graphql
 from crmkit.graphql.contrib import GraphQLContribution
 from crmkit.jobs import delivery
 from crmkit.plugins.info import CORE, CronSpec, JobSpec, PluginInfo, Scope
@@ -54,6 +55,10 @@ def register_scopes() -> Iterable[Scope]:
         Scope(consent_graphql.READ, "Read customers' consent and its history."),
         Scope(consent_graphql.WRITE, "Record customers' consent decisions."),
         Scope(audit_graphql.READ, "Read the audit trail (compliance officers)."),
+        Scope(
+            imports_graphql.WRITE,
+            "Bulk-import customers, activities and consent decisions, up to 1,000 rows a call.",
+        ),
         Scope(USERS_ADMIN, "Manage the tenant's staff users and their roles (tenant admins)."),
         Scope(APPS_ADMIN, "Install partner apps in the tenant and grant them scopes (tenant admins)."),
         *(

@@ -89,6 +89,7 @@ ROLES: dict[Role, RoleGrant] = {
             "pii:identity",
             "pii:contact",
             "webhooks:subscribe",
+            "import:write",
         ),
         PluginAccess.ALL,
         "Manages the tenant's staff and apps; every scope.",

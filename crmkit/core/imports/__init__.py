@@ -1,0 +1,1 @@
+"""Bulk import of customers, activities and consent decisions (CLI and GraphQL)."""
