@@ -14,6 +14,7 @@ from crmkit.core.consent.models import (
     LegalBasis,
 )
 from crmkit.core.consent.service import allows as consent_allows
+from crmkit.core.consent.service import allows_many as consent_allows_many
 from crmkit.core.consent.service import record_consent
 from crmkit.core.customers.disclosure import disclose, personal_field
 from crmkit.core.customers.graphql import CustomerFilterInput
@@ -31,6 +32,7 @@ from crmkit.core.customers.service import (
     CustomerFilter,
     create_customer,
     get_customer,
+    get_customers,
     list_customers,
     record_activity,
     update_customer,
@@ -107,6 +109,7 @@ __all__ = [
     "__version__",
     "connection",
     "consent_allows",
+    "consent_allows_many",
     "create_customer",
     "customer_key",
     "decode_cursor",
@@ -118,6 +121,7 @@ __all__ = [
     "event_hookspec",
     "field",
     "get_customer",
+    "get_customers",
     "hookimpl",
     "hookspec",
     "list_customers",

@@ -140,6 +140,37 @@ async def test_allows_answers_from_the_latest_record_and_honours_expiry(env: Env
     assert await allows(env, other, customer) is False  # another tenant never sees it
 
 
+async def test_allows_many_answers_as_allows_for_each_in_one_query(
+    env: Env, sql_statements: StatementCounter
+) -> None:
+    tenant = await env.tenant()
+    ids = [uuid.UUID((await env.create_customer(tenant, givenName=f"M{i}"))["id"]) for i in range(6)]
+    granted, for_an_hour, withdrawn, other_channel, for_a_minute, never = ids
+    await record_in(env, tenant, granted, "granted")
+    await record_in(env, tenant, for_an_hour, "granted", expires_at=utcnow() + timedelta(hours=1))
+    await record_in(env, tenant, withdrawn, "granted")
+    await record_in(env, tenant, withdrawn, "withdrawn")
+    await record_in(env, tenant, other_channel, "granted", channel="sms")
+    await record_in(env, tenant, for_a_minute, "granted", expires_at=utcnow() + timedelta(minutes=1))
+    other_tenant = await env.tenant()
+    stranger = uuid.UUID((await env.create_customer(other_tenant, givenName="S"))["id"])
+    await record_in(env, other_tenant, stranger, "granted")
+
+    await env.drain()  # the consent_changed events' deliveries query nothing meanwhile
+    later = utcnow() + timedelta(minutes=30)
+    async with env.platform.db.tenant_session(tenant) as session:
+        await crmkit.consent_allows_many(session, ids[:1], "marketing", "email")  # warm-up
+        sql_statements.clear()
+        now_allowed = await crmkit.consent_allows_many(session, [*ids, stranger], "marketing", "email")
+        assert sql_statements.count == 1
+        later_allowed = await crmkit.consent_allows_many(session, ids, "marketing", "email", at=later)
+        assert await crmkit.consent_allows_many(session, [], "marketing", "email") == set()
+        singles = {i for i in ids if await crmkit.consent_allows(session, i, "marketing", "email")}
+    assert now_allowed == singles == {granted, for_an_hour, for_a_minute}
+    assert later_allowed == {granted, for_an_hour}
+    assert never not in now_allowed and stranger not in now_allowed
+
+
 async def test_a_committed_withdrawal_is_always_seen(env: Env) -> None:
     tenant = await env.tenant()
     customer = uuid.UUID((await env.create_customer(tenant, givenName="Cy"))["id"])

@@ -1,6 +1,6 @@
 """An erased customer is a tombstone: every write path, the core's and a plugin's, reads it
 as not found and writes nothing, so no personal data can reach a customer whose
-data can no longer be exported or erased."""
+data can no longer be exported or erased; reads of many customers at once leave it out."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
+import crmkit
 from crmkit.core.audit.models import AuditEvent
 from crmkit.core.consent.models import ConsentRecord
 from crmkit.core.customers.models import Activity, CustomerTag
-from crmkit.testing import Env
+from crmkit.testing import Env, StatementCounter
 
 ERASE = "mutation($id: UUID!) { eraseCustomer(id: $id) { erasedAt } }"
 WRITES = {
@@ -53,3 +54,24 @@ async def test_every_operation_on_an_erased_customer_is_not_found(env: Env, oper
 
     assert body["errors"][0]["extensions"]["code"] == "NOT_FOUND", body
     assert await rows(env, tenant) == before
+
+
+async def test_get_customers_leaves_erased_ones_out_and_loads_the_rest_at_once(
+    env: Env, sql_statements: StatementCounter
+) -> None:
+    tenant = await env.tenant()
+    ids = [uuid.UUID((await env.create_customer(tenant, givenName=f"G{i}"))["id"]) for i in range(3)]
+    erased = ids[2]
+    body = await env.gql(ERASE, {"id": str(erased)}, tenant=tenant)
+    assert "errors" not in body, body
+    other = await env.tenant()
+    stranger = uuid.UUID((await env.create_customer(other, givenName="S"))["id"])
+    await env.drain()  # the erasure's event deliveries query nothing meanwhile
+    async with env.platform.tenant_scope(tenant) as scope:
+        assert await crmkit.get_customers(scope.ctx, [stranger]) == {}  # another tenant's
+        sql_statements.clear()
+        found = await crmkit.get_customers(scope.ctx, [*ids, stranger, uuid.uuid4()])
+        names = {i: c.personal.given_name for i, c in found.items()}
+        assert sql_statements.count == 2  # the customers with their data keys, their tags
+        assert await crmkit.get_customers(scope.ctx, []) == {}
+    assert names == {ids[0]: "G0", ids[1]: "G1"}
