@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text, update
 
+import crmkit
+from crmkit.app import create_app
+from crmkit.core.audit.models import AuditHead
 from crmkit.core.customers import service
 from crmkit.core.customers.models import CustomerKind
 from crmkit.core.events import OutboxEvent
 from crmkit.db import Database, create_engine
-from crmkit.jobs.backends import ArqQueue, worker_settings
+from crmkit.jobs.backends import ArqQueue, InlineQueue, worker_settings
 from crmkit.jobs.queue import pack, unpack
 from crmkit.platform import Platform
 from crmkit.platform.report import plugin_report
 from crmkit.plugins.models import EventDelivery, HandlerFailure
-from crmkit.testing import Env
+from crmkit.testing import Env, StatementCounter
 from tests import recorder_plugin
 
 
@@ -56,13 +60,150 @@ async def test_redelivery_is_skipped_per_plugin(env: Env) -> None:
     await env.queue.drain()
     async with env.platform.db.tenant_session(tenant) as session:
         event_id = await session.scalar(select(OutboxEvent.id).where(OutboxEvent.subject_id == customer_id))
-        await session.execute(OutboxEvent.__table__.update().values(relayed_at=None))
+        await session.execute(update(OutboxEvent).values(relayed_at=None))
     # the crash-recovery sweep hands the event over again: the handler is not run twice
     await env.platform.runner.sweep_outbox(older_than_seconds=0)
     await env.queue.drain()
     assert recorder_plugin.HANDLED[str(event_id)] == 1
     async with env.platform.db.tenant_session(tenant) as session:
         assert await session.scalar(select(func.count()).select_from(EventDelivery)) == 1
+
+
+async def test_a_transactions_events_are_dispatched_and_delivered_as_one_batch(
+    env: Env, sql_statements: StatementCounter
+) -> None:
+    """One dispatch job per transaction; its only target (the recorder) is handed the
+    events in order by that job: the statements do not grow with the events."""
+    tenant = await env.tenant("recorder")
+    await new_customer(env.platform, tenant, "Warm")  # the tenant's key is cached after this
+    await env.queue.drain()
+    counts = {}
+    for size in (1, 5):
+        async with env.platform.tenant_scope(tenant) as scope:
+            for i in range(size):
+                crmkit.emit(scope.ctx, "customer_created", "Customer", f"batch-{size}-{i}")
+        sql_statements.clear()  # after the commit: what the pipeline costs
+        await env.queue.drain()
+        counts[size] = sql_statements.count
+    # the tenant's state, the events with their deliveries, the webhook subscriptions,
+    # the events marked relayed, the deliveries recorded (one event took 10 before)
+    assert counts == {1: 5, 5: 5}
+    handled = recorder_plugin.calls(tenant, "customer_created")[1:]
+    assert handled == ["batch-1-0", *(f"batch-5-{i}" for i in range(5))]
+    async with env.platform.db.tenant_session(tenant) as session:
+        assert await session.scalar(select(func.count()).select_from(EventDelivery)) == 7
+        assert await session.scalar(select(func.count()).where(OutboxEvent.relayed_at.is_(None))) == 0
+
+
+async def test_a_failing_plugin_is_retried_alone_with_its_events_only(env: Env) -> None:
+    """A batch with two targets: one job per plugin; the recorder's fails once and is
+    retried with its own events, the notes plugin's job runs once."""
+    tenant = await env.tenant("recorder", "notes")
+    archived = await new_customer(env.platform, tenant, "Archived")
+    await env.queue.drain()
+    async with env.platform.tenant_scope(tenant) as scope:
+        created = await service.create_customer(scope.ctx, kind=CustomerKind.PERSON, given_name="Fails")
+        recorder_plugin.FAIL_ONCE.add(str(created.id))
+        await service.archive_customer(scope.ctx, uuid.UUID(archived))
+    await env.queue.drain()
+
+    assert recorder_plugin.calls(tenant, "customer_created")[1:] == [str(created.id)]
+    assert recorder_plugin.calls(tenant, "customer_archived") == [archived]
+    async with env.platform.db.tenant_session(tenant) as session:
+        events = {row.type: row.id for row in await session.scalars(select(OutboxEvent))}
+        deliveries = {(d.event_id, d.plugin) for d in await session.scalars(select(EventDelivery))}
+        failures = (await session.scalars(select(HandlerFailure))).all()
+    assert [(f.plugin, f.event_id, f.attempt, f.gave_up) for f in failures] == [
+        ("recorder", events["customer_created"], 1, False)
+    ]
+    assert {(events["customer_archived"], "notes"), (events["customer_archived"], "recorder")} <= deliveries
+    assert (events["customer_created"], "recorder") in deliveries
+
+
+async def test_a_delivery_given_up_is_recorded_and_never_swept_again(env: Env) -> None:
+    """The batch's only target, delivered by the dispatch job itself, gives up: the
+    failure is the plugin's, and the batch counts as relayed, as after a given-up job."""
+    settings = env.platform.settings.model_copy(update={"job_max_tries": 1})
+    db = Database(create_engine(settings.resolved_database_url))
+    platform = Platform(settings, registry=env.platform.registry, db=db)
+    tenant = await env.tenant("recorder")
+    async with platform.tenant_scope(tenant) as scope:
+        crmkit.emit(scope.ctx, "customer_created", "Customer", "gives-up")
+        recorder_plugin.FAIL_ONCE.add("gives-up")
+    assert isinstance(platform.queue, InlineQueue)
+    await platform.queue.drain()
+    await platform.close()
+    async with env.platform.db.tenant_session(tenant) as session:
+        failures = (await session.scalars(select(HandlerFailure))).all()
+        unrelayed = await session.scalar(select(func.count()).where(OutboxEvent.relayed_at.is_(None)))
+    assert [(f.plugin, f.attempt, f.gave_up) for f in failures] == [("recorder", 1, True)]
+    assert unrelayed == 0
+    await env.platform.runner.sweep_outbox(older_than_seconds=0)
+    await env.queue.drain()
+    assert recorder_plugin.calls(tenant, "customer_created") == []
+
+
+async def upkeep_statements(env: Env, counter: StatementCounter) -> int:
+    runner = env.platform.runner
+    await runner.sweep_outbox(older_than_seconds=0)  # what earlier tests left is done first
+    await runner.checkpoint_audit()
+    await env.queue.drain()
+    counter.clear()
+    assert await runner.sweep_outbox(older_than_seconds=0) == 0
+    assert await runner.checkpoint_audit() == 0
+    return counter.count
+
+
+async def test_upkeep_costs_the_same_with_1_and_50_idle_tenants(
+    env: Env, sql_statements: StatementCounter
+) -> None:
+    """The sweep and the checkpoint each find the tenants with work in one query."""
+    await new_customer(env.platform, await env.tenant(), "Idle")  # a chain head, signed below
+    one = await upkeep_statements(env, sql_statements)
+    for _ in range(49):
+        await new_customer(env.platform, await env.tenant(), "Idle")
+    fifty = await upkeep_statements(env, sql_statements)
+    assert (one, fifty) == (2, 2)
+
+
+async def test_upkeep_still_sweeps_and_signs_a_tenant_with_work(env: Env) -> None:
+    tenant = await env.tenant("recorder")
+    await upkeep_statements(env, StatementCounter())
+    customer = await new_customer(env.platform, tenant, "Work")  # audited: the head moves
+    await env.queue.drain()
+    async with env.platform.db.tenant_session(tenant) as session:
+        await session.execute(update(OutboxEvent).values(relayed_at=None))
+        head = await session.scalar(select(AuditHead))
+        assert head is not None and head.seq > head.checkpoint_seq
+    runner = env.platform.runner
+    assert await runner.sweep_outbox(older_than_seconds=0) == 1
+    assert await runner.checkpoint_audit() == 1
+    await env.queue.drain()
+    assert recorder_plugin.calls(tenant, "customer_created") == [customer]  # redelivery skipped
+    async with env.platform.db.tenant_session(tenant) as session:
+        head = await session.scalar(select(AuditHead))
+        assert head is not None and head.checkpoint_seq == head.seq
+        assert await session.scalar(text("SELECT count(*) FROM audit_checkpoints")) >= 1
+    assert await runner.sweep_outbox(older_than_seconds=0) == 0
+    assert await runner.checkpoint_audit() == 0
+
+
+def scheduler_running() -> bool:
+    return any(
+        "run_scheduler" in getattr(task.get_coro(), "__qualname__", "") for task in asyncio.all_tasks()
+    )
+
+
+@pytest.mark.redis
+async def test_the_web_app_runs_upkeep_only_without_a_worker(env: Env, arq_platform: Platform) -> None:
+    """With arq, ``crmkit worker`` runs the sweep and the checkpoint: the web server does
+    not; with the inline queue there is no worker, so the web server must."""
+    async with create_app(arq_platform).lifespan():
+        assert not scheduler_running()
+    async with create_app(env.platform).lifespan():
+        assert scheduler_running()
+    await asyncio.sleep(0)
+    assert not scheduler_running()
 
 
 async def test_plugin_jobs_run_in_the_tenant_scope_and_cron_fans_out(env: Env) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Index, String, Uuid
+from sqlalchemy import ColumnElement, FromClause, Index, String, Uuid, column, func, select, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crmkit.clock import utcnow
@@ -29,7 +29,16 @@ PENDING_EVENTS = "crmkit_pending_events"
 class OutboxEvent(TenantOwned, Model):
     __tablename__ = "outbox_events"
     __audited__ = False  # the change that emitted the event is audited, not its plumbing
-    __table_args__ = (Index("ix_outbox_events_relayed_at_created_at", "relayed_at", "created_at"),)
+    # only the events in flight: what the sweep looks through, however many tenants are idle
+    __table_args__ = (
+        Index(
+            "ix_outbox_events_unrelayed",
+            "tenant_id",
+            "created_at",
+            postgresql_where=text("relayed_at IS NULL AND dead_at IS NULL"),
+            sqlite_where=text("relayed_at IS NULL AND dead_at IS NULL"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid7)
     type: Mapped[str] = mapped_column(String(100))
@@ -88,3 +97,20 @@ def emit(ctx: TenantContext, type: str, subject_type: str, subject_id: Any, **da
     ctx.session.add(row)
     ctx.session.info.setdefault(PENDING_EVENTS, []).append(row)
     return row
+
+
+def unrelayed(cutoff: datetime) -> ColumnElement[bool]:
+    """Events committed by ``cutoff`` and still neither relayed nor dead: a crash left them."""
+    return (
+        OutboxEvent.relayed_at.is_(None) & OutboxEvent.dead_at.is_(None) & (OutboxEvent.created_at <= cutoff)
+    )
+
+
+def unrelayed_tenants(dialect: str, cutoff: datetime) -> FromClause:
+    """The tenants with :func:`unrelayed` events (a ``tenant_id`` column), read from the
+    partial index of events in flight, so idle tenants cost nothing. On PostgreSQL
+    row-level security hides every event from a session bound to no tenant: the
+    function ``crmkit_unrelayed_tenants`` (core_0011) answers with tenant ids alone."""
+    if dialect == "postgresql":
+        return func.crmkit_unrelayed_tenants(cutoff).table_valued(column("tenant_id", Uuid))
+    return select(OutboxEvent.tenant_id).where(unrelayed(cutoff)).distinct().subquery()

@@ -1,14 +1,25 @@
-"""Event delivery: one job per event fans out to one job per enabled plugin's handler.
+"""Event delivery in batches: the events of one committed transaction (or of one sweep)
+are dispatched by one job, and each plugin gets one job for its share of them.
 
-Each plugin's handler runs in its own job, so a plugin that raises is retried alone.
-An :class:`EventDelivery` row commits with the handler's own writes: a redelivered
-event is skipped for the plugins that already handled it. An event no retry can
-dispatch is marked dead, with one failure recorded, and the outbox sweep leaves it.
+A plugin's job runs its handler for each of its events in order, in one transaction
+with one :class:`EventDelivery` row per event, recorded together: a plugin that raises
+is retried alone, with its events only, and a redelivered event is skipped for the
+plugins that already handled it. When a batch has a single target (one plugin, no
+webhook), the dispatch job delivers it itself: retrying that job retries that plugin
+alone, and giving it up marks the batch relayed as a given-up delivery would. An event
+no retry can dispatch is marked dead, with one failure recorded, and the outbox sweep
+leaves it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from crmkit.clock import utcnow
 from crmkit.core.events import DomainEvent, OutboxEvent
@@ -20,34 +31,107 @@ DISPATCH_EVENT = "core.dispatch_event"
 DELIVER_EVENT = "core.deliver_event"
 
 
-async def dispatch_event(ctx: TenantContext, event_id: str) -> None:
-    row = await ctx.session.get(OutboxEvent, (ctx.tenant_id, uuid.UUID(event_id)))
-    if row is None or row.dead_at is not None:  # another tenant's id reads as not found
-        return
-    problem = _undispatchable(ctx, row)
-    if problem is not None:
+class HandlerFailed(Exception):
+    """A plugin's event handler raised (the cause): names the plugin and the event, so
+    the failure is recorded as theirs and not as the job's."""
+
+    def __init__(self, plugin: str, event_id: uuid.UUID, event_ids: Sequence[uuid.UUID]) -> None:
+        super().__init__(f"{plugin} failed on event {event_id}")
+        self.plugin = plugin
+        self.event_id = event_id
+        self.event_ids = list(event_ids)
+
+
+def batch_job_id(kind: str, event_ids: Sequence[uuid.UUID | str], suffix: str = "") -> str:
+    """One id per batch, the same whenever the same events are queued again (a job id
+    is queued once while pending); a single event keeps its plain ``kind:id``."""
+    head = f"{kind}:{event_ids[0]}"
+    if len(event_ids) > 1:
+        digest = hashlib.blake2b("".join(map(str, event_ids)).encode(), digest_size=8).hexdigest()
+        head = f"{head}+{len(event_ids) - 1}:{digest}"
+    return f"{head}:{suffix}" if suffix else head
+
+
+def dispatch_payload(event_ids: Sequence[uuid.UUID]) -> dict[str, Any]:
+    return {"event_ids": [str(event_id) for event_id in event_ids]}
+
+
+def _ids(event_ids: list[str] | None, event_id: str | None) -> list[uuid.UUID]:
+    """The batch's ids; ``event_id`` alone is a job queued before batching (one event)."""
+    values = event_ids if event_ids is not None else [event_id] if event_id else []
+    return [uuid.UUID(value) for value in values]
+
+
+async def _load(
+    session: AsyncSession, event_ids: list[uuid.UUID], plugin: str | None = None
+) -> list[tuple[OutboxEvent, set[str]]]:
+    """The batch's live events in order, each with the plugins it was delivered to
+    (``plugin``'s only, if named): one statement."""
+    delivered = and_(
+        EventDelivery.tenant_id == OutboxEvent.tenant_id, EventDelivery.event_id == OutboxEvent.id
+    )
+    if plugin is not None:
+        delivered = and_(delivered, EventDelivery.plugin == plugin)
+    rows = await session.execute(
+        select(OutboxEvent, EventDelivery.plugin)
+        .outerjoin(EventDelivery, delivered)
+        .where(OutboxEvent.id.in_(event_ids), OutboxEvent.dead_at.is_(None))
+        .order_by(OutboxEvent.created_at, OutboxEvent.id)
+    )
+    events: dict[uuid.UUID, tuple[OutboxEvent, set[str]]] = {}
+    for row, done in rows:  # another tenant's ids read as not found
+        plugins = events.setdefault(row.id, (row, set()))[1]
+        if done is not None:
+            plugins.add(done)
+    return list(events.values())
+
+
+async def dispatch_event(
+    ctx: TenantContext, event_ids: list[str] | None = None, event_id: str | None = None
+) -> None:
+    """Fan a batch out to its plugins and subscribed apps, then mark it relayed."""
+    loaded = await _load(ctx.session, _ids(event_ids, event_id))
+    live: list[tuple[OutboxEvent, set[str]]] = []
+    for row, delivered in loaded:
+        problem = _undispatchable(ctx, row)
+        if problem is None:
+            live.append((row, delivered))
+            continue
         row.dead_at = utcnow()
         ctx.session.add(
             HandlerFailure(
                 plugin=CORE, job=DISPATCH_EVENT, event_id=row.id, attempt=1, gave_up=True, error=problem
             )
         )
-        return
-    for impl in ctx.hooks.plugin_set.impls(row.type):
-        await ctx.jobs.enqueue(
-            DELIVER_EVENT,
-            tenant_id=ctx.tenant_id,
-            payload={"event_id": event_id, "plugin": impl.plugin},
-            job_id=f"deliver:{event_id}:{impl.plugin}",
-        )
-    for installation_id in await webhooks.subscribers(ctx.session, row.type):
-        await ctx.jobs.enqueue(
-            webhooks.DELIVER_WEBHOOK,
-            tenant_id=ctx.tenant_id,
-            payload={"event_id": event_id, "installation_id": str(installation_id)},
-            job_id=f"webhook:{event_id}:{installation_id}",
-        )
-    row.relayed_at = utcnow()
+    targets: dict[str, list[OutboxEvent]] = {}
+    for row, delivered in live:
+        for impl in ctx.hooks.plugin_set.impls(row.type):
+            if impl.plugin not in delivered:
+                targets.setdefault(impl.plugin, []).append(row)
+    subscribed = await webhooks.subscribers(ctx.session, {row.type for row, _ in live}) if live else {}
+    hooks = [(row, installation) for row, _ in live for installation in subscribed.get(row.type, ())]
+    if len(targets) == 1 and not hooks:  # one target: deliver here, in this transaction
+        ((plugin, rows),) = targets.items()
+        await _deliver(ctx, plugin, rows)
+    else:
+        for plugin, rows in targets.items():
+            ids = [row.id for row in rows]
+            await ctx.jobs.enqueue(
+                DELIVER_EVENT,
+                tenant_id=ctx.tenant_id,
+                payload={**dispatch_payload(ids), "plugin": plugin},
+                job_id=batch_job_id("deliver", ids, plugin),
+            )
+        for row, installation_id in hooks:
+            await ctx.jobs.enqueue(
+                webhooks.DELIVER_WEBHOOK,
+                tenant_id=ctx.tenant_id,
+                payload={"event_id": str(row.id), "installation_id": str(installation_id)},
+                job_id=f"webhook:{row.id}:{installation_id}",
+            )
+    now = utcnow()
+    for row, _ in live:
+        row.relayed_at = now
 
 
 def _undispatchable(ctx: TenantContext, row: OutboxEvent) -> str | None:
@@ -59,15 +143,33 @@ def _undispatchable(ctx: TenantContext, row: OutboxEvent) -> str | None:
     return None
 
 
-async def deliver_event(ctx: TenantContext, event_id: str, plugin: str) -> None:
-    event_uuid = uuid.UUID(event_id)
-    if await ctx.session.get(EventDelivery, (ctx.tenant_id, event_uuid, plugin)) is not None:
-        return
-    row = await ctx.session.get(OutboxEvent, (ctx.tenant_id, event_uuid))
-    if row is None:
-        return
-    await ctx.hooks.call_plugin(plugin, row.type, event=DomainEvent.from_row(row))
-    ctx.session.add(EventDelivery(event_id=event_uuid, plugin=plugin))
+async def deliver_event(
+    ctx: TenantContext, plugin: str, event_ids: list[str] | None = None, event_id: str | None = None
+) -> None:
+    """One plugin's share of a batch: the events it has not handled yet, in order."""
+    loaded = await _load(ctx.session, _ids(event_ids, event_id), plugin)
+    await _deliver(ctx, plugin, [row for row, delivered in loaded if not delivered])
+
+
+async def _deliver(ctx: TenantContext, plugin: str, rows: list[OutboxEvent]) -> None:
+    """Run ``plugin``'s handler on each event in order; their deliveries are recorded
+    together, committing with the handler's writes."""
+    for row in rows:
+        try:
+            await ctx.hooks.call_plugin(plugin, row.type, event=DomainEvent.from_row(row))
+        except Exception as exc:
+            raise HandlerFailed(plugin, row.id, [r.id for r in rows]) from exc
+    ctx.session.add_all(EventDelivery(event_id=row.id, plugin=plugin) for row in rows)
+
+
+async def mark_relayed(session: AsyncSession, event_ids: Sequence[uuid.UUID]) -> None:
+    """A batch whose only delivery was given up is relayed all the same: the sweep
+    must not hand it over again (a given-up delivery is recorded, not retried)."""
+    await session.execute(
+        update(OutboxEvent)
+        .where(OutboxEvent.id.in_(event_ids), OutboxEvent.relayed_at.is_(None))
+        .values(relayed_at=utcnow())
+    )
 
 
 JOBS = [

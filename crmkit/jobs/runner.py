@@ -16,15 +16,22 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import FromClause, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crmkit.clock import utcnow
 from crmkit.core.audit import chain as audit_chain
 from crmkit.core.audit.trail import Actor, bind_actor
-from crmkit.core.events import PENDING_EVENTS, OutboxEvent
+from crmkit.core.events import PENDING_EVENTS, OutboxEvent, unrelayed, unrelayed_tenants
 from crmkit.errors import CrmError, PermanentJobError
-from crmkit.jobs.delivery import DELIVER_EVENT, DISPATCH_EVENT
+from crmkit.jobs.delivery import (
+    DELIVER_EVENT,
+    DISPATCH_EVENT,
+    HandlerFailed,
+    batch_job_id,
+    dispatch_payload,
+    mark_relayed,
+)
 from crmkit.plugins.info import CORE, CronSpec, JobSpec
 from crmkit.plugins.models import HandlerFailure, TenantPlugin
 from crmkit.tenants.models import Tenant, TenantStatus
@@ -36,6 +43,9 @@ log = logging.getLogger(__name__)
 
 SWEEP_BATCH = 1000
 """At most this many of a tenant's unrelayed events are re-queued per sweep."""
+DISPATCH_BATCH = 100
+"""At most this many events per dispatch job: a transaction or a sweep with more is
+split, so one failing handler holds back (and retries) no more than these."""
 
 
 class Outcome(enum.Enum):
@@ -89,7 +99,13 @@ class JobRunner:
                 await spec.function(ctx, **payload)
             return Result(Outcome.DONE)
         except Exception as exc:
-            permanent = isinstance(exc, PermanentJobError | CrmError)
+            event_id = payload.get("event_id")
+            relayed: list[uuid.UUID] = []
+            error: BaseException = exc
+            if isinstance(exc, HandlerFailed):  # the plugin's failure, not the job's
+                plugin, event_id, error = exc.plugin, str(exc.event_id), exc.__cause__ or exc
+                relayed = exc.event_ids if job == DISPATCH_EVENT else []
+            permanent = isinstance(error, PermanentJobError | CrmError)
             gave_up = permanent or attempt >= self.max_tries(job)
             log.warning(
                 "job %s for tenant %s failed (try %d%s): %r",
@@ -97,83 +113,79 @@ class JobRunner:
                 tenant_id,
                 attempt,
                 ", giving up" if gave_up else "",
-                exc,
+                error,
             )
-            await self._record_failure(tenant_id, plugin, job, payload, attempt, gave_up, exc)
+            failure = HandlerFailure(
+                plugin=plugin,
+                job=job,
+                event_id=uuid.UUID(event_id) if event_id else None,
+                attempt=attempt,
+                gave_up=gave_up,
+                error=f"{type(error).__name__}: {error}"[:2000],
+            )
+            await self._record_failure(tenant_id, failure, relayed if gave_up else [])
             if gave_up:
                 return Result(Outcome.FAILED)
             return Result(Outcome.RETRY, self.backoff(attempt))
 
     async def _record_failure(
-        self,
-        tenant_id: uuid.UUID,
-        plugin: str,
-        job: str,
-        payload: dict[str, Any],
-        attempt: int,
-        gave_up: bool,
-        exc: BaseException,
+        self, tenant_id: uuid.UUID, failure: HandlerFailure, relayed: list[uuid.UUID]
     ) -> None:
-        event_id = payload.get("event_id")
+        """Record ``failure``; mark ``relayed`` the batch of a given-up dispatch that
+        delivered it itself (see :mod:`crmkit.jobs.delivery`)."""
         try:
             async with self.platform.db.tenant_session(tenant_id) as session:
-                session.add(
-                    HandlerFailure(
-                        plugin=plugin,
-                        job=job,
-                        event_id=uuid.UUID(event_id) if event_id else None,
-                        attempt=attempt,
-                        gave_up=gave_up,
-                        error=f"{type(exc).__name__}: {exc}"[:2000],
-                    )
-                )
+                session.add(failure)
+                if relayed:
+                    await mark_relayed(session, relayed)
         except Exception:
-            log.exception("could not record the failure of job %s", job)
+            log.exception("could not record the failure of job %s", failure.job)
 
     async def relay_committed(self, session: AsyncSession) -> None:
-        """After commit: queue the dispatch of the events the transaction wrote."""
+        """After commit: queue the dispatch of the events the transaction wrote, in
+        batches (one job for a transaction's events, in the order they were emitted)."""
         pending: list[OutboxEvent] = session.info.pop(PENDING_EVENTS, [])
-        for row in pending:
+        if pending:
+            await self._dispatch(pending[0].tenant_id, [row.id for row in pending])
+
+    async def _dispatch(self, tenant_id: uuid.UUID, event_ids: list[uuid.UUID]) -> None:
+        for start in range(0, len(event_ids), DISPATCH_BATCH):
+            batch = event_ids[start : start + DISPATCH_BATCH]
             await self.platform.queue.enqueue(
                 DISPATCH_EVENT,
-                tenant_id=row.tenant_id,
-                payload={"event_id": str(row.id)},
-                job_id=f"dispatch:{row.id}",
+                tenant_id=tenant_id,
+                payload=dispatch_payload(batch),
+                job_id=batch_job_id("dispatch", batch),
             )
 
     async def sweep_outbox(self, older_than_seconds: float | None = None) -> int:
         """Re-queue events a crash left unrelayed (dead ones excepted); runs periodically
         under both backends.
 
-        One transaction per tenant: a session bound to no tenant sees no outbox row."""
+        One query finds the active tenants with such events; then one transaction per
+        such tenant (a session bound to no tenant sees no outbox row)."""
         age = older_than_seconds
         if age is None:
             age = self.platform.settings.outbox_sweep_seconds
         cutoff = utcnow() - timedelta(seconds=age)
         swept = 0
-        for tenant_id in await self._tenant_ids():
+        for tenant_id in await self._active_tenants_in(unrelayed_tenants(self._dialect, cutoff)):
             async with self.platform.db.tenant_session(tenant_id) as session:
                 event_ids = list(
                     await session.scalars(
                         select(OutboxEvent.id)
-                        .where(
-                            OutboxEvent.relayed_at.is_(None),
-                            OutboxEvent.dead_at.is_(None),
-                            OutboxEvent.created_at <= cutoff,
-                        )
-                        .order_by(OutboxEvent.created_at)
+                        .where(unrelayed(cutoff))
+                        .order_by(OutboxEvent.created_at, OutboxEvent.id)
                         .limit(SWEEP_BATCH)
                     )
                 )
-            for event_id in event_ids:
-                await self.platform.queue.enqueue(
-                    DISPATCH_EVENT,
-                    tenant_id=tenant_id,
-                    payload={"event_id": str(event_id)},
-                    job_id=f"dispatch:{event_id}",
-                )
+            await self._dispatch(tenant_id, event_ids)
             swept += len(event_ids)
         return swept
+
+    @property
+    def _dialect(self) -> str:
+        return self.platform.db.engine.dialect.name
 
     async def _tenant_ids(self, *, active_only: bool = False) -> list[uuid.UUID]:
         """Tenants, from the platform table ``tenants`` (not tenant-owned)."""
@@ -183,9 +195,21 @@ class JobRunner:
         async with self.platform.db.platform_session() as session:
             return list(await session.scalars(query))
 
+    async def _active_tenants_in(self, found: FromClause) -> list[uuid.UUID]:
+        """The active tenants among those ``found`` lists, in one statement."""
+        query = (
+            select(Tenant.id)
+            .join(found, found.c.tenant_id == Tenant.id)
+            .where(Tenant.status == TenantStatus.ACTIVE)
+            .order_by(Tenant.id)
+        )
+        async with self.platform.db.platform_session() as session:
+            return list(await session.scalars(query))
+
     async def checkpoint_audit(self) -> int:
-        """Sign every active tenant's audit chain head, one transaction per tenant."""
-        tenant_ids = await self._tenant_ids(active_only=True)
+        """Sign the audit chain head of every active tenant whose head moved since its
+        last checkpoint (one query finds them), one transaction per such tenant."""
+        tenant_ids = await self._active_tenants_in(audit_chain.unsigned_tenants(self._dialect))
         for tenant_id in tenant_ids:
             async with self.platform.db.tenant_session(tenant_id) as session:
                 await audit_chain.checkpoint(session, self.platform.audit_signer)

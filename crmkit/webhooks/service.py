@@ -19,6 +19,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 import httpx
@@ -130,10 +131,15 @@ async def subscribe(
     return secret
 
 
-async def subscribers(session: TenantSession, event_type: str) -> list[uuid.UUID]:
-    """Installations of the session's tenant subscribed to ``event_type``."""
-    rows = await session.scalars(select(WebhookSubscription))
-    return [row.installation_id for row in rows if event_type in row.event_types]
+async def subscribers(session: TenantSession, event_types: Collection[str]) -> dict[str, list[uuid.UUID]]:
+    """Installations of the session's tenant subscribed to each of ``event_types``, in
+    one statement (a batch of events asks once)."""
+    subscribed: dict[str, list[uuid.UUID]] = {}
+    for row in await session.scalars(select(WebhookSubscription)):
+        for event_type in event_types:
+            if event_type in row.event_types:
+                subscribed.setdefault(event_type, []).append(row.installation_id)
+    return subscribed
 
 
 async def deliver_webhook(ctx: TenantContext, event_id: str, installation_id: str) -> None:

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import FromClause, Uuid, column, func, select
 
 from crmkit.core.audit.models import GENESIS, AuditCheckpoint, AuditEvent, AuditHead
 from crmkit.core.audit.trail import canonical, hashed_fields, link_hash
@@ -44,11 +44,23 @@ class Verification:
         return self.first_bad_seq is None
 
 
+def unsigned_tenants(dialect: str) -> FromClause:
+    """The tenants whose head moved past their last checkpoint (a ``tenant_id``
+    column), read from the partial index of such heads, so idle tenants cost nothing.
+    On PostgreSQL row-level security hides every head from a session bound to no
+    tenant: the function ``crmkit_unsigned_tenants`` (core_0011) answers with ids alone."""
+    if dialect == "postgresql":
+        return func.crmkit_unsigned_tenants().table_valued(column("tenant_id", Uuid))
+    return select(AuditHead.tenant_id).where(AuditHead.seq > AuditHead.checkpoint_seq).subquery()
+
+
 async def checkpoint(session: TenantSession, signer: Signer) -> AuditCheckpoint | None:
-    """Sign the tenant's current head (once per head); None for an empty chain."""
+    """Sign the tenant's current head (once per head); None for an empty chain. The
+    head remembers the seq signed, which takes it off :func:`unsigned_tenants`."""
     head = await session.scalar(select(AuditHead))
     if head is None or head.seq == 0:
         return None
+    head.checkpoint_seq = head.seq
     existing = await session.get(AuditCheckpoint, (head.tenant_id, head.seq))
     if existing is not None:
         return existing

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Index, LargeBinary, String
+from sqlalchemy import JSON, BigInteger, Index, LargeBinary, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crmkit.clock import utcnow
@@ -46,9 +46,20 @@ class AuditHead(TenantOwned, Model):
 
     __tablename__ = "audit_heads"
     __audited__ = False
+    # only heads past their last checkpoint: what the checkpoint looks through
+    __table_args__ = (
+        Index(
+            "ix_audit_heads_unsigned",
+            "tenant_id",
+            postgresql_where=text("seq > checkpoint_seq"),
+            sqlite_where=text("seq > checkpoint_seq"),
+        ),
+    )
 
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))
+    checkpoint_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """The seq of the head's latest signed checkpoint (set by the checkpoint)."""
 
 
 class AuditCheckpoint(TenantOwned, Model):
