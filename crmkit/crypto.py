@@ -42,8 +42,10 @@ import hmac
 import os
 import re
 import tempfile
+import time
 import unicodedata
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -64,6 +66,7 @@ __all__ = [
     "DEV_MASTER_KEY_FILE",
     "AuditSigner",
     "DataKey",
+    "DataKeyCache",
     "DecryptionError",
     "IndexKind",
     "MasterKey",
@@ -243,11 +246,14 @@ def new_tenant_key(master: MasterKey, tenant_id: uuid.UUID) -> tuple[TenantKeys,
     return TenantKeys(tenant_id, raw), wrapped
 
 
-def unwrap_tenant_key(master: MasterKey, tenant_id: uuid.UUID, wrapped: bytes) -> TenantKeys:
-    """The tenant's keys; :class:`DecryptionError` if ``wrapped`` is not this tenant's."""
+def unwrap_tenant_key(
+    master: MasterKey, tenant_id: uuid.UUID, wrapped: bytes, data_keys: DataKeyCache | None = None
+) -> TenantKeys:
+    """The tenant's keys; :class:`DecryptionError` if ``wrapped`` is not this tenant's.
+    With ``data_keys`` they keep the data keys they unwrap there."""
     _check_uuid(tenant_id, "tenant_id")
     raw = _open(master._wrap, wrapped, _aad(_TENANT_KEY_AAD, tenant_id))
-    return TenantKeys(tenant_id, raw)
+    return TenantKeys(tenant_id, raw, data_keys)
 
 
 # --- tenant keys and blind indexes -------------------------------------------------------
@@ -307,14 +313,15 @@ class TenantKeys:
     per kind are derived from it (and cached), so no key serves two algorithms.
     """
 
-    __slots__ = ("_index_keys", "_raw", "_settings", "_wrap", "tenant_id")
+    __slots__ = ("_data_keys", "_index_keys", "_raw", "_settings", "_wrap", "tenant_id")
 
-    def __init__(self, tenant_id: uuid.UUID, raw: bytes) -> None:
+    def __init__(self, tenant_id: uuid.UUID, raw: bytes, data_keys: DataKeyCache | None = None) -> None:
         self.tenant_id = _check_uuid(tenant_id, "tenant_id")
         self._raw = _check_key(raw)
         self._wrap = AESGCM(_hkdf(self._raw, _DATA_WRAP_INFO))
         self._index_keys: dict[str, bytes] = {}
         self._settings: AESGCM | None = None
+        self._data_keys = data_keys
 
     def __repr__(self) -> str:
         return f"TenantKeys(tenant_id={self.tenant_id}, <secret>)"
@@ -329,9 +336,23 @@ class TenantKeys:
         return DataKey(self.tenant_id, customer_id, raw), wrapped
 
     def unwrap_data_key(self, customer_id: uuid.UUID, wrapped: bytes) -> DataKey:
-        """The customer's data key; :class:`DecryptionError` if ``wrapped`` is not theirs."""
-        raw = _open(self._wrap, wrapped, self._aad(customer_id))
-        return DataKey(self.tenant_id, customer_id, raw)
+        """The customer's data key; :class:`DecryptionError` if ``wrapped`` is not theirs.
+        Taken from the data key cache when it holds the key of this very ``wrapped``."""
+        wrapped = bytes(wrapped)
+        cache = self._data_keys
+        key = None if cache is None else cache.get(self.tenant_id, customer_id, wrapped)
+        if key is None:
+            raw = _open(self._wrap, wrapped, self._aad(customer_id))
+            key = DataKey(self.tenant_id, customer_id, raw)
+            if cache is not None:
+                cache.put(key, wrapped)
+        return key
+
+    def forget_data_key(self, customer_id: uuid.UUID) -> None:
+        """Drop the customer's data key from the cache: their wrapped key was deleted
+        (erasure), so nothing may open their data any more."""
+        if self._data_keys is not None:
+            self._data_keys.forget(self.tenant_id, customer_id)
 
     def _setting_aead(self) -> AESGCM:
         if self._settings is None:
@@ -426,6 +447,51 @@ class DataKey:
             return plaintext.decode("utf-8")
         except UnicodeDecodeError:
             raise DecryptionError("plaintext is not UTF-8") from None
+
+
+class DataKeyCache:
+    """Unwrapped data keys, so a customer's key is unwrapped once per cache window rather
+    than once per request that shows them.
+
+    Bounded (least recently used dropped first) and each key kept at most ``seconds``.
+    It holds keys, never personal data; an entry answers only for the exact wrapped key
+    it was unwrapped from, so a re-wrapped key is unwrapped afresh. Erasing a customer
+    (:meth:`TenantKeys.forget_data_key`) and offboarding a tenant (:meth:`forget`) drop
+    their keys at once: crypto-shredding does not wait for the window to pass.
+    """
+
+    def __init__(self, size: int = 20_000, seconds: float = 300.0) -> None:
+        self.size = size
+        self.seconds = seconds
+        self._keys: OrderedDict[tuple[uuid.UUID, uuid.UUID], tuple[bytes, DataKey, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, key: tuple[uuid.UUID, uuid.UUID]) -> bool:
+        """Whether the (tenant, customer) data key is held."""
+        return key in self._keys
+
+    def get(self, tenant_id: uuid.UUID, customer_id: uuid.UUID, wrapped: bytes) -> DataKey | None:
+        entry = self._keys.get((tenant_id, customer_id))
+        if entry is None or entry[0] != wrapped or entry[2] <= time.monotonic():
+            return None
+        self._keys.move_to_end((tenant_id, customer_id))
+        return entry[1]
+
+    def put(self, key: DataKey, wrapped: bytes) -> None:
+        self._keys[(key.tenant_id, key.customer_id)] = (wrapped, key, time.monotonic() + self.seconds)
+        self._keys.move_to_end((key.tenant_id, key.customer_id))
+        if len(self._keys) > self.size:
+            self._keys.popitem(last=False)
+
+    def forget(self, tenant_id: uuid.UUID, customer_id: uuid.UUID | None = None) -> None:
+        """Drop one customer's key, or (``customer_id`` None) every key of the tenant."""
+        if customer_id is not None:
+            self._keys.pop((tenant_id, customer_id), None)
+            return
+        for entry in [k for k in self._keys if k[0] == tenant_id]:
+            del self._keys[entry]
 
 
 # --- audit signing key -------------------------------------------------------------------

@@ -12,7 +12,6 @@ import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -22,9 +21,6 @@ from crmkit.db import uuid7
 from crmkit.errors import Unauthenticated
 from crmkit.principal import Principal
 from crmkit.settings import ConfigurationError, Settings
-
-if TYPE_CHECKING:
-    from crmkit.db import TenantSession
 
 ALGORITHM = "ES256"
 TOKEN_TYPE = "at+jwt"  # noqa: S105  (a JWT "typ", not a secret)
@@ -136,12 +132,3 @@ class TokenService:
             installation_id=str(claims["ins"]) if claims.get("ins") else None,
             expires_at=int(claims["exp"]),
         )
-
-    async def ensure_not_revoked(self, session: TenantSession, principal: Principal) -> None:
-        """Refuse a revoked token: one indexed lookup in the caller's transaction
-        (:mod:`crmkit.tenants.revocation`). Call it after :meth:`verify`, in a session of
-        the token's tenant."""
-        from crmkit.tenants.revocation import is_revoked
-
-        if await is_revoked(session, principal.tenant_id, principal.revocation_keys(), principal.issued_at):
-            raise Unauthenticated("the access token has been revoked")

@@ -260,7 +260,7 @@ class TenantEndpoint:
                 scope = await platform.bind(session, principal.tenant_id)
             except NotFound:
                 raise Unauthenticated("the token's tenant does not exist") from None
-            await self.tokens.ensure_not_revoked(session, principal)
+            await platform.access.ensure_not_revoked(session, principal)
             context = RequestContext(
                 principal=principal,
                 session=session,

@@ -20,9 +20,10 @@ from crmkit.platform.registry import PluginRegistry, load_registry
 from crmkit.plugins.caller import HookCallers, TenantHooks
 from crmkit.plugins.info import TenantContext
 from crmkit.settings import Settings, get_settings
+from crmkit.tenants import cache as access_cache
 from crmkit.tenants.keys import KeyRing
 from crmkit.tenants.models import TenantStatus
-from crmkit.tenants.service import TenantState, load_state
+from crmkit.tenants.service import TenantState
 
 if TYPE_CHECKING:
     from crmkit.jobs.queue import JobQueue
@@ -61,8 +62,11 @@ class Platform:
         self.hook_callers = HookCallers(self.registry)
         self.outbound = self.settings.outbound_policy()
         self.keyring = KeyRing(self.settings)
+        self.access = access_cache.AccessCache(self.db.engine)
+        """Tenant state and token revocation, answered from memory while it is current."""
         protection.install()  # before the audit recorder: it must see the keys created
         audit_trail.install()
+        access_cache.install()
         self.db.after_commit = self.runner.relay_committed
 
     @cached_property
@@ -99,8 +103,9 @@ class Platform:
     async def bind(
         self, session: TenantSession, tenant_id: uuid.UUID, *, require_active: bool = True
     ) -> TenantScope:
-        """Load the tenant's state in ``session`` and build its hook caller."""
-        state = await load_state(session, tenant_id)
+        """Load the tenant's state in ``session`` (or take it from the access cache) and
+        build its hook caller."""
+        state = await self.access.state(session, tenant_id)
         if state is None:
             raise NotFound("no such tenant")
         if require_active and state.status is not TenantStatus.ACTIVE:
@@ -114,4 +119,5 @@ class Platform:
     async def close(self) -> None:
         if "queue" in self.__dict__:
             await self.queue.close()
+        await self.access.close()
         await self.db.dispose()

@@ -2,6 +2,8 @@
 
 Unwrapped tenant keys are cached in the process for a few minutes, so a request costs
 no key lookup; a destroyed key stops working everywhere once the cache entry expires.
+The customers' data keys they unwrap are cached too (:class:`~crmkit.crypto.DataKeyCache`),
+for the same window, and dropped at once when a customer is erased or the tenant offboarded.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from crmkit.crypto import MasterKey, TenantKeys, new_tenant_key, unwrap_tenant_key
+from crmkit.crypto import DataKeyCache, MasterKey, TenantKeys, new_tenant_key, unwrap_tenant_key
 from crmkit.db import TenantSession
 from crmkit.settings import Settings
 from crmkit.tenants.models import TenantKey
@@ -25,6 +27,7 @@ class KeyRing:
         self.settings = settings
         self._master: MasterKey | None = None
         self._cache: dict[uuid.UUID, tuple[TenantKeys, float]] = {}
+        self.data_keys = DataKeyCache(seconds=CACHE_SECONDS)
 
     @property
     def master(self) -> MasterKey:
@@ -39,7 +42,7 @@ class KeyRing:
         wrapped = await session.scalar(select(TenantKey.wrapped_key))
         if wrapped is None:
             wrapped = await self._create(session, tenant_id)
-        keys = unwrap_tenant_key(self.master, tenant_id, wrapped)
+        keys = unwrap_tenant_key(self.master, tenant_id, wrapped, self.data_keys)
         self._cache[tenant_id] = (keys, time.monotonic() + CACHE_SECONDS)
         return keys
 
@@ -58,4 +61,6 @@ class KeyRing:
         return stored
 
     def forget(self, tenant_id: uuid.UUID) -> None:
+        """Drop the tenant's keys and its customers' data keys (offboarding)."""
         self._cache.pop(tenant_id, None)
+        self.data_keys.forget(tenant_id)

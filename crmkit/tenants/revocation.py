@@ -1,9 +1,10 @@
 """Revoked tokens, checked on every authenticated request.
 
-Cost: one statement per request, a primary-key lookup of at most five keys
-(``tenant_id, key IN (jti, grant, subject, installation, tenant:all)``) in ``oauth_revocations``,
-on the request's own connection and transaction. Nothing is cached in the process,
-so a revocation holds in every process from its commit on.
+Cost: a primary-key lookup of at most five keys (``tenant_id, key IN (jti, grant,
+subject, installation, tenant:all)``) in ``oauth_revocations``, on the request's own
+connection and transaction; GraphQL requests ask it once per token and cache window
+(:mod:`crmkit.tenants.cache`), which every revocation made through crmkit empties in
+every process as it commits.
 """
 
 from __future__ import annotations
