@@ -123,6 +123,7 @@ def mutation_fields(customer: type) -> dict[str, StrawberryField]:
     return _merge(
         customers_graphql.mutation_fields(customer),
         consent_graphql.mutation_fields(),
+        imports_graphql.mutation_fields(),
         webhooks_graphql.mutation_fields(),
         staff.mutation_fields(),
     )

@@ -22,10 +22,9 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, insert, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import or_, select
 
 from crmkit.clock import utcnow
 from crmkit.core.audit.trail import note
@@ -59,6 +58,7 @@ from crmkit.core.customers.service import (
 )
 from crmkit.core.events import PENDING_EVENTS, OutboxEvent
 from crmkit.core.imports.models import ImportKind
+from crmkit.core.imports.writes import insert_all, insert_new, table_of
 from crmkit.crypto import TenantKeys
 from crmkit.db import TenantSession, uuid7
 from crmkit.errors import BadUserInput, CrmError
@@ -231,37 +231,6 @@ def _no_customer(ref: str | uuid.UUID) -> BadUserInput:
     return BadUserInput(f"no customer with externalRef {ref!r}", field="customerExternalRef")
 
 
-def _table(model: type) -> Table:
-    return cast(Table, model.__table__)  # type: ignore[attr-defined]
-
-
-def _insert(session: TenantSession, table: Table) -> Any:
-    """INSERT for this database, so that a row already present is skipped (a concurrent
-    import of the same rows), not an error."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
-
-
-async def _insert_new(
-    session: TenantSession, table: Table, rows: list[dict[str, Any]], key: str
-) -> set[uuid.UUID]:
-    """Insert ``rows`` in one statement, skipping those whose ``key`` is present; the
-    ids inserted."""
-    if not rows:
-        return set()
-    statement = (
-        _insert(session, table)
-        .on_conflict_do_nothing(index_elements=["tenant_id", key])
-        .returning(table.c.id)
-    )
-    return set(await session.scalars(statement, rows))
-
-
-async def _insert_all(session: TenantSession, table: Table, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        await session.execute(insert(table), rows)
-
-
 def _emit_each(
     ctx: TenantContext, type: str, subject_type: str, items: list[tuple[uuid.UUID, dict[str, Any]]]
 ) -> list[dict[str, Any]]:
@@ -289,7 +258,7 @@ async def _outbox(ctx: TenantContext, rows: list[dict[str, Any]]) -> None:
     """Write the events and hand them to the relay after commit, as ``emit`` does."""
     if not rows:
         return
-    await _insert_all(ctx.session, _table(OutboxEvent), rows)
+    await insert_all(ctx.session, table_of(OutboxEvent), rows)
     ctx.session.info.setdefault(PENDING_EVENTS, []).extend(
         OutboxEvent(id=row["id"], tenant_id=row["tenant_id"], type=row["type"]) for row in rows
     )
@@ -364,7 +333,7 @@ async def import_customers(ctx: TenantContext, rows: Sequence[Row]) -> BatchResu
                 "version": 1,
             }
         )
-    inserted = await _insert_new(session, _table(Customer), customers, "external_ref")
+    inserted = await insert_new(session, table_of(Customer), customers, "external_ref")
     keys_rows: list[dict[str, Any]] = []
     tokens: list[dict[str, Any]] = []
     tags: list[dict[str, Any]] = []
@@ -384,9 +353,9 @@ async def import_customers(ctx: TenantContext, rows: Sequence[Row]) -> BatchResu
         tags += [{"tenant_id": tenant_id, "customer_id": customer_id, "tag": t} for t in new.tags]
         fields.update(name for name in FIELDS if getattr(new.data, name) is not None)
         events.append((customer_id, {}))
-    await _insert_all(session, _table(CustomerKey), keys_rows)
-    await _insert_all(session, _table(CustomerNameToken), tokens)
-    await _insert_all(session, _table(CustomerTag), tags)
+    await insert_all(session, table_of(CustomerKey), keys_rows)
+    await insert_all(session, table_of(CustomerNameToken), tokens)
+    await insert_all(session, table_of(CustomerTag), tags)
     await _outbox(ctx, _emit_each(ctx, "customer_created", "Customer", events))
     _audit(session, tenant_id, "customers.create", "Customer", result, sorted(fields))
     return result
@@ -449,7 +418,7 @@ async def import_activities(ctx: TenantContext, rows: Sequence[Row]) -> BatchRes
     found = await session.execute(
         select(Activity.external_ref, Activity.customer_id).where(Activity.external_ref.in_(refs))
     )
-    present = {ref: owner for ref, owner in found.tuples()}
+    present = {ref: owner for ref, owner in found}
     now = utcnow()
     fresh: list[tuple[int, Activity]] = []
     for line, p in parsed:
@@ -489,7 +458,7 @@ async def import_activities(ctx: TenantContext, rows: Sequence[Row]) -> BatchRes
         }
         for _, a in fresh
     ]
-    inserted = await _insert_new(session, _table(Activity), rows_out, "external_ref")
+    inserted = await insert_new(session, table_of(Activity), rows_out, "external_ref")
     events: list[tuple[uuid.UUID, dict[str, Any]]] = []
     for (line, activity), row in zip(fresh, rows_out, strict=True):
         activity_id: uuid.UUID = row["id"]
@@ -558,18 +527,15 @@ async def import_consents(ctx: TenantContext, rows: Sequence[Row], *, captured_b
     customer_ids = await _customer_ids(session, (p.customer for _, p in parsed))
     ids = list(set(customer_ids.values()))
     times = list({p.decision.captured_at for _, p in parsed})
-    present: set[tuple[Any, ...]] = set(
-        (
-            await session.execute(
-                select(
-                    ConsentRecord.customer_id,
-                    ConsentRecord.purpose,
-                    ConsentRecord.channel,
-                    ConsentRecord.captured_at,
-                ).where(ConsentRecord.customer_id.in_(ids), ConsentRecord.captured_at.in_(times))
-            )
-        ).tuples()
+    found = await session.execute(
+        select(
+            ConsentRecord.customer_id,
+            ConsentRecord.purpose,
+            ConsentRecord.channel,
+            ConsentRecord.captured_at,
+        ).where(ConsentRecord.customer_id.in_(ids), ConsentRecord.captured_at.in_(times))
     )
+    present: set[tuple[Any, ...]] = {tuple(row) for row in found}
     latest: dict[tuple[uuid.UUID, str, Any], tuple[datetime | None, ConsentState]] = {}
     for records in await current_consents_of(session, ids):
         for r in records:
@@ -609,7 +575,7 @@ async def import_consents(ctx: TenantContext, rows: Sequence[Row], *, captured_b
         records_out.append({c.key: getattr(record, c.key) for c in ConsentRecord.__table__.columns})
         events.append((record.id, changed_data(record, before[1] if before is not None else None)))
         result.imported.append((line, record.id))
-    await _insert_all(session, _table(ConsentRecord), records_out)
+    await insert_all(session, table_of(ConsentRecord), records_out)
     await _outbox(ctx, _emit_each(ctx, "consent_changed", "ConsentRecord", events))
     _audit(session, tenant_id, "consent_records.create", "ConsentRecord", result, [])
     return result
@@ -622,7 +588,10 @@ async def import_rows(
     if len(rows) > MAX_ROWS:
         raise BadUserInput(f"at most {MAX_ROWS:,} rows per batch; got {len(rows):,}", field="rows")
     if kind is ImportKind.CUSTOMERS:
-        return await import_customers(ctx, rows)
-    if kind is ImportKind.ACTIVITIES:
-        return await import_activities(ctx, rows)
-    return await import_consents(ctx, rows, captured_by=captured_by)
+        result = await import_customers(ctx, rows)
+    elif kind is ImportKind.ACTIVITIES:
+        result = await import_activities(ctx, rows)
+    else:
+        result = await import_consents(ctx, rows, captured_by=captured_by)
+    result.refused.sort(key=lambda r: r.line)
+    return result
