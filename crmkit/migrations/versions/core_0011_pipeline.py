@@ -94,7 +94,7 @@ def upgrade() -> None:
         op.execute(f"CREATE POLICY upkeep_scan ON {table} FOR SELECT TO {UPKEEP_ROLE} USING (true)")
     for signature, body in FUNCTIONS.items():
         op.execute(
-            f"CREATE FUNCTION {signature} RETURNS TABLE (tenant_id uuid) LANGUAGE sql STABLE "
+            f"CREATE FUNCTION {signature} RETURNS TABLE (tenant_id uuid) LANGUAGE sql STABLE ROWS 10 "
             f"SECURITY DEFINER AS $$ {body} $$"
         )
         op.execute(
