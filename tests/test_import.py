@@ -215,6 +215,28 @@ async def test_one_audit_event_per_batch_naming_every_row_and_one_event_per_row(
     assert sorted(e.subject_id for e in events) == ids
 
 
+async def test_the_plugins_validation_refuses_rows_like_single_writes(env: Env) -> None:
+    tenant = await env.tenant("recorder")
+    customers = await import_batch(
+        env, tenant, ImportKind.CUSTOMERS, [*customer_rows(2), (3, {"externalRef": "v", "givenName": "Veto"})]
+    )
+    assert [(r.line, r.field, r.reason) for r in customers.refused] == [
+        (3, "givenName", "the recorder refuses customers named Veto")
+    ]
+    activity = {"customerExternalRef": "r1", "kind": "login", "channel": "web"}
+    activities = await import_batch(
+        env,
+        tenant,
+        ImportKind.ACTIVITIES,
+        [
+            (1, {**activity, "externalRef": "a1"}),
+            (2, {**activity, "externalRef": "a2", "attributes": {"veto": 1}}),
+        ],
+    )
+    assert [r.line for r in activities.refused] == [2]
+    assert len(activities.imported) == 1
+
+
 async def test_personal_data_is_encrypted_at_rest(env: Env) -> None:
     tenant = await env.tenant()
     await import_batch(

@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, select
+from strawberry.utils.str_converters import to_camel_case
 
 from crmkit.clock import utcnow
 from crmkit.core.audit.trail import note
@@ -91,12 +92,7 @@ class BatchResult:
         self.refused.append(Refusal(line, exc.extensions.get("field"), exc.message))
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-PERSONAL = {_camel(name): name for name in FIELDS}
+PERSONAL = {to_camel_case(name): name for name in FIELDS}
 CUSTOMER_FIELDS = {"externalRef", "kind", "lifecycleStage", "relationshipManager", "tags", *PERSONAL}
 CUSTOMER_REF = ("customerExternalRef", "customerId")
 ACTIVITY_FIELDS = {
