@@ -575,7 +575,14 @@ def import_rows(
 
         with _progress(total) as advance:
             return await import_file(
-                scope, wanted, file, fmt, captured_by=CLI_OPERATOR, batch_size=batch_size, progress=advance
+                scope,
+                wanted,
+                file,
+                fmt,
+                captured_by=CLI_OPERATOR,
+                batch_size=batch_size,
+                overlap=p.db.engine.dialect.name == "postgresql",
+                progress=advance,
             )
 
     summary = run(run_import)

@@ -150,31 +150,48 @@ async def test_jsonl_activities_and_a_second_run_imports_nothing(env: Env, tmp_p
     assert str(amount) == "12.5000"
 
 
-async def test_a_crashed_run_resumes_after_the_last_committed_batch(env: Env, tmp_path: Path) -> None:
+async def crash_and_resume(env: Env, tmp_path: Path, *, overlap: bool) -> None:
     tenant = await env.tenant()
     path = tmp_path / "customers.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for _, row in customer_rows(25)))
+    path.write_text("".join(json.dumps(row) + "\n" for _, row in customer_rows(45)))
     opened = 0
 
     @asynccontextmanager
     async def crashing() -> AsyncIterator[TenantContext]:
         nonlocal opened
         opened += 1
+        number = opened
         async with scope_of(env, tenant)() as ctx:
             yield ctx
-            if opened == 4:  # the start, then batches 1 and 2 commit; batch 3 dies
+            if number == 4:  # the start, then batches 1 and 2; batch 3 dies before its commit
                 raise RuntimeError("crash")
 
     with pytest.raises(RuntimeError):
         await import_file(
-            crashing, ImportKind.CUSTOMERS, path, FileFormat.JSONL, captured_by="x", batch_size=10
+            crashing,
+            ImportKind.CUSTOMERS,
+            path,
+            FileFormat.JSONL,
+            captured_by="x",
+            batch_size=10,
+            overlap=overlap,
         )
-    assert await count(env, tenant, Customer) == 20
+    assert await count(env, tenant, Customer) == 20 == await lines_done(env, tenant)
 
     resumed = await run_file(env, tenant, ImportKind.CUSTOMERS, path, batch_size=10)
     assert resumed.resumed_after == 20
-    assert (resumed.imported, resumed.skipped) == (25, 0)
-    assert await count(env, tenant, Customer) == 25
+    assert (resumed.imported, resumed.skipped) == (45, 0)
+    assert await count(env, tenant, Customer) == 45
+
+
+async def test_a_crashed_run_resumes_after_the_last_committed_batch(env: Env, tmp_path: Path) -> None:
+    await crash_and_resume(env, tmp_path, overlap=False)
+
+
+@pytest.mark.postgres_only
+async def test_overlapping_batches_commit_in_order(env: Env, tmp_path: Path) -> None:
+    """Batch 4 is written while batch 3 fails: it must not commit, nor its progress."""
+    await crash_and_resume(env, tmp_path, overlap=True)
 
 
 async def test_statements_per_batch_do_not_grow_with_its_size(

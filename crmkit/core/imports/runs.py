@@ -9,6 +9,8 @@ again in full by a later run, which then finds every row present and skips it.
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -55,6 +57,16 @@ async def _start(open_scope: OpenScope, kind: ImportKind, path: Path, digest: st
         return run
 
 
+@dataclass
+class _Batch:
+    rows: list[Row] = field(default_factory=list)
+    bad: list[Refusal] = field(default_factory=list)
+    last_line: int = 0
+
+    def __len__(self) -> int:
+        return len(self.rows) + len(self.bad)
+
+
 async def import_file(
     open_scope: OpenScope,
     kind: ImportKind,
@@ -63,27 +75,34 @@ async def import_file(
     *,
     captured_by: str,
     batch_size: int = MAX_ROWS,
+    overlap: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> Summary:
     """Import ``path`` into the tenant ``open_scope`` opens, ``batch_size`` rows per
-    transaction; ``progress`` is told how many rows each committed batch covered."""
+    transaction; ``progress`` is told how many rows each committed batch covered.
+
+    With ``overlap`` (for PostgreSQL, whose concurrent transactions do not lock each
+    other out) the next batch is checked, encrypted and written while the previous
+    one's statements run, in a transaction of its own that records its progress, and
+    commits, only after the previous one has committed: the progress never passes a
+    batch that is not in the database.
+    """
     batch_size = max(1, min(batch_size, MAX_ROWS))
     run = await _start(open_scope, kind, path, sha256(path))
     summary = Summary(resumed_after=run.lines_done)
     summary.imported, summary.skipped, summary.refused_count = run.imported, run.skipped, run.refused
-    rows: list[Row] = []
-    bad: list[Refusal] = []
-    last_line = run.lines_done
 
-    async def commit(finished: bool) -> None:
+    async def commit(batch: _Batch, previous: asyncio.Task[None] | None, finished: bool) -> None:
         async with open_scope() as ctx:
-            result = await import_rows(ctx, kind, rows, captured_by=captured_by)
-            refused = sorted([*bad, *result.refused], key=lambda r: r.line)
+            result = await import_rows(ctx, kind, batch.rows, captured_by=captured_by)
+            if previous is not None:
+                await previous  # its failure rolls this batch back too
+            refused = sorted([*batch.bad, *result.refused], key=lambda r: r.line)
             await ctx.session.execute(
                 update(ImportRun)
                 .where(ImportRun.id == run.id)
                 .values(
-                    lines_done=last_line,
+                    lines_done=batch.last_line,
                     imported=ImportRun.imported + len(result.imported),
                     skipped=ImportRun.skipped + len(result.skipped),
                     refused=ImportRun.refused + len(refused),
@@ -95,20 +114,32 @@ async def import_file(
         summary.refused_count += len(refused)
         summary.refused += refused
         if progress is not None:
-            progress(len(rows) + len(bad))
-        rows.clear()
-        bad.clear()
+            progress(len(batch))
 
-    for item in read_rows(path, fmt):
-        line = item.line if isinstance(item, BadLine) else item[0]
-        if line <= run.lines_done:
-            continue
-        if isinstance(item, BadLine):
-            bad.append(Refusal(item.line, None, item.reason))
-        else:
-            rows.append(item)
-        last_line = line
-        if len(rows) + len(bad) >= batch_size:
-            await commit(finished=False)
-    await commit(finished=True)
+    in_flight: deque[asyncio.Task[None]] = deque()  # at most two: one writing, one committing
+    batch = _Batch(last_line=run.lines_done)
+    try:
+        for item in read_rows(path, fmt):
+            line = item.line if isinstance(item, BadLine) else item[0]
+            if line <= run.lines_done:
+                continue
+            if isinstance(item, BadLine):
+                batch.bad.append(Refusal(item.line, None, item.reason))
+            else:
+                batch.rows.append(item)
+            batch.last_line = line
+            if len(batch) < batch_size:
+                continue
+            if overlap:
+                previous = in_flight[-1] if in_flight else None
+                in_flight.append(asyncio.create_task(commit(batch, previous, finished=False)))
+                if len(in_flight) == 2:
+                    await in_flight.popleft()
+            else:
+                await commit(batch, None, finished=False)
+            batch = _Batch(last_line=line)
+        await commit(batch, in_flight[-1] if in_flight else None, finished=True)
+    finally:
+        for task in in_flight:
+            task.cancel()
     return summary
