@@ -180,7 +180,7 @@ class Statements:
     tenant's chain head (its row lock: waiting for it shows here). Nothing else uses the
     engine while the bench runs: the outbox relay is off and no job runs."""
 
-    LOCK_HEAD = "INSERT INTO audit_heads"
+    LOCK_HEADS = ("INSERT INTO audit_heads", "SELECT audit_heads.seq")  # SQLite, PostgreSQL
     STARTED = "bench_head_started"
 
     def __init__(self) -> None:
@@ -196,7 +196,7 @@ class Statements:
         self.count += 1
         if self.recorded is not None:
             self.recorded.append(" ".join(statement.split()))
-        if statement.startswith(self.LOCK_HEAD):
+        if statement.startswith(self.LOCK_HEADS):
             conn.info[self.STARTED] = time.perf_counter()
 
     def after(self, conn: Connection, cursor: Any, statement: str, *args: Any) -> None:

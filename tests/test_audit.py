@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable
+from typing import Any
 
 import pytest
+import sqlalchemy
 from crmkit_notes.models import Note
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from crmkit.core.audit.chain import checkpoint, verify
-from crmkit.core.audit.models import AuditEvent
-from crmkit.core.audit.trail import UnauditedWrite, hashed_fields, link_hash, note
+from crmkit.core.audit.models import AuditEvent, AuditJournal
+from crmkit.core.audit.trail import UnauditedWrite, hashed_fields, link_hash, note, seal
 from crmkit.core.customers import service
 from crmkit.core.customers.models import Customer, CustomerKind, LifecycleStage
-from crmkit.testing import Env
+from crmkit.testing import Env, StatementCounter
 
 ADD_NOTE = 'mutation($id: UUID!) { addNote(customerId: $id, body: "Secret plan: call on Monday") { id } }'
 
@@ -24,6 +27,12 @@ async def events(env: Env, tenant: uuid.UUID) -> list[AuditEvent]:
     await env.queue.drain()
     async with env.platform.db.tenant_session(tenant) as session:
         return list((await session.scalars(select(AuditEvent).order_by(AuditEvent.seq))).all())
+
+
+async def journaled(env: Env, tenant: uuid.UUID) -> int:
+    """How many of the tenant's events wait in the journal to be chained."""
+    async with env.platform.db.tenant_session(tenant) as session:
+        return await session.scalar(select(func.count()).select_from(AuditJournal)) or 0
 
 
 async def tamper(env: Env, statement: str, **params: object) -> None:
@@ -195,10 +204,12 @@ async def test_concurrent_writers_keep_one_unbroken_chain(env: Env) -> None:
                 await service.create_customer(scope.ctx, kind=CustomerKind.PERSON, given_name=f"W{n}-{i}")
 
     await asyncio.gather(*(writer(n) for n in range(8)))
+    # verify first chains what found the head taken and waits in the journal
+    assert (await verify(env.platform.db, tenant, env.platform.audit_signer)).ok
     trail = await events(env, tenant)
     assert [e.seq for e in trail] == list(range(1, len(trail) + 1))
     assert len([e for e in trail if e.action == "customers.create"]) == 24
-    assert (await verify(env.platform.db, tenant, env.platform.audit_signer)).ok
+    assert await journaled(env, tenant) == 0
 
 
 async def test_audit_events_query_is_for_the_audit_scope(env: Env) -> None:
@@ -295,3 +306,139 @@ async def test_the_target_id_filter_matches_whole_ids_only(env: Env) -> None:
         found = [n["targetIds"] for n in body["data"]["auditEvents"]["nodes"]]
         expected = [["abc", "zzz"], ["abc"]] if target == "abc" else [[target]]
         assert found == expected, target
+
+
+def trail_statements(sql: StatementCounter) -> list[str]:
+    """The audit trail's statements among those counted, each as its first words."""
+    return [" ".join(s.split()[:3]) for s in sql.statements if "audit_" in s]
+
+
+def head_statement(env: Env) -> str:
+    """How a transaction takes its tenant's chain head: without waiting on PostgreSQL."""
+    return (
+        "SELECT audit_heads.seq, audit_heads.hash,"
+        if env.backend == "postgresql"
+        else "INSERT INTO audit_heads"
+    )
+
+
+async def test_an_audited_update_takes_the_head_and_inserts_once_as_its_last_statements(env: Env) -> None:
+    tenant = await env.tenant()
+    customer = uuid.UUID((await env.create_customer(tenant, givenName="Stan"))["id"])
+    sent: list[tuple[int, str]] = []  # (connection, statement), COMMIT included
+
+    def statement(conn: Any, cursor: Any, sql: str, *args: Any) -> None:
+        sent.append((id(conn), sql))
+
+    def commit(conn: Any) -> None:
+        sent.append((id(conn), "COMMIT"))
+
+    engine = env.platform.db.sync_engine
+    for n in range(2):  # the first warms the caches up
+        sent.clear()
+        sqlalchemy.event.listen(engine, "before_cursor_execute", statement)
+        sqlalchemy.event.listen(engine, "commit", commit)
+        try:
+            async with env.platform.tenant_scope(tenant) as scope:
+                await service.update_customer(scope.ctx, customer, email=f"s{n}@example.com")
+        finally:
+            sqlalchemy.event.remove(engine, "before_cursor_execute", statement)
+            sqlalchemy.event.remove(engine, "commit", commit)
+    [conn] = {c for c, sql in sent if sql.startswith("UPDATE customers")}
+    update = [sql for c, sql in sent if c == conn]
+    update = update[: update.index("COMMIT") + 1]  # the update's transaction (the relay's follow)
+    trail = [sql for sql in update if "audit_" in sql]
+    # lock the head, one INSERT (the head advances by trigger), COMMIT: nothing in between
+    assert len(trail) == 2, trail
+    assert update[-3].startswith(head_statement(env)), update[-3]
+    assert update[-2].startswith("INSERT INTO audit_events"), update[-2]
+    assert [e.action for e in await events(env, tenant)][-1] == "customers.update"
+
+
+async def test_a_read_showing_personal_data_costs_two_statements_of_the_trail(
+    env: Env, sql_statements: StatementCounter
+) -> None:
+    tenant = await env.tenant()
+    customer = await env.create_customer(tenant, givenName="Rhea", email="rhea@example.com")
+    query = "query($id: UUID!) { customer(id: $id) { displayName email } }"
+    await env.gql(query, {"id": customer["id"]}, tenant=tenant)
+    sql_statements.clear()
+    body = await env.gql(query, {"id": customer["id"]}, tenant=tenant)
+    assert body["data"]["customer"]["email"] == "rhea@example.com"
+    assert len(trail_statements(sql_statements)) == 2, sql_statements.statements
+    [read] = [e for e in await events(env, tenant) if e.action == "read"][-1:]
+    assert read.target_ids == [customer["id"]] and read.fields == ["display_name", "email"]
+
+
+async def test_a_transaction_of_many_flushes_appends_its_events_once(
+    env: Env, sql_statements: StatementCounter
+) -> None:
+    tenant = await env.tenant()
+    await env.create_customer(tenant, givenName="First")
+    before = len(await events(env, tenant))
+    sql_statements.clear()
+    async with env.platform.tenant_scope(tenant) as scope:
+        for i in range(3):
+            await service.create_customer(scope.ctx, kind=CustomerKind.PERSON, given_name=f"Flush{i}")
+            await scope.session.flush()
+    assert len(trail_statements(sql_statements)) == 2, trail_statements(sql_statements)
+    appended = (await events(env, tenant))[before:]
+    assert [e.action for e in appended].count("customers.create") == 3
+    assert len({e.request_id for e in appended}) == 1 and len({e.occurred_at for e in appended}) == 1
+
+
+@pytest.mark.postgres_only  # SQLite runs one writing transaction at a time whatever crmkit does
+async def test_reads_and_writes_do_not_wait_for_a_transaction_holding_the_head(env: Env) -> None:
+    tenant = await env.tenant()
+    customer = await env.create_customer(tenant, givenName="Wanda", email="wanda@example.com")
+    query = "query($id: UUID!) { customer(id: $id) { email } }"
+    holder = env.platform.db.session_for(tenant)
+    await holder.begin()
+    await holder.run_sync(seal, tenant)  # takes the head and keeps it until it commits
+
+    async def request_without_waiting(work: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+        """``work``, checking while it runs that no backend of this database waits for a lock."""
+        task = asyncio.ensure_future(work)
+        async with env.owner_engine.connect() as conn:
+            while not task.done():
+                waiting = await conn.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    )
+                )
+                if waiting:
+                    await holder.rollback()  # let it finish, then fail
+                    await task
+                    pytest.fail("a request waited for the transaction holding the chain head")
+                await asyncio.sleep(0.005)
+        return await task
+
+    read = await request_without_waiting(env.gql(query, {"id": customer["id"]}, tenant=tenant))
+    assert read["data"]["customer"]["email"] == "wanda@example.com"
+    written = await request_without_waiting(
+        env.gql(
+            'mutation($id: UUID!) { updateCustomer(id: $id, input: {email: "w2@example.com"}) { id } }',
+            {"id": customer["id"]},
+            tenant=tenant,
+        )
+    )
+    assert "errors" not in written, written
+    assert await journaled(env, tenant) == 2  # the read's record and the update's
+    await holder.commit()
+    await holder.close()
+    # chained by the next holder of the head: here, verify; in their commit order, gap-free
+    assert (await verify(env.platform.db, tenant, env.platform.audit_signer)).ok
+    assert await journaled(env, tenant) == 0
+    trail = await events(env, tenant)
+    assert [e.action for e in trail[-2:]] == ["read", "customers.update"]
+    assert [e.seq for e in trail] == list(range(1, len(trail) + 1))
+    # once chained, a journaled event is as tamper-evident as any
+    await tamper(
+        env,
+        "UPDATE audit_events SET fields = '[]' WHERE tenant_id = :t AND seq = :s",
+        t=tenant,
+        s=trail[-2].seq,
+    )
+    result = await verify(env.platform.db, tenant, env.platform.audit_signer)
+    assert not result.ok and result.first_bad_seq == trail[-2].seq

@@ -15,7 +15,7 @@ from typing import Any, cast
 from sqlalchemy import Table, delete
 
 from crmkit.auth.sessions import revoke_tenant_sessions
-from crmkit.core.audit.models import AuditCheckpoint, AuditEvent, AuditHead
+from crmkit.core.audit.models import AuditCheckpoint, AuditEvent, AuditHead, AuditJournal
 from crmkit.core.audit.trail import Actor, acting_as, note
 from crmkit.core.customers.models import Customer
 from crmkit.db import tenant_owned_tables
@@ -25,7 +25,12 @@ from crmkit.tenants.models import Tenant, TenantStatus
 from crmkit.tenants.service import add_tenant, get_tenant, new_tenant, open_tenant, set_retention, set_status
 from crmkit.tenants.users import Role, StaffUser, create_user, normalise_email
 
-KEPT = {AuditEvent.__tablename__, AuditHead.__tablename__, AuditCheckpoint.__tablename__}
+KEPT = {
+    AuditEvent.__tablename__,
+    AuditHead.__tablename__,
+    AuditCheckpoint.__tablename__,
+    AuditJournal.__tablename__,  # events not chained yet: the next append chains them
+}
 """Tables an offboarding keeps: the audit trail must still verify afterwards."""
 
 

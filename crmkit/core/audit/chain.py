@@ -1,9 +1,11 @@
 """Checking a tenant's chain, and signing its head.
 
-``verify`` walks the chain in order and names the first event that does not hold:
-a missing sequence number (a deleted row), a hash that does not cover the event (a
-modified or inserted row), or a head that differs from the latest signed checkpoint
-(a suffix rewritten with recomputed hashes).
+``verify`` first chains the events waiting in the tenant's journal (committed while
+another transaction held the head, see :mod:`.trail`), then walks the chain in order
+and names the first event that does not hold: a missing sequence number (a deleted
+row), a hash that does not cover the event (a modified or inserted row), or a head
+that differs from the latest signed checkpoint (a suffix rewritten with recomputed
+hashes). ``checkpoint`` chains the journal too before it signs.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Protocol
 from sqlalchemy import FromClause, Uuid, column, func, select
 
 from crmkit.core.audit.models import GENESIS, AuditCheckpoint, AuditEvent, AuditHead
-from crmkit.core.audit.trail import canonical, hashed_fields, link_hash
+from crmkit.core.audit.trail import canonical, hashed_fields, link_hash, seal
 from crmkit.db import Database, TenantSession
 
 BATCH = 1000
@@ -57,6 +59,8 @@ def unsigned_tenants(dialect: str) -> FromClause:
 async def checkpoint(session: TenantSession, signer: Signer) -> AuditCheckpoint | None:
     """Sign the tenant's current head (once per head); None for an empty chain. The
     head remembers the seq signed, which takes it off :func:`unsigned_tenants`."""
+    if session.tenant_id is not None:  # what waits in the journal is signed with the rest
+        await session.run_sync(seal, session.tenant_id)
     head = await session.scalar(select(AuditHead))
     if head is None or head.seq == 0:
         return None
@@ -74,6 +78,9 @@ async def checkpoint(session: TenantSession, signer: Signer) -> AuditCheckpoint 
 
 
 async def verify(db: Database, tenant_id: uuid.UUID, signer: Signer) -> Verification:
+    """Check the whole chain, after chaining what waits in the journal."""
+    async with db.tenant_session(tenant_id) as session:
+        await session.run_sync(seal, tenant_id)
     async with db.tenant_session(tenant_id) as session:
         if db.engine.dialect.name == "postgresql":  # one snapshot while writers go on
             await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})

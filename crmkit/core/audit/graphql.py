@@ -10,6 +10,7 @@ import strawberry
 from sqlalchemy import ColumnElement, func, select
 
 from crmkit.core.audit.models import AuditEvent
+from crmkit.core.audit.trail import seal
 from crmkit.errors import BadUserInput
 from crmkit.graphql.context import Info
 from crmkit.graphql.contrib import field
@@ -57,8 +58,9 @@ async def resolve_audit_events(
     after: str | None = None,
     filter: AuditFilterInput | None = None,
 ) -> Connection[Any]:
-    """Newest first."""
+    """Newest first; events waiting in the journal are chained first, so none is missing."""
     ctx = info.context
+    await ctx.session.run_sync(seal, ctx.tenant_id)
     size = page_size(first, ctx.settings.page_size_default, ctx.settings.page_size_max)  # seq cursors
     query = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(size + 1)
     if after is not None:

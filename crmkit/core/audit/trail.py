@@ -4,9 +4,18 @@ plugin alike, in the transaction that makes it; no plugin writes audit code.
 ``before_flush`` notes which rows change and the *names* of the changed fields;
 ``do_orm_execute`` does the same for bulk ``update()`` and ``delete()`` statements,
 whose rows the session never loads: it adds ``RETURNING`` of their primary keys and
-notes one event per statement naming every row it changed. ``before_commit`` appends
-them (and any reads of personal data the request noted) to the tenant's hash chain,
-holding the chain head's row lock until commit.
+notes one event per statement naming every row it changed. ``before_commit``, after
+the last flush, appends them (and any reads of personal data the request noted) to
+the tenant's hash chain as the transaction's last statements: it takes the chain
+head's row lock, inserts every event of the transaction in one INSERT (a trigger
+advances the head), and holds the lock only until COMMIT, which follows at once.
+
+No transaction waits for the head on PostgreSQL: one that finds it taken
+(``SKIP LOCKED``) writes its events to the tenant's journal (``audit_journal``) in
+its own transaction, so they are durable exactly when what they record is, and the
+head's next holder moves them onto the chain before its own (as does :func:`seal`,
+which ``verify``, ``checkpoint`` and ``auditEvents`` call). SQLite runs one writing
+transaction at a time, so there the head is never taken and nothing is journaled.
 
 Raw SQL (``text()``) is not parsed, so it is not audited: change tenant-owned rows
 through the ORM or SQLAlchemy statements.
@@ -14,10 +23,11 @@ through the ORM or SQLAlchemy statements.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -25,14 +35,14 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import rfc8785
-from sqlalchemy import Table, event, inspect
+from sqlalchemy import Table, Uuid, bindparam, delete, event, false, insert, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import CursorResult, IteratorResult, Result
+from sqlalchemy.engine import Connection, CursorResult, IteratorResult, Result
 from sqlalchemy.orm import Mapper, ORMExecuteState, Session, UOWTransaction
 
 from crmkit.clock import utcnow
-from crmkit.core.audit.models import GENESIS, AuditEvent, AuditHead
-from crmkit.db import Model, TenantOwned
+from crmkit.core.audit.models import GENESIS, AuditEvent, AuditHead, AuditJournal
+from crmkit.db import Model, TenantOwned, uuid7
 
 PENDING = "crmkit_audit_pending"
 ACTOR = "crmkit_actor"
@@ -232,19 +242,35 @@ def link_hash(prev_hash: str, event_fields: dict[str, Any]) -> str:
     return hashlib.sha256(bytes.fromhex(prev_hash) + canonical(event_fields)).hexdigest()
 
 
-def hashed_fields(row: AuditEvent) -> dict[str, Any]:
-    """Everything an event's hash covers (all but the hashes themselves)."""
+_HASHED = (
+    "tenant_id",
+    "seq",
+    "occurred_at",
+    "actor_type",
+    "actor_id",
+    "action",
+    "target_type",
+    "target_ids",
+    "fields",
+    "request_id",
+)
+
+
+def hashed_fields(row: AuditEvent | Mapping[str, Any]) -> dict[str, Any]:
+    """Everything an event's hash covers (all but the hashes themselves), of a stored
+    event or of the values of one about to be inserted."""
+    values = row if isinstance(row, Mapping) else {name: getattr(row, name) for name in _HASHED}
     return {
-        "tenant_id": str(row.tenant_id),
-        "seq": row.seq,
-        "occurred_at": _iso(row.occurred_at),
-        "actor_type": row.actor_type,
-        "actor_id": row.actor_id,
-        "action": row.action,
-        "target_type": row.target_type,
-        "target_ids": list(row.target_ids),
-        "fields": list(row.fields),
-        "request_id": row.request_id,
+        "tenant_id": str(values["tenant_id"]),
+        "seq": values["seq"],
+        "occurred_at": _iso(values["occurred_at"]),
+        "actor_type": values["actor_type"],
+        "actor_id": values["actor_id"],
+        "action": values["action"],
+        "target_type": values["target_type"],
+        "target_ids": list(values["target_ids"]),
+        "fields": list(values["fields"]),
+        "request_id": values["request_id"],
     }
 
 
@@ -252,59 +278,141 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _lock_head(session: Session, tenant_id: uuid.UUID) -> AuditHead:
-    """The tenant's chain head, created if new and locked until commit, in one statement.
+_EVENTS = cast(Table, AuditEvent.__table__)
+_HEADS = cast(Table, AuditHead.__table__)
+_JOURNAL = cast(Table, AuditJournal.__table__)
 
-    An upsert that changes nothing takes the row lock on PostgreSQL (and the write lock
-    on SQLite, whose driver begins a transaction only at a write), so concurrent
-    appenders take turns and always read the latest head.
-    """
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    statement = (
-        insert(AuditHead)
-        .values(tenant_id=tenant_id, seq=0, hash=GENESIS)
-        .on_conflict_do_update(index_elements=["tenant_id"], set_={"seq": AuditHead.seq})
-        .returning(AuditHead)
-    )
-    # populate_existing: sessions keep objects across commits; the head must be fresh
-    head = session.scalar(statement, execution_options={"populate_existing": True})
-    assert head is not None
-    return head
+
+@dataclass(frozen=True)
+class _Head:
+    """A tenant's chain head, locked by this transaction until it commits."""
+
+    seq: int
+    hash: str
+    journaled: bool  # events of other transactions wait in the journal
+
+
+class _Statements:
+    """The trail's statements for one dialect, built once: building and keying a
+    statement for every append cost more CPU than running it."""
+
+    def __init__(self, dialect: str) -> None:
+        tenant = bindparam("tenant", type_=Uuid())
+        postgres = dialect == "postgresql"
+        # SQLite never journals: it runs one writing transaction at a time, so a
+        # transaction never finds the head taken (and it has no SKIP LOCKED)
+        journaled = select(_JOURNAL.c.tenant_id).where(_JOURNAL.c.tenant_id == tenant).exists()
+        self.journaled = journaled if postgres else false()
+        insert_head = (postgresql.insert if postgres else sqlite.insert)(_HEADS).values(
+            tenant_id=tenant, seq=0, hash=GENESIS
+        )
+        # an upsert that changes nothing takes the row lock on PostgreSQL (and the write
+        # lock on SQLite, whose driver begins a transaction only at a write)
+        self.wait_for_head = insert_head.on_conflict_do_update(
+            index_elements=["tenant_id"], set_={"seq": _HEADS.c.seq}
+        ).returning(_HEADS.c.seq, _HEADS.c.hash, self.journaled)
+        self.try_head = (
+            select(_HEADS.c.seq, _HEADS.c.hash, self.journaled)
+            .where(_HEADS.c.tenant_id == tenant)
+            .with_for_update(skip_locked=True, of=_HEADS)
+        )
+        self.head_exists = select(select(_HEADS.c.tenant_id).where(_HEADS.c.tenant_id == tenant).exists())
+        self.take_journal = delete(_JOURNAL).where(_JOURNAL.c.tenant_id == tenant).returning(*_JOURNAL.c)
+        self.insert_events = insert(_EVENTS)
+        self.insert_journal = insert(_JOURNAL)
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    return _Statements(dialect)
+
+
+def _wait_for_head(conn: Connection, tenant_id: uuid.UUID) -> _Head:
+    """The tenant's head, created if new and locked until commit, in one statement,
+    waiting for a transaction that holds it."""
+    row = conn.execute(_statements(conn.dialect.name).wait_for_head, {"tenant": tenant_id}).one()
+    return _Head(*row)
+
+
+def _try_head(conn: Connection, tenant_id: uuid.UUID) -> _Head | None:
+    """The tenant's head locked until commit, or None at once if another transaction
+    holds it (PostgreSQL's ``SKIP LOCKED``; SQLite has no row locks: it waits)."""
+    if conn.dialect.name != "postgresql":
+        return _wait_for_head(conn, tenant_id)
+    statements = _statements(conn.dialect.name)
+    row = conn.execute(statements.try_head, {"tenant": tenant_id}).first()
+    if row is not None:
+        return _Head(*row)
+    # taken, or the tenant's first event (no head yet: create it, waiting at most for
+    # another transaction creating it too). An upsert would wait for the holder.
+    taken = conn.scalar(statements.head_exists, {"tenant": tenant_id})
+    return None if taken else _wait_for_head(conn, tenant_id)
+
+
+def _chain(conn: Connection, tenant_id: uuid.UUID, head: _Head, records: list[dict[str, Any]]) -> None:
+    """Append the journal's waiting events, then ``records``, to the locked head in one
+    INSERT; the database's trigger advances the head to the last of them."""
+    statements = _statements(conn.dialect.name)
+    if head.journaled:
+        taken = conn.execute(statements.take_journal, {"tenant": tenant_id}).mappings()
+        waiting = sorted(taken, key=lambda row: (row["occurred_at"], row["id"]))
+        records = [{name: row[name] for name in _HASHED if name != "seq"} for row in waiting] + records
+    if not records:
+        return
+    seq, prev = head.seq, head.hash
+    for record in records:
+        seq += 1
+        record["seq"], record["prev_hash"] = seq, prev
+        record["hash"] = prev = link_hash(prev, hashed_fields(record))
+    conn.execute(statements.insert_events, records)
 
 
 def _append(session: Session) -> None:
+    """``before_commit``: the transaction's events onto each tenant's chain, as the last
+    statements before COMMIT, so the head is held for as short a time as can be. A
+    tenant whose head another transaction holds gets the events in its journal instead,
+    committed with this transaction, for the head's next holder to chain."""
     session.flush()  # before_commit runs before commit's own flush: collect everything first
     pending: list[Entry] = session.info.pop(PENDING, [])
     if not pending:
         return
     actor: Actor = session.info.get(ACTOR) or _ACTING.get()
     request_id = session.info.get(REQUEST_ID)
-    by_tenant: dict[uuid.UUID, list[Entry]] = defaultdict(list)
+    now = utcnow()
+    by_tenant: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
     for entry in pending:
         if entry.row is not None:
             entry.tenant_id = entry.row.tenant_id
             entry.target_ids = _target_ids(entry.row)
-        by_tenant[entry.tenant_id].append(entry)
-    now = utcnow()
-    for tenant_id, entries in by_tenant.items():
-        head = _lock_head(session, tenant_id)
-        for entry in entries:
-            row = AuditEvent(
-                tenant_id=tenant_id,
-                seq=head.seq + 1,
-                occurred_at=now,
-                actor_type=actor.type,
-                actor_id=actor.id,
-                action=entry.action,
-                target_type=entry.target_type,
-                target_ids=entry.target_ids,
-                fields=entry.fields,
-                request_id=request_id,
-                prev_hash=head.hash,
-            )
-            row.hash = link_hash(head.hash, hashed_fields(row))
-            session.add(row)
-            head.seq, head.hash = row.seq, row.hash
+        by_tenant[entry.tenant_id].append(
+            {
+                "tenant_id": entry.tenant_id,
+                "occurred_at": now,
+                "actor_type": actor.type,
+                "actor_id": actor.id,
+                "action": entry.action,
+                "target_type": entry.target_type,
+                "target_ids": entry.target_ids,
+                "fields": entry.fields,
+                "request_id": request_id,
+            }
+        )
+    conn = session.connection()
+    for tenant_id, records in by_tenant.items():
+        head = _try_head(conn, tenant_id)
+        if head is None:
+            journal = _statements(conn.dialect.name).insert_journal
+            conn.execute(journal, [dict(record, id=uuid7()) for record in records])
+        else:
+            _chain(conn, tenant_id, head, records)
+
+
+def seal(session: Session, tenant_id: uuid.UUID) -> None:
+    """Chain the events waiting in the tenant's journal, waiting for the head if need be:
+    before the chain is read whole (``verify``, ``auditEvents``) or signed. Call it on an
+    AsyncSession with ``await session.run_sync(seal, tenant_id)``."""
+    conn = session.connection()
+    _chain(conn, tenant_id, _wait_for_head(conn, tenant_id), [])
 
 
 def _forget(session: Session, *args: Any) -> None:
