@@ -9,6 +9,7 @@ the first only through the database (PostgreSQL's notification, SQLite's stamp f
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -19,6 +20,7 @@ from sqlalchemy import event, select, text
 from crmkit.app import create_app
 from crmkit.core.customers.models import CustomerKey
 from crmkit.db import Database, create_engine
+from crmkit.errors import Unauthenticated
 from crmkit.platform import Platform, lifecycle
 from crmkit.platform.operator_tokens import revoke_token
 from crmkit.tenants.service import get_tenant
@@ -164,3 +166,12 @@ async def test_offboarding_drops_the_tenants_data_keys(env: Env) -> None:
     slug = (await get_tenant(env.platform.db, str(tenant))).slug
     await lifecycle.offboard(env.platform, slug, confirm=slug)
     assert (tenant, customer) not in env.platform.keyring.data_keys
+
+
+async def test_a_verified_token_is_known_until_it_expires(env: Env) -> None:
+    token = env.tokens.issue(tenant_id=uuid.uuid4(), subject="user:test", scopes=[], lifetime_seconds=1)
+    first = env.tokens.verify(token)
+    assert env.tokens.verify(token) is first  # not verified again
+    await asyncio.sleep(max(0.0, first.expires_at - time.time()) + 0.05)
+    with pytest.raises(Unauthenticated, match=r"expired|not valid"):
+        env.tokens.verify(token)

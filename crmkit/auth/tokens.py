@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -25,6 +26,9 @@ from crmkit.settings import ConfigurationError, Settings
 ALGORITHM = "ES256"
 TOKEN_TYPE = "at+jwt"  # noqa: S105  (a JWT "typ", not a secret)
 AUDIENCE = "crmkit"
+VERIFIED_TOKENS = 4096
+"""Tokens whose signature and claims were checked, kept until they expire (least
+recently used dropped first)."""
 
 
 def _issued_at(jti: str, iat: object) -> float:
@@ -60,6 +64,7 @@ class TokenService:
         self.settings = settings
         self.key = key or load_signing_key(settings)
         self.kid = self.key.thumbprint()
+        self._verified: OrderedDict[str, Principal] = OrderedDict()
         self._claims = jwt.JWTClaimsRegistry(
             iss={"essential": True, "value": settings.issuer},
             aud={"essential": True, "value": AUDIENCE},
@@ -105,7 +110,24 @@ class TokenService:
         return jwt.encode(header, claims, self.key, algorithms=[ALGORITHM])
 
     def verify(self, token: str) -> Principal:
-        """The token's principal, or :class:`Unauthenticated` saying what is wrong."""
+        """The token's principal, or :class:`Unauthenticated` saying what is wrong.
+
+        A token verified before is not verified again until it expires (its signature
+        check is most of a small request's CPU, and the rate limiter asks too): the
+        exact token string, signature included, is the cache key."""
+        known = self._verified.get(token)
+        if known is not None:
+            if known.expires_at > time.time():
+                self._verified.move_to_end(token)
+                return known
+            del self._verified[token]
+        principal = self._verify(token)
+        self._verified[token] = principal
+        if len(self._verified) > VERIFIED_TOKENS:
+            self._verified.popitem(last=False)
+        return principal
+
+    def _verify(self, token: str) -> Principal:
         try:
             decoded = jwt.decode(token, self.key, algorithms=[ALGORITHM])
         except (JoseError, ValueError) as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from dataclasses import field as dc_field
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from strawberry.extensions.field_extension import FieldExtension
@@ -13,6 +13,34 @@ from strawberry.types import Info
 from strawberry.types.field import StrawberryField
 
 from crmkit.errors import Forbidden
+
+DIRECT = "crmkit_direct"
+"""A field's metadata key (``strawberry.field(metadata={DIRECT: make})``): ``make(name)``,
+given the field's Python name, returns a resolver ``(root, info)`` that reads nothing of
+``info`` but ``info.context``, which graphql-core then calls itself, per row, without
+strawberry's per-field wrapper (:func:`direct_resolver`)."""
+
+
+def direct_resolver(definition: StrawberryField) -> Callable[..., Any] | None:
+    """The resolver graphql-core may call for ``definition`` itself, per row, with no
+    strawberry wrapper in between; None where strawberry's own is needed (arguments,
+    field extensions such as a scope check, a resolver that reads more of ``info``).
+
+    A field with no resolver is read as the attribute of the same name, which is what
+    strawberry's default resolver (``getattr``) does; a field marked :data:`DIRECT`
+    gets its own function."""
+    if definition.extensions or definition.arguments:
+        return None
+    resolver = definition.base_resolver
+    if resolver is None:
+        name = definition.python_name
+
+        def attribute(source: Any, _: Any) -> Any:
+            return getattr(source, name)
+
+        return attribute
+    make = definition.metadata.get(DIRECT)
+    return None if make is None else cast(Callable[..., Any], make(definition.python_name))
 
 
 class RequireScope(FieldExtension):

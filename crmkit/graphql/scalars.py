@@ -254,9 +254,10 @@ class CheckArguments(SchemaExtension):
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
-        if context.graphql_document is not None:
+        document, schema = context.graphql_document, context.schema._schema
+        if document is not None and not _passed(document, schema, context.variables):
             try:
-                visit_arguments(context.graphql_document, context.schema._schema, context.variables or {})
+                visit_arguments(document, schema, context.variables or {})
             except _Refusal as refusal:
                 field = _field_of(refusal.path)
                 argument = ".".join(map(str, refusal.path))
@@ -264,7 +265,22 @@ class CheckArguments(SchemaExtension):
                 raise GraphQLError(
                     message, original_error=BadUserInput(message, field=field, argument=argument)
                 ) from None
+            if not context.variables:
+                _PASSED[id(document)] = (document, schema)
+                if len(_PASSED) > PASSED_DOCUMENTS:
+                    del _PASSED[next(iter(_PASSED))]
         yield
+
+
+PASSED_DOCUMENTS = 256
+_PASSED: dict[int, tuple[Any, Any]] = {}
+"""Documents (the parse cache's own objects) whose literal arguments passed on a schema:
+without variables nothing else decides, so a repeated query is not walked again."""
+
+
+def _passed(document: Any, schema: Any, variables: dict[str, Any] | None) -> bool:
+    entry = _PASSED.get(id(document))
+    return not variables and entry is not None and entry[0] is document and entry[1] is schema
 
 
 def visit_arguments(document: Any, schema: Any, variables: dict[str, Any]) -> None:

@@ -128,7 +128,13 @@ def rate_limit_caller(request: Request[Any, Any, Any]) -> str:
     token = bearer_token(request)
     if token is not None:
         tokens: TokenService = request.app.state.tokens
-        try:
+        try:  # a valid access token: verified once, then known (TokenService.verify)
+            principal = tokens.verify(token)
+        except Unauthenticated:
+            pass
+        else:
+            return f"{principal.tenant_id}/{principal.subject}"
+        try:  # an operator token, or an expired one
             claims = jwt.decode(token, tokens.key, algorithms=[ALGORITHM]).claims
         except (JoseError, ValueError):
             pass

@@ -17,7 +17,16 @@ from functools import cached_property, lru_cache, partial
 from typing import Any
 
 import strawberry
-from graphql import DocumentNode, GraphQLError, SelectionSetNode, Visitor, parse, visit
+from graphql import (
+    DocumentNode,
+    GraphQLError,
+    GraphQLObjectType,
+    GraphQLSchema,
+    SelectionSetNode,
+    Visitor,
+    parse,
+    visit,
+)
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -26,9 +35,11 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
+from crmkit.graphql.contrib import direct_resolver
 from crmkit.graphql.scalars import SCALAR_OVERRIDES, CheckArguments
 from crmkit.platform import core_plugin as core
 from crmkit.platform.registry import PluginRegistry
@@ -109,6 +120,7 @@ class PluginSetSchema(LimitedSchema):
         self.plugins = plugins
         extra = [t for p in sorted(plugins) for t in types.extra_types.get(p, [])]
         super().__init__(settings, query=types.query, mutation=types.mutation, types=extra)
+        _resolve_directly(self._schema)
 
     def get_fields(self, type_definition: StrawberryObjectDefinition) -> list[StrawberryField]:
         fields = []
@@ -117,6 +129,22 @@ class PluginSetSchema(LimitedSchema):
             if owner is None or owner in self.plugins:
                 fields.append(f)
         return fields
+
+
+def _resolve_directly(schema: GraphQLSchema) -> None:
+    """Let graphql-core call plain attribute fields and personal fields itself
+    (:func:`~crmkit.graphql.contrib.direct_resolver`): per row and field, strawberry's
+    wrapper (its ``Info``, argument conversion, extension chain) costs more than the
+    field's own work."""
+    for graphql_type in schema.type_map.values():
+        if not isinstance(graphql_type, GraphQLObjectType) or graphql_type.name.startswith("__"):
+            continue
+        for graphql_field in graphql_type.fields.values():
+            definition = graphql_field.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
+            if isinstance(definition, StrawberryField):
+                resolver = direct_resolver(definition)
+                if resolver is not None:
+                    graphql_field.resolve = resolver
 
 
 @lru_cache(maxsize=256)

@@ -8,12 +8,14 @@ otherwise, and every clear read lands in the request's one access-log record.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import strawberry
 
 from crmkit.core.customers.personal import InformationClass, mask, unmask_scope
-from crmkit.graphql.context import Info
+from crmkit.graphql.context import Info, RequestContext
+from crmkit.graphql.contrib import DIRECT
 
 
 def disclose(
@@ -28,9 +30,16 @@ def disclose(
     """``value`` as the caller may see it: in clear if their token holds the unmask scope
     of ``information_class`` (and then noted for the access log as ``field`` of
     ``target_type`` ``target_id``), masked otherwise. Nothing to show discloses nothing."""
-    if value is None or unmask_scope(information_class) not in info.context.principal.scopes:
+    return shown(info.context, value, unmask_scope(information_class), target_type, target_id, field)
+
+
+def shown(
+    context: RequestContext, value: str | None, scope: str, target_type: str, target_id: uuid.UUID, field: str
+) -> str | None:
+    """:func:`disclose` with the unmask ``scope`` worked out once per field, not per row."""
+    if value is None or scope not in context.principal.scopes:
         return mask(field, value)
-    info.context.record_disclosure(target_type, target_id, field)
+    context.record_disclosure(target_type, target_id, field)
     return value
 
 
@@ -45,23 +54,26 @@ def personal_field(
     The access log names the row by its ``id`` and its type by ``target_type`` (default:
     the row's class name, ``Note``). The field is nullable: a value in a
     ``crmkit.PersonalText`` column reads as null once its customer is erased.
+
+    The resolver reads only ``info.context``, so graphql-core calls it directly (the
+    scope it needs worked out here, once), not through strawberry's per-field wrapper.
     """
     scope = unmask_scope(information_class)
 
+    def make(name: str) -> Callable[[Any, Any], str | None]:
+        def resolve(root: Any, info: Any) -> str | None:
+            kind = target_type or type(root).__name__
+            return shown(info.context, getattr(root, name), scope, kind, root.id, name)
+
+        return resolve
+
     def resolve(root: Any, info: Info) -> str | None:
-        name = info.python_name
-        return disclose(
-            info,
-            getattr(root, name),
-            information_class=information_class,
-            target_type=target_type or type(root).__name__,
-            target_id=root.id,
-            field=name,
-        )
+        return make(info.python_name)(root, info)
 
     note = f"Information class {information_class.value}: masked unless the token has {scope}."
     return strawberry.field(
         resolver=resolve,
         graphql_type=str | None,
         description=f"{description} {note}" if description else note,
+        metadata={DIRECT: make},
     )

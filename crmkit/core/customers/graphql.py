@@ -20,7 +20,7 @@ from strawberry.utils.str_converters import to_camel_case
 from crmkit.core.consent import graphql as consent
 from crmkit.core.consent.graphql import ConsentFilterInput
 from crmkit.core.customers import rights, service
-from crmkit.core.customers.disclosure import disclose
+from crmkit.core.customers.disclosure import shown
 from crmkit.core.customers.models import (
     Activity,
     ActivityKind,
@@ -32,7 +32,7 @@ from crmkit.core.customers.models import (
 from crmkit.core.customers.personal import CLASS_OF, FIELDS, unmask_scope
 from crmkit.errors import Forbidden
 from crmkit.graphql.context import Info, RequestContext
-from crmkit.graphql.contrib import field
+from crmkit.graphql.contrib import DIRECT, field
 from crmkit.graphql.pagination import Connection, connection
 
 # the model's enums are the GraphQL enums too (strawberry marks the classes)
@@ -57,20 +57,14 @@ def personal_field(name: str, description: str, *, nullable: bool = True) -> Any
 
     def resolve(root: Customer, info: Info) -> str | None:
         value = root.display_name if name == "display_name" else getattr(root.personal, name)
-        return disclose(
-            info,
-            value,
-            information_class=information_class,
-            target_type="Customer",
-            target_id=root.id,
-            field=name,
-        )
+        return shown(info.context, value, scope, "Customer", root.id, name)
 
     return strawberry.field(
         resolver=resolve,
         graphql_type=str | None if nullable else str,
         description=f"{description} Information class {information_class.value}: "
         f"masked unless the token has {scope}.",
+        metadata={DIRECT: lambda _: resolve},  # reads only info.context
     )
 
 
