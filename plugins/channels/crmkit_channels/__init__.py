@@ -12,7 +12,7 @@ from typing import Any
 import crmkit
 from sqlalchemy import delete, select
 
-from crmkit_channels import graphql, hookspecs, routes, service
+from crmkit_channels import graphql, hookspecs, routes, sending, service
 from crmkit_channels.models import Message
 from crmkit_channels.providers import BUILT_IN, Provider
 from crmkit_channels.settings import NAME, ChannelsSettings
@@ -54,7 +54,7 @@ def register_routes() -> Iterable[Any]:
 @crmkit.hookimpl
 def register_jobs() -> Iterable[crmkit.JobSpec | crmkit.CronSpec]:
     return [
-        crmkit.JobSpec("send_message", service.send_message, max_tries=8),
+        crmkit.JobSpec("send_batch", sending.send_batch, max_tries=8),
         crmkit.JobSpec("expand_campaign", service.expand_campaign, max_tries=8),
         crmkit.CronSpec("sweep", service.sweep, second={0, 15, 30, 45}),
     ]
@@ -68,8 +68,8 @@ def channels_providers() -> Iterable[Provider]:
 
 @crmkit.hookimpl
 async def channels_messages_queued(event: crmkit.DomainEvent, ctx: crmkit.TenantContext) -> None:
-    """After the messages committed: one send job each (a repeated event queues nothing
-    new: the job ids repeat, and a sent message is never sent again)."""
+    """After the messages committed: one send job per batch of them (a repeated event
+    queues nothing new: the job ids repeat, and a sent message is never sent again)."""
     await service.enqueue_sends(
         ctx, event.data["message_ids"], float(event.data.get("defer_seconds") or 0), str(event.id)
     )

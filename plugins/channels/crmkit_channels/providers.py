@@ -16,9 +16,9 @@ from typing import Protocol
 import aiosmtplib
 import crmkit
 import httpx
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from standardwebhooks.webhooks import Webhook
 
+from crmkit_channels import templates
 from crmkit_channels.settings import ChannelsSettings
 
 HTTP_TIMEOUT = 10.0
@@ -124,13 +124,12 @@ class SmsProvider:
 
     channel = "sms"
     consent_channel = crmkit.ConsentChannel.SMS
-    _templates = ImmutableSandboxedEnvironment(autoescape=False)
 
     async def send(self, ctx: crmkit.TenantContext, outbound: Outbound) -> str | None:
         settings = _settings(ctx)
         if not settings.sms_url:
             raise PermanentError("no sms_url configured")
-        payload = self._templates.from_string(settings.sms_payload_template).render(
+        payload = templates.compiled(settings.sms_payload_template).render(
             to=outbound.address, text=outbound.body, reference=outbound.message_id
         )
         headers = {"Content-Type": "application/json", "Idempotency-Key": outbound.message_id}

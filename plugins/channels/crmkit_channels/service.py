@@ -3,20 +3,19 @@ plugins' requests share.
 
 A request writes a ``queued`` message (unique per idempotency key) and emits
 ``channels_messages_queued`` in the same transaction; after commit the event's handler
-queues one send job per message. The send job locks the message, asks consent at that
-moment, applies quiet hours and the frequency cap, renders, calls the provider and
-records the outcome, all in one transaction: a message is sent only from ``queued``,
-and only by the job that holds its row.
+queues one send job per ``send_batch_size`` messages (:mod:`crmkit_channels.sending`),
+which locks them, asks consent at that moment, applies quiet hours and the frequency
+cap, renders, calls the providers and records the outcomes, all in one transaction: a
+message is sent only from ``queued``, and only by the job that holds its row.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+from collections.abc import Collection, Sequence
+from datetime import timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import crmkit
 import phonenumbers
@@ -25,12 +24,7 @@ from sqlalchemy import func, select
 
 from crmkit_channels import templates
 from crmkit_channels.models import FINAL, Campaign, Message, MessageStatus, Template
-from crmkit_channels.providers import (
-    Outbound,
-    PermanentError,
-    Provider,
-    TransientError,
-)
+from crmkit_channels.providers import PermanentError, Provider
 from crmkit_channels.settings import ChannelsSettings
 
 BATCH = 500
@@ -40,7 +34,7 @@ FILTER_CRITERIA = ("tag", "stage", "text", "email", "phone", "national_id")
 
 
 class NotYetCommitted(Exception):
-    """The send job ran before the message's transaction committed: retry."""
+    """A job ran before the transaction of the row it works on committed: retry."""
 
 
 async def all_providers(ctx: crmkit.TenantContext) -> dict[str, Provider]:
@@ -108,20 +102,56 @@ async def save_template(
     return template
 
 
+TemplateName = tuple[str, str, str]
+"""A template as messages name it: key, channel, locale."""
+
+
+async def templates_for(
+    ctx: crmkit.TenantContext, names: Collection[TemplateName]
+) -> dict[TemplateName, Template]:
+    """For each name, the newest version in its locale, else in the default locale, in
+    one query whatever their number (a send job's batch); names without any are left out."""
+    if not names:
+        return {}
+    keys = {key for key, _, _ in names}
+    channels = {channel for _, channel, _ in names}
+    locales = {locale for _, _, locale in names} | {DEFAULT_LOCALE}
+    newest = (
+        select(
+            Template.key,
+            Template.channel,
+            Template.locale,
+            func.max(Template.version).label("version"),
+        )
+        .where(Template.key.in_(keys), Template.channel.in_(channels), Template.locale.in_(locales))
+        .group_by(Template.key, Template.channel, Template.locale)
+        .subquery()
+    )
+    rows = await ctx.session.scalars(
+        select(Template).join(
+            newest,
+            (Template.key == newest.c.key)
+            & (Template.channel == newest.c.channel)
+            & (Template.locale == newest.c.locale)
+            & (Template.version == newest.c.version),
+        )
+    )
+    by_name = {(t.key, t.channel, t.locale): t for t in rows}
+    found: dict[TemplateName, Template] = {}
+    for key, channel, locale in names:
+        for wanted in (locale, DEFAULT_LOCALE):
+            template = by_name.get((key, channel, wanted))
+            if template is not None:
+                found[key, channel, locale] = template
+                break
+    return found
+
+
 async def template_for(
     ctx: crmkit.TenantContext, key: str, channel: str, locale: str
 ) -> Template | None:
     """The newest version in ``locale``, else in the default locale."""
-    for wanted in dict.fromkeys((locale, DEFAULT_LOCALE)):
-        found = await ctx.session.scalar(
-            select(Template)
-            .where(Template.key == key, Template.channel == channel, Template.locale == wanted)
-            .order_by(Template.version.desc())
-            .limit(1)
-        )
-        if found is not None:
-            return found
-    return None
+    return (await templates_for(ctx, [(key, channel, locale)])).get((key, channel, locale))
 
 
 async def existing_template(
@@ -260,19 +290,25 @@ def queued(
 async def enqueue_sends(
     ctx: crmkit.TenantContext, message_ids: Sequence[str], defer_seconds: float, tag: str
 ) -> None:
-    for message_id in message_ids:
+    """One send job per ``send_batch_size`` messages. A job's id is its first message's
+    and ``tag``'s, so the same messages queued again for the same reason (a repeated
+    event) make no new job."""
+    size = _settings(ctx).send_batch_size
+    for start in range(0, len(message_ids), size):
+        batch = list(message_ids[start : start + size])
         await ctx.jobs.enqueue(
-            "channels.send_message",
+            "channels.send_batch",
             tenant_id=ctx.tenant_id,
-            payload={"message_id": message_id},
-            job_id=f"channels:send:{message_id}:{tag}",
+            payload={"message_ids": batch},
+            job_id=f"channels:send:{batch[0]}:{tag}",
             defer_seconds=defer_seconds,
         )
 
 
-def _status(
+def set_status(
     ctx: crmkit.TenantContext, message: Message, status: MessageStatus, **fields: Any
 ) -> None:
+    """Move a message on; a requested one reaching a final status tells its requester."""
     message.status = status
     for name, value in fields.items():
         setattr(message, name, value)
@@ -289,101 +325,7 @@ def _status(
         )
 
 
-# --- sending ----------------------------------------------------------------------------
-
-
-def quiet_until(now: datetime, settings: ChannelsSettings) -> datetime | None:
-    """When quiet hours (in the tenant's time zone) end, if ``now`` falls in them."""
-    start, end = settings.quiet_hours_start, settings.quiet_hours_end
-    if start is None or end is None or start == end:
-        return None
-    local = now.astimezone(ZoneInfo(settings.time_zone))
-    hour = local.hour
-    inside = start <= hour < end if start < end else hour >= start or hour < end
-    if not inside:
-        return None
-    until = local.replace(hour=end, minute=0, second=0, microsecond=0)
-    if until <= local:
-        until += timedelta(days=1)
-    return until.astimezone(now.tzinfo)
-
-
-async def send_message(ctx: crmkit.TenantContext, message_id: str) -> None:
-    """The send job: see the module docstring. Runs again harmlessly."""
-    message = await ctx.session.scalar(
-        select(Message).where(Message.id == uuid.UUID(message_id)).with_for_update()
-    )
-    if message is None:
-        raise NotYetCommitted(f"message {message_id} is not committed yet")
-    if message.status is not MessageStatus.QUEUED:
-        return  # sent, suppressed or failed by an earlier run
-    settings = _settings(ctx)
-    now = crmkit.utcnow()
-    if message.scheduled_at is not None and message.scheduled_at > now:
-        return  # the job of its scheduled time (or the sweep) sends it
-    try:
-        customer = await crmkit.get_customer(ctx, message.customer_id)
-    except crmkit.NotFound:
-        _status(ctx, message, MessageStatus.SUPPRESSED, reason="the customer was erased")
-        return
-    known = await all_providers(ctx)
-    provider = known.get(message.channel)
-    if provider is None:
-        _status(ctx, message, MessageStatus.FAILED, reason=f"no provider for {message.channel!r}")
-        return
-    if not await crmkit.consent_allows(
-        ctx.session, message.customer_id, message.purpose, provider.consent_channel
-    ):
-        reason = f"no consent for {message.purpose} by {provider.consent_channel.value}"
-        _status(ctx, message, MessageStatus.SUPPRESSED, reason=reason)
-        return
-    until = quiet_until(now, settings)
-    if until is not None:
-        message.scheduled_at = until  # the sweep sends it once quiet hours end
-        return
-    sent_today = await ctx.session.scalar(
-        select(func.count())
-        .select_from(Message)
-        .where(
-            Message.customer_id == message.customer_id,
-            Message.channel == message.channel,
-            Message.direction == "outbound",
-            Message.status.in_([MessageStatus.SENT, MessageStatus.DELIVERED]),
-            Message.sent_at > now - timedelta(days=1),
-        )
-    )
-    if (sent_today or 0) >= settings.max_per_day:
-        reason = f"frequency cap: {settings.max_per_day} per day on {message.channel}"
-        _status(ctx, message, MessageStatus.SUPPRESSED, reason=reason)
-        return
-    template = await template_for(ctx, message.template or "", message.channel, message.locale)
-    if template is None:
-        _status(ctx, message, MessageStatus.FAILED, reason="its template no longer exists")
-        return
-    event = json.loads(message.variables or "{}")
-    message.body = templates.render(template.body, customer, message.unmask, event, settings)
-    if template.subject is not None:
-        message.subject = templates.render(
-            template.subject, customer, message.unmask, event, settings
-        )
-    message.attempts += 1
-    try:
-        message.address = address_of(customer, message.channel, settings)
-        provider_id = await provider.send(
-            ctx, Outbound(str(message.id), message.address, message.subject, message.body)
-        )
-    except TransientError as exc:
-        if message.attempts >= settings.max_attempts:
-            _status(ctx, message, MessageStatus.FAILED, error=str(exc)[:1000], reason="gave up")
-            return
-        delay = settings.retry_base_seconds * 2 ** (message.attempts - 1)
-        message.error, message.scheduled_at = str(exc)[:1000], now + timedelta(seconds=delay)
-        queued(ctx, [message], defer_seconds=delay)
-        return
-    except PermanentError as exc:
-        _status(ctx, message, MessageStatus.FAILED, error=str(exc)[:1000])
-        return
-    _status(ctx, message, MessageStatus.SENT, provider_id=provider_id, sent_at=now, error=None)
+# --- lost jobs and waiting messages -------------------------------------------------
 
 
 async def sweep(ctx: crmkit.TenantContext) -> None:
@@ -644,5 +586,5 @@ async def provider_status(
     if wanted is None:
         raise crmkit.BadUserInput("status must be delivered or bounced", field="status")
     if message.status is MessageStatus.SENT:
-        _status(ctx, message, wanted, error=error[:1000] if error else None)
+        set_status(ctx, message, wanted, error=error[:1000] if error else None)
     return message

@@ -22,6 +22,16 @@ class ChannelsSettings(BaseModel):
     max_per_day: int = Field(5, ge=1, le=1000, description="Messages per customer, channel, day.")
     max_attempts: int = Field(5, ge=1, le=20, description="Tries for a transient failure.")
     retry_base_seconds: float = Field(30.0, ge=0.0, le=3600.0, description="First retry delay.")
+    send_batch_size: int = Field(
+        50,
+        ge=1,
+        le=500,
+        description="Messages one send job sends, in one transaction: the most a worker "
+        "killed mid-job can leave to be sent again.",
+    )
+    send_concurrency: int = Field(
+        10, ge=1, le=100, description="Provider calls a send job has in flight at once."
+    )
     stale_after_seconds: int = Field(
         120,
         ge=5,

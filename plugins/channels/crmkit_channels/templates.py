@@ -9,11 +9,12 @@ compile.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
 import crmkit
-from jinja2 import TemplateSyntaxError, nodes
+from jinja2 import Template, TemplateSyntaxError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from crmkit_channels.settings import ChannelsSettings
@@ -95,6 +96,13 @@ def customer_variables(customer: crmkit.Customer, unmask: list[str]) -> dict[str
     }
 
 
+@functools.lru_cache(maxsize=256)
+def compiled(text: str) -> Template:
+    """A template's text compiled once per process (keyed by the text itself, so a new
+    version compiles anew): a send job renders it for every recipient of its batch."""
+    return _env.from_string(text)
+
+
 def render(
     text: str,
     customer: crmkit.Customer,
@@ -102,7 +110,7 @@ def render(
     event: dict[str, Any],
     settings: ChannelsSettings,
 ) -> str:
-    return _env.from_string(text).render(
+    return compiled(text).render(
         customer=customer_variables(customer, unmask),
         event=event,
         tenant={"name": settings.sender_name},

@@ -1,0 +1,227 @@
+"""The send job: a batch of queued messages, sent in one transaction.
+
+A job gets up to ``send_batch_size`` message ids (a chunk of one
+``channels_messages_queued`` event). It locks those still ``queued`` and due, skipping
+rows another job holds (that job sends them), and asks each question once for the
+whole batch, not once per message: the customers with their data keys, consent at this
+moment, the frequency caps, the templates (compiled once per process). The provider
+calls run concurrently, at most ``send_concurrency`` at a time, and each message's
+outcome is its own: sent, failed, or queued again with backoff for a transient
+failure (the others of the batch are not resent). Every outcome commits together, so a
+message is sent only from ``queued`` and only by the job holding its row lock. The
+README says what a crash in between costs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import crmkit
+from sqlalchemy import func, select
+
+from crmkit_channels import service, templates
+from crmkit_channels.models import Message, MessageStatus
+from crmkit_channels.providers import Outbound, PermanentError, Provider, TransientError
+from crmkit_channels.settings import ChannelsSettings
+
+log = logging.getLogger(__name__)
+
+Outcome = str | None | TransientError | PermanentError
+"""What one provider call came to: the provider's id, or the failure."""
+
+
+def quiet_until(now: datetime, settings: ChannelsSettings) -> datetime | None:
+    """When quiet hours (in the tenant's time zone) end, if ``now`` falls in them."""
+    start, end = settings.quiet_hours_start, settings.quiet_hours_end
+    if start is None or end is None or start == end:
+        return None
+    local = now.astimezone(ZoneInfo(settings.time_zone))
+    hour = local.hour
+    inside = start <= hour < end if start < end else hour >= start or hour < end
+    if not inside:
+        return None
+    until = local.replace(hour=end, minute=0, second=0, microsecond=0)
+    if until <= local:
+        until += timedelta(days=1)
+    return until.astimezone(now.tzinfo)
+
+
+async def send_batch(ctx: crmkit.TenantContext, message_ids: list[str]) -> None:
+    """The send job: see the module docstring. Runs again harmlessly: a message already
+    sent, suppressed or failed is no longer ``queued``."""
+    settings = ctx.settings_as(ChannelsSettings)
+    now = crmkit.utcnow()
+    messages = await _lock_due(ctx, message_ids, now)
+    if not messages:
+        return
+    customers = await crmkit.get_customers(ctx, {m.customer_id for m in messages})
+    providers = await service.all_providers(ctx)
+    allowed = await _allowed(ctx, messages, providers)
+    until = quiet_until(now, settings)
+    sent_today = await _sent_today(ctx, messages, now)
+    found = await service.templates_for(
+        ctx, {(m.template or "", m.channel, m.locale) for m in messages}
+    )
+    outgoing: list[tuple[Message, Provider, Outbound]] = []
+    for message in messages:
+        customer = customers.get(message.customer_id)
+        if customer is None:
+            service.set_status(
+                ctx, message, MessageStatus.SUPPRESSED, reason="the customer was erased"
+            )
+            continue
+        provider = providers.get(message.channel)
+        if provider is None:
+            reason = f"no provider for {message.channel!r}"
+            service.set_status(ctx, message, MessageStatus.FAILED, reason=reason)
+            continue
+        if (message.customer_id, message.purpose, provider.consent_channel) not in allowed:
+            reason = f"no consent for {message.purpose} by {provider.consent_channel.value}"
+            service.set_status(ctx, message, MessageStatus.SUPPRESSED, reason=reason)
+            continue
+        if until is not None:
+            message.scheduled_at = until  # the sweep sends it once quiet hours end
+            continue
+        if sent_today[message.customer_id, message.channel] >= settings.max_per_day:
+            reason = f"frequency cap: {settings.max_per_day} per day on {message.channel}"
+            service.set_status(ctx, message, MessageStatus.SUPPRESSED, reason=reason)
+            continue
+        template = found.get((message.template or "", message.channel, message.locale))
+        if template is None:
+            reason = "its template no longer exists"
+            service.set_status(ctx, message, MessageStatus.FAILED, reason=reason)
+            continue
+        event = json.loads(message.variables or "{}")
+        body = templates.render(template.body, customer, message.unmask, event, settings)
+        message.body = body
+        if template.subject is not None:
+            message.subject = templates.render(
+                template.subject, customer, message.unmask, event, settings
+            )
+        message.attempts += 1
+        try:
+            address = message.address = service.address_of(customer, message.channel, settings)
+        except PermanentError as exc:
+            service.set_status(ctx, message, MessageStatus.FAILED, error=str(exc)[:1000])
+            continue
+        sent_today[message.customer_id, message.channel] += 1
+        outbound = Outbound(str(message.id), address, message.subject, body)
+        outgoing.append((message, provider, outbound))
+    outcomes = await _send_all(ctx, outgoing, settings.send_concurrency)
+    _record(ctx, [m for m, _, _ in outgoing], outcomes, settings, now)
+
+
+async def _lock_due(
+    ctx: crmkit.TenantContext, message_ids: Sequence[str], now: datetime
+) -> list[Message]:
+    """The batch's messages still queued and due, locked until commit (in id order;
+    rows another job holds are skipped: that job sends them). A message waiting for
+    its time is left to the job of that time, or to the sweep."""
+    rows = await ctx.session.scalars(
+        select(Message)
+        .where(
+            Message.id.in_([uuid.UUID(i) for i in message_ids]),
+            Message.status == MessageStatus.QUEUED,
+            Message.scheduled_at.is_(None) | (Message.scheduled_at <= now),
+        )
+        .order_by(Message.id)
+        .with_for_update(skip_locked=True)
+    )
+    return list(rows)
+
+
+async def _allowed(
+    ctx: crmkit.TenantContext, messages: Sequence[Message], providers: dict[str, Provider]
+) -> set[tuple[uuid.UUID, str, crmkit.ConsentChannel]]:
+    """(customer, purpose, consent channel) of the batch that consent allows now: one
+    query per purpose and channel (a campaign's batch has one)."""
+    wanted: dict[tuple[str, crmkit.ConsentChannel], set[uuid.UUID]] = defaultdict(set)
+    for message in messages:
+        provider = providers.get(message.channel)
+        if provider is not None:
+            wanted[message.purpose, provider.consent_channel].add(message.customer_id)
+    allowed: set[tuple[uuid.UUID, str, crmkit.ConsentChannel]] = set()
+    for (purpose, channel), customer_ids in wanted.items():
+        granted = await crmkit.consent_allows_many(ctx.session, customer_ids, purpose, channel)
+        allowed.update((customer_id, purpose, channel) for customer_id in granted)
+    return allowed
+
+
+async def _sent_today(
+    ctx: crmkit.TenantContext, messages: Sequence[Message], now: datetime
+) -> Counter[tuple[uuid.UUID, str]]:
+    """Messages sent in the last 24 hours per (customer, channel) of the batch, for the
+    frequency cap: one query."""
+    rows = await ctx.session.execute(
+        select(Message.customer_id, Message.channel, func.count())
+        .where(
+            Message.customer_id.in_({m.customer_id for m in messages}),
+            Message.channel.in_({m.channel for m in messages}),
+            Message.direction == "outbound",
+            Message.status.in_([MessageStatus.SENT, MessageStatus.DELIVERED]),
+            Message.sent_at > now - timedelta(days=1),
+        )
+        .group_by(Message.customer_id, Message.channel)
+    )
+    return Counter({(customer_id, channel): count for customer_id, channel, count in rows})
+
+
+async def _send_all(
+    ctx: crmkit.TenantContext,
+    outgoing: Sequence[tuple[Message, Provider, Outbound]],
+    concurrency: int,
+) -> list[Outcome]:
+    """Every provider call of the batch, ``concurrency`` at a time. An unexpected error
+    of one call (a provider plugin's bug) counts as a transient failure of that message
+    alone: raising it would roll back the outcomes of the others, already sent."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def call(message: Message, provider: Provider, outbound: Outbound) -> Outcome:
+        async with gate:
+            try:
+                return await provider.send(ctx, outbound)
+            except (TransientError, PermanentError) as exc:
+                return exc
+            except Exception as exc:
+                log.exception("channel %s failed to send message %s", provider.channel, message.id)
+                return TransientError(f"{type(exc).__name__}: {exc}")
+
+    return list(await asyncio.gather(*(call(*sending) for sending in outgoing)))
+
+
+def _record(
+    ctx: crmkit.TenantContext,
+    messages: Sequence[Message],
+    outcomes: Sequence[Outcome],
+    settings: ChannelsSettings,
+    now: datetime,
+) -> None:
+    """Each message's outcome; transient failures are queued again, per message, after
+    their backoff (one event per delay)."""
+    retries: dict[float, list[Message]] = defaultdict(list)
+    for message, outcome in zip(messages, outcomes, strict=True):
+        if isinstance(outcome, PermanentError):
+            service.set_status(ctx, message, MessageStatus.FAILED, error=str(outcome)[:1000])
+        elif isinstance(outcome, TransientError):
+            error = str(outcome)[:1000]
+            if message.attempts >= settings.max_attempts:
+                service.set_status(
+                    ctx, message, MessageStatus.FAILED, error=error, reason="gave up"
+                )
+                continue
+            delay = settings.retry_base_seconds * 2 ** (message.attempts - 1)
+            message.error, message.scheduled_at = error, now + timedelta(seconds=delay)
+            retries[delay].append(message)
+        else:
+            service.set_status(
+                ctx, message, MessageStatus.SENT, provider_id=outcome, sent_at=now, error=None
+            )
+    for delay, waiting in retries.items():
+        service.queued(ctx, waiting, defer_seconds=delay)
