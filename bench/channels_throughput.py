@@ -43,6 +43,7 @@ from typing import Any
 
 import httpx
 import postgres_setup
+from redis_setup import claim_redis, release_redis
 
 HERE = Path(__file__).parent
 BATCH = 500
@@ -53,9 +54,6 @@ MAX_JOBS = 10
 requests in flight as all workers can."""
 POLL_SECONDS = 0.02
 """CRMKIT_WORKER_POLL_SECONDS: arq starts at most MAX_JOBS jobs per poll."""
-CLAIM = "crmkit:scale-out:claim"
-"""The key a run sets (NX) in a Redis database to hold it, as crmkit's tests do."""
-REDIS_BASE = os.environ.get("CRMKIT_BENCH_REDIS", "redis://127.0.0.1:6379")
 
 
 # --- the receiver (run as ``channels_throughput.py --receiver PORT``) -----------------
@@ -128,36 +126,6 @@ async def ceiling(client: httpx.AsyncClient, numbers: list[str], in_flight: int)
 
 
 # --- the campaign --------------------------------------------------------------------
-
-
-async def claim_redis() -> str | None:
-    import redis.asyncio as redis
-
-    for number in range(13, 0, -1):
-        client = redis.from_url(f"{REDIS_BASE}/{number}")
-        try:
-            if await asyncio.wait_for(client.set(CLAIM, os.getpid(), nx=True, ex=3600), 3):
-                await client.flushdb()
-                await client.set(CLAIM, os.getpid(), ex=3600)
-                return f"{REDIS_BASE}/{number}"
-        except (OSError, TimeoutError) as exc:
-            print(f"Redis skipped: {exc}")
-            return None
-        finally:
-            await client.aclose()
-    print("Redis skipped: every database this benchmark may use is claimed")
-    return None
-
-
-async def release_redis(url: str) -> None:
-    import redis.asyncio as redis
-
-    client = redis.from_url(url)
-    try:
-        if await client.get(CLAIM) == str(os.getpid()).encode():
-            await client.flushdb()
-    finally:
-        await client.aclose()
 
 
 async def prepare(platform: Any, numbers: list[str], gateway: str) -> tuple[uuid.UUID, uuid.UUID]:

@@ -12,7 +12,7 @@ import argparse
 import asyncio
 import os
 import tempfile
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -74,11 +74,15 @@ async def drop_role(role: str) -> None:
 
 
 @asynccontextmanager
-async def migrated_platform(name: str, workdir: Path) -> AsyncIterator[tuple[Platform, str] | None]:
+async def migrated_platform(
+    name: str, workdir: Path, *, plugins: Sequence[object] = (), **settings: Any
+) -> AsyncIterator[tuple[Platform, str] | None]:
     """A platform on a fresh database ``crmkit_bench_<name>_<pid>``, migrated by its
     owner, the platform connecting as a login role in ``crmkit_app`` (under row-level
     security, as in production); the platform and the owner's URL (for bulk seeding),
-    or None when PostgreSQL is unreachable. Everything is dropped afterwards."""
+    or None when PostgreSQL is unreachable. Everything is dropped afterwards.
+    ``plugins`` are registered besides the installed ones (a bench's own, without
+    migrations); ``settings`` override the platform's (``redis_url=...``)."""
     database, role = f"crmkit_bench_{name}_{os.getpid()}", f"crmkit_bench_{name}_app_{os.getpid()}"
     if not await create_database(database):
         yield None
@@ -89,8 +93,12 @@ async def migrated_platform(name: str, workdir: Path) -> AsyncIterator[tuple[Pla
         await migrations.upgrade(owner, load_registry())
         await owner.dispose()
         await create_app_login(role)
-        settings = Settings(database_url=url(database, role), data_dir=workdir, dev_mode=True)
-        platform = Platform(settings)
+        registry = load_registry()
+        for plugin in plugins:
+            if registry.add(plugin) is None:
+                raise SystemExit(f"plugin refused: {registry.refused[-1].reason}")
+        configured = Settings(database_url=url(database, role), data_dir=workdir, dev_mode=True, **settings)
+        platform = Platform(configured, registry=registry)
         try:
             yield platform, owner_url
         finally:

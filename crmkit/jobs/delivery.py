@@ -26,6 +26,7 @@ from crmkit.core.events import DomainEvent, OutboxEvent
 from crmkit.plugins.info import CORE, JobSpec, TenantContext
 from crmkit.plugins.models import EventDelivery, HandlerFailure
 from crmkit.webhooks import service as webhooks
+from crmkit.webhooks.models import WebhookSubscription
 
 DISPATCH_EVENT = "core.dispatch_event"
 DELIVER_EVENT = "core.deliver_event"
@@ -64,33 +65,37 @@ def _ids(event_ids: list[str] | None, event_id: str | None) -> list[uuid.UUID]:
 
 async def _load(
     session: AsyncSession, event_ids: list[uuid.UUID], plugin: str | None = None
-) -> list[tuple[OutboxEvent, set[str]]]:
+) -> tuple[list[tuple[OutboxEvent, set[str]]], bool]:
     """The batch's live events in order, each with the plugins it was delivered to
-    (``plugin``'s only, if named): one statement."""
+    (``plugin``'s only, if named), and whether the tenant has webhook subscriptions:
+    one statement."""
     delivered = and_(
         EventDelivery.tenant_id == OutboxEvent.tenant_id, EventDelivery.event_id == OutboxEvent.id
     )
     if plugin is not None:
         delivered = and_(delivered, EventDelivery.plugin == plugin)
+    subscriptions = select(WebhookSubscription.installation_id).exists()
     rows = await session.execute(
-        select(OutboxEvent, EventDelivery.plugin)
+        select(OutboxEvent, EventDelivery.plugin, subscriptions)
         .outerjoin(EventDelivery, delivered)
         .where(OutboxEvent.id.in_(event_ids), OutboxEvent.dead_at.is_(None))
         .order_by(OutboxEvent.created_at, OutboxEvent.id)
     )
     events: dict[uuid.UUID, tuple[OutboxEvent, set[str]]] = {}
-    for row, done in rows:  # another tenant's ids read as not found
+    subscribed = []
+    for row, done, any_subscription in rows:  # another tenant's ids read as not found
         plugins = events.setdefault(row.id, (row, set()))[1]
         if done is not None:
             plugins.add(done)
-    return list(events.values())
+        subscribed.append(any_subscription)
+    return list(events.values()), any(subscribed)
 
 
 async def dispatch_event(
     ctx: TenantContext, event_ids: list[str] | None = None, event_id: str | None = None
 ) -> None:
     """Fan a batch out to its plugins and subscribed apps, then mark it relayed."""
-    loaded = await _load(ctx.session, _ids(event_ids, event_id))
+    loaded, subscribed = await _load(ctx.session, _ids(event_ids, event_id))
     live: list[tuple[OutboxEvent, set[str]]] = []
     for row, delivered in loaded:
         problem = _undispatchable(ctx, row)
@@ -108,8 +113,10 @@ async def dispatch_event(
         for impl in ctx.hooks.plugin_set.impls(row.type):
             if impl.plugin not in delivered:
                 targets.setdefault(impl.plugin, []).append(row)
-    subscribed = await webhooks.subscribers(ctx.session, {row.type for row, _ in live}) if live else {}
-    hooks = [(row, installation) for row, _ in live for installation in subscribed.get(row.type, ())]
+    installations = (
+        await webhooks.subscribers(ctx.session, {row.type for row, _ in live}) if subscribed else {}
+    )
+    hooks = [(row, installation) for row, _ in live for installation in installations.get(row.type, ())]
     if len(targets) == 1 and not hooks:  # one target: deliver here, in this transaction
         ((plugin, rows),) = targets.items()
         await _deliver(ctx, plugin, rows)
@@ -147,7 +154,7 @@ async def deliver_event(
     ctx: TenantContext, plugin: str, event_ids: list[str] | None = None, event_id: str | None = None
 ) -> None:
     """One plugin's share of a batch: the events it has not handled yet, in order."""
-    loaded = await _load(ctx.session, _ids(event_ids, event_id), plugin)
+    loaded, _ = await _load(ctx.session, _ids(event_ids, event_id), plugin)
     await _deliver(ctx, plugin, [row for row, delivered in loaded if not delivered])
 
 

@@ -8,6 +8,7 @@ in ``crmkit plugins list``); it is retried with exponential backoff unless it ra
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import uuid
@@ -72,6 +73,9 @@ class JobRunner:
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
         self.specs = platform.registry.jobs()
+        self._to_relay: dict[uuid.UUID, list[uuid.UUID]] = {}
+        self._relaying: asyncio.Event | None = None
+        self._relays_started = self._relays_done = 0
 
     def max_tries(self, job: str) -> int:
         spec = self.specs.get(job, (None, None))[1]
@@ -146,17 +150,42 @@ class JobRunner:
         batches (one job for a transaction's events, in the order they were emitted)."""
         pending: list[OutboxEvent] = session.info.pop(PENDING_EVENTS, [])
         if pending:
-            await self._dispatch(pending[0].tenant_id, [row.id for row in pending])
+            await self.relay(pending[0].tenant_id, [row.id for row in pending])
 
-    async def _dispatch(self, tenant_id: uuid.UUID, event_ids: list[uuid.UUID]) -> None:
-        for start in range(0, len(event_ids), DISPATCH_BATCH):
-            batch = event_ids[start : start + DISPATCH_BATCH]
-            await self.platform.queue.enqueue(
-                DISPATCH_EVENT,
-                tenant_id=tenant_id,
-                payload=dispatch_payload(batch),
-                job_id=batch_job_id("dispatch", batch),
-            )
+    async def relay(self, tenant_id: uuid.UUID, event_ids: list[uuid.UUID]) -> None:
+        """Queue the dispatch of a tenant's committed events, in batches, in this order;
+        returns once they are queued.
+
+        One relay queues at a time and takes along every event committed while it
+        waited (a group commit): under load, transactions of one event each share
+        dispatch jobs; alone, a transaction's events go at once. Should queueing fail,
+        the events the failing relay took are re-queued by the sweep."""
+        self._to_relay.setdefault(tenant_id, []).extend(event_ids)
+        mine = self._relays_started + 1  # the relay that will take these
+        while self._relays_done < mine:
+            if self._relaying is None:
+                await self._relay_waiting()
+            else:
+                await self._relaying.wait()
+
+    async def _relay_waiting(self) -> None:
+        self._relaying = done = asyncio.Event()
+        try:
+            await asyncio.sleep(0)  # the relays woken by the last one queue their next events
+            self._relays_started += 1
+            waiting, self._to_relay = self._to_relay, {}
+            for tenant_id, ids in waiting.items():
+                for start in range(0, len(ids), DISPATCH_BATCH):
+                    batch = ids[start : start + DISPATCH_BATCH]
+                    await self.platform.queue.enqueue(
+                        DISPATCH_EVENT,
+                        tenant_id=tenant_id,
+                        payload=dispatch_payload(batch),
+                        job_id=batch_job_id("dispatch", batch),
+                    )
+        finally:
+            self._relays_done, self._relaying = self._relays_started, None
+            done.set()
 
     async def sweep_outbox(self, older_than_seconds: float | None = None) -> int:
         """Re-queue events a crash left unrelayed (dead ones excepted); runs periodically
@@ -179,7 +208,7 @@ class JobRunner:
                         .limit(SWEEP_BATCH)
                     )
                 )
-            await self._dispatch(tenant_id, event_ids)
+            await self.relay(tenant_id, event_ids)
             swept += len(event_ids)
         return swept
 
