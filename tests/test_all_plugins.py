@@ -5,15 +5,17 @@ for 5 customers and for 50 (each plugin batches its fields through data loaders)
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 
+import crmkit
 from crmkit.demo import customer_selection
 from crmkit.platform.registry import PluginRegistry
 from crmkit.plugins.models import HandlerFailure
 from crmkit.tenants.users import Role, role_scopes
-from crmkit.testing import Env, StatementCounter
+from crmkit.testing import Env, FrozenClock, StatementCounter
 
 FIRST_PARTY = ("loyalty", "surveys", "channels", "cases", "churn")
 
@@ -128,6 +130,83 @@ async def test_a_case_closed_through_cases_invites_to_a_csat_survey_through_surv
     for tenant in (both, cases_only):  # no plugin's handler failed on the way
         async with env.platform.db.tenant_session(tenant) as session:
             assert list(await session.scalars(select(HandlerFailure))) == []
+
+
+ACT = """mutation($id: UUID!, $step: String!) {
+  actOnChurnAlert(id: $id, step: $step) { status actionStep } }"""
+RETENTION = """query($id: UUID!) { customer(id: $id) { lifecycleStage loyalty { balance }
+  cases { nodes { kind priority status subject } } } }"""
+
+
+async def declining_customer(env: Env, tenant: uuid.UUID) -> str:
+    """A customer who transacted every ten days 100 to 170 days ago, then stopped."""
+    customer = (await env.create_customer(tenant, givenName="Dora"))["id"]
+    async with env.platform.tenant_scope(tenant) as scope:
+        for days in range(100, 171, 10):
+            await crmkit.record_activity(
+                scope.ctx,
+                customer_id=uuid.UUID(customer),
+                kind=crmkit.ActivityKind.TRANSACTION,
+                channel=crmkit.Channel.APP,
+                occurred_at=crmkit.utcnow() - timedelta(days=days),
+                amount="100",
+                currency="EUR",
+            )
+    await env.drain()
+    return str(customer)
+
+
+async def churn_alert_of(env: Env, tenant: uuid.UUID, customer: str) -> str:
+    await env.queue.enqueue("churn.score_customers", tenant_id=tenant, payload={})
+    await env.drain()
+    query = "query($c: UUID!) { churnAlerts(filter: {customerId: $c}) { nodes { id } } }"
+    [alert] = (await ok(env, tenant, query, {"c": customer}))["churnAlerts"]["nodes"]
+    return str(alert["id"])
+
+
+async def test_a_churn_alerts_win_back_offer_and_case_are_carried_out_by_loyalty_and_cases(
+    env: Env, clock: FrozenClock
+) -> None:
+    """churn's playbook asks with ``churn_action_requested``; loyalty grants the win-back
+    points of its settings and cases opens a retention case, each once per alert however
+    often it is asked or delivered; a tenant without them is refused the steps."""
+    tenant = await env.tenant("churn", "loyalty", "cases", loyalty={"winback_points": 750})
+    customer = await declining_customer(env, tenant)
+    alert = await churn_alert_of(env, tenant, customer)
+    earned = (await ok(env, tenant, RETENTION, {"id": customer}))["customer"]["loyalty"]["balance"]
+    for step in ("winback_offer", "case", "winback_offer", "case"):  # asked twice each
+        acted = await ok(env, tenant, ACT, {"id": alert, "step": step})
+        assert acted["actOnChurnAlert"] == {"status": "ACTIONED", "actionStep": step}
+    await env.drain()
+    requested = await env.events(tenant, "churn_action_requested")
+    assert [(str(e.subject_id), e.data["kind"]) for e in requested] == [
+        (alert, "winback_offer"),
+        (alert, "case"),
+    ] * 2
+    for event in requested:  # and every delivery repeated
+        for plugin in ("loyalty", "cases"):
+            await env.deliver(tenant, plugin, event)
+    shown = (await ok(env, tenant, RETENTION, {"id": customer}))["customer"]
+    assert shown["loyalty"]["balance"] == earned + 750  # besides the transactions' points
+    assert shown["cases"]["nodes"] == [
+        {
+            "kind": "REQUEST",
+            "priority": "HIGH",
+            "status": "NEW",
+            "subject": "Retention: customer at risk of leaving",
+        }
+    ]
+    async with env.platform.db.tenant_session(tenant) as session:
+        assert list(await session.scalars(select(HandlerFailure))) == []
+
+    churn_only = await env.tenant("churn")
+    alone = await churn_alert_of(env, churn_only, await declining_customer(env, churn_only))
+    for step, plugin in (("winback_offer", "loyalty"), ("case", "cases")):
+        body = await env.gql(ACT, {"id": alone, "step": step}, tenant=churn_only)
+        [error] = body["errors"]
+        assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+        assert f"needs the {plugin} plugin" in error["message"], error
+    assert await env.events(churn_only, "churn_action_requested") == []
 
 
 def test_staff_roles_hold_the_plugins_scopes_their_work_needs(plugin_registry: PluginRegistry) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import crmkit
 from sqlalchemy import select
 
-from crmkit_cases import graphql, hookspecs, service, sla
+from crmkit_cases import graphql, hookspecs, retention, service, sla
 from crmkit_cases.models import Case
 from crmkit_cases.settings import NAME, CaseKind, CasePriority, CasesSettings, CaseStatus
 
@@ -64,6 +64,13 @@ async def loyalty_tier_changed(event: crmkit.DomainEvent, ctx: crmkit.TenantCont
     await service.remember_tier(
         ctx, uuid.UUID(event.data["customer_id"]), str(event.data["new_tier"])
     )
+
+
+@crmkit.hookimpl
+async def churn_action_requested(event: crmkit.DomainEvent, ctx: crmkit.TenantContext) -> None:
+    """The churn plugin's retention case (called only where a tenant runs both plugins):
+    one case per alert."""
+    await retention.open_for_alert(ctx, event)
 
 
 @crmkit.hookimpl

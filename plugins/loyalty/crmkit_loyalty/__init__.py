@@ -15,7 +15,7 @@ from typing import Any
 import crmkit
 from sqlalchemy import select
 
-from crmkit_loyalty import earning, expiry, graphql, hookspecs, ledger, rewards, tiers
+from crmkit_loyalty import earning, expiry, graphql, hookspecs, ledger, rewards, tiers, winback
 from crmkit_loyalty.models import Account, LedgerEntry, Redemption, Reward
 from crmkit_loyalty.settings import NAME, LoyaltySettings
 
@@ -62,6 +62,13 @@ def register_jobs() -> Iterable[crmkit.JobSpec | crmkit.CronSpec]:
 async def activity_recorded(event: crmkit.DomainEvent, ctx: crmkit.TenantContext) -> None:
     """Earn (or reverse) the activity's points; a redelivered event earns nothing more."""
     await earning.earn_from_activity(ctx, uuid.UUID(event.subject_id))
+
+
+@crmkit.hookimpl
+async def churn_action_requested(event: crmkit.DomainEvent, ctx: crmkit.TenantContext) -> None:
+    """The churn plugin's win-back offer (called only where a tenant runs both plugins):
+    bonus points, once per alert."""
+    await winback.grant(ctx, event)
 
 
 @crmkit.hookimpl

@@ -105,6 +105,12 @@ class LoyaltySettings(_Closed):
     expiry_warning_days: int = Field(
         30, ge=0, le=3660, description="How long before expiry loyalty_points_expiring fires."
     )
+    winback_points: int = Field(
+        500,
+        ge=1,
+        le=1_000_000,
+        description="Bonus points a churn alert's win-back offer grants (once per alert).",
+    )
     point_value: Decimal = Field(
         Decimal("0.01"), ge=0, description="What one outstanding point is worth (liability)."
     )
