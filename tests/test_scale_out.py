@@ -7,8 +7,10 @@ login role in ``crmkit_app`` as in production. The test sends customer changes o
 tenants to both servers alternately and then checks, in the database and at a webhook
 receiver, that every event was handled exactly once per enabled plugin and delivered
 exactly once per subscribed app installation; that a plugin enabled while both servers
-run is served by both on their next request; that a suspension made through one server
-is refused by both. It needs PostgreSQL and Redis, and skips (fails, in CI) without.
+run is served by both on their next request; that a suspension made through one server,
+and a token revoked by the CLI, are refused by both (each server answers tenant state
+and revocation from its access cache, emptied by the database's notification). It
+needs PostgreSQL and Redis, and skips (fails, in CI) without.
 """
 
 from __future__ import annotations
@@ -637,3 +639,21 @@ async def test_a_tenant_suspended_through_one_server_is_refused_by_both(deployme
         token = d.token(tenant)  # suspending revoked the tokens issued before it
         for server in (0, 1):
             await d.ok(client, server, query, {}, token)
+
+
+async def test_a_token_revoked_by_the_cli_is_refused_by_both_servers(deployment: Deployment) -> None:
+    """Each server has seen the token and keeps it as not revoked (its access cache): the
+    revocation, made by a third process, reaches both as it commits."""
+    d = deployment
+    query = "{ customers(first: 1) { nodes { id } } }"
+    async with client_of_the_servers() as client:
+        tenant = await d.onboard(client, 0, "scale-revoked")
+        token, kept = d.token(tenant), d.token(tenant)
+        for server in (0, 1, 0, 1):
+            await d.ok(client, server, query, {}, token)
+        d.cli("token", "revoke", token)
+        for server in (0, 1):
+            refused = await d.gql(client, server, query, {}, token)
+            assert refused.status_code == 401
+            assert refused.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+            await d.ok(client, server, query, {}, kept)
