@@ -10,10 +10,11 @@ Both sides run as a login role in ``crmkit_app`` under row-level security, in a 
 transaction of crmkit's own:
 
 * **scoring**: ``crmkit_churn.service.current_scores``, what each scoring run and
-  ``Customer.churn`` compute: the features of every customer (four statements built
-  with SQLAlchemy through the tenant-bound ORM session: the activities' aggregates, the
-  customers, and the other plugins' signals) and the score with its reasons from the
-  default rules;
+  ``Customer.churn`` compute: one statement built with SQLAlchemy through the
+  tenant-bound ORM session, in which the database computes every customer's features
+  (the activities' aggregates joined to the customers and the other plugins' signals),
+  each default rule's contribution, the score and the band; Python reads the rows (the
+  reasons are listed from them when asked: the run asks only for the alerts it opens);
 * **plain SQL** (the ceiling): one hand-written PostgreSQL statement with ``FILTER``
   aggregates computing the same activity figures per customer over the same look-back,
   fetched, nothing more (no customers' rows, no signals, no score).
@@ -147,7 +148,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> None:
         async with platform.tenant_scope(tenant) as scope:
             flagged = sum(
                 s.score >= churn.alert_threshold
-                for _, s in (await service.current_scores(scope.hooks.context_for("churn"))).values()
+                for s in (await service.current_scores(scope.hooks.context_for("churn"))).values()
             )
         print(
             f"check: {counts[0]:,} customers scored, {counts[1]:,} with activities in the "

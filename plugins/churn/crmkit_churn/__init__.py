@@ -17,7 +17,7 @@ from typing import Any
 
 import crmkit
 
-from crmkit_churn import graphql, hookspecs, service
+from crmkit_churn import graphql, hookspecs, model, service
 from crmkit_churn.models import SignalKind
 from crmkit_churn.settings import NAME, ChurnSettings
 
@@ -39,7 +39,7 @@ def register_scopes() -> Iterable[crmkit.Scope]:
     return [
         crmkit.Scope(graphql.READ, "Read churn scores, alerts, metrics and rules.", MANAGERS),
         crmkit.Scope(graphql.WRITE, "Acknowledge, action and resolve churn alerts.", MANAGERS),
-        crmkit.Scope(graphql.ADMIN, "Run the churn scoring and win-back campaigns now."),
+        crmkit.Scope(graphql.ADMIN, "Run the churn scoring and fit the churn model now."),
     ]
 
 
@@ -54,8 +54,12 @@ async def _score(ctx: crmkit.TenantContext) -> None:
 
 @crmkit.hookimpl
 def register_jobs() -> Iterable[crmkit.JobSpec | crmkit.CronSpec]:
-    """The daily scoring, per tenant, one transaction each; idempotent."""
-    return [crmkit.CronSpec("score_customers", _score, hour={2}, minute={30})]
+    """The daily scoring, per tenant, one transaction each, idempotent; the weekly refit
+    of the model (Sundays, before the scoring) where the tenant uses one."""
+    return [
+        crmkit.CronSpec("score_customers", _score, hour={2}, minute={30}),
+        crmkit.CronSpec("fit_model", model.scheduled_fit, weekday={6}, hour={2}, minute={0}),
+    ]
 
 
 # --- other plugins' signals: kept once per event, read by the features ----------------

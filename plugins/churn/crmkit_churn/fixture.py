@@ -136,3 +136,43 @@ def activities(
         for _ in range(profile.complaints):
             add(crmkit.ActivityKind.COMPLAINT, now - timedelta(days=80), now, False)
     return rows
+
+
+def churners(population: list[Profile], *, seed: int = 7, noise: float = 0.03) -> list[bool]:
+    """Who leaves after the fixture's ``now``, for the model's labelled history: every
+    declining customer (fading ones included), and a share ``noise`` of the others,
+    who leave with no sign beforehand."""
+    rng = random.Random(seed + 2)  # noqa: S311 - test data, not security
+    return [profile.declining or rng.random() < noise for profile in population]
+
+
+def continuation(
+    tenant_id: uuid.UUID,
+    customer_ids: list[uuid.UUID],
+    leaving: list[bool],
+    since: datetime,
+    now: datetime,
+    *,
+    seed: int = 7,
+) -> list[dict[str, Any]]:
+    """The activities after ``since`` up to ``now``: a few transactions for each customer
+    who stays, nothing for those ``leaving``."""
+    rng = random.Random(seed + 3)  # noqa: S311 - test data, not security
+    span = (now - since).total_seconds()
+    return [
+        {
+            "tenant_id": tenant_id,
+            "id": crmkit.uuid7(),
+            "customer_id": customer_id,
+            "kind": crmkit.ActivityKind.TRANSACTION.value,
+            "channel": crmkit.Channel.APP.value,
+            "amount": Decimal(rng.randint(2000, 30000)).scaleb(-2),
+            "currency": "EUR",
+            "occurred_at": since + timedelta(seconds=rng.uniform(1, span)),
+            "attributes": {},
+            "created_at": now,
+        }
+        for customer_id, leaves in zip(customer_ids, leaving, strict=True)
+        if not leaves
+        for _ in range(rng.randint(1, 4))
+    ]

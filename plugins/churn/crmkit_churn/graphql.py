@@ -12,9 +12,8 @@ import crmkit
 import strawberry
 from sqlalchemy import select
 
-from crmkit_churn import metrics, service
-from crmkit_churn.models import AlertStatus, Band, ChurnAlert, Outcome
-from crmkit_churn.scoring import Score
+from crmkit_churn import metrics, model, service
+from crmkit_churn.models import AlertStatus, Band, ChurnAlert, ChurnModel, Outcome
 from crmkit_churn.settings import NAME, SOURCES, STEP_PLUGINS, ChurnSettings, StepKind
 
 READ = f"{NAME}:read"
@@ -81,17 +80,17 @@ class CustomerChurnType:
 async def load_churn(
     context: crmkit.RequestContext, customer_ids: Sequence[uuid.UUID]
 ) -> list[CustomerChurnType | None]:
-    """Scores and open alerts of a page of customers: five statements for any page."""
+    """Scores and open alerts of a page of customers: two statements for any page (three
+    with a model)."""
     ctx = context.tenant_context(NAME)
     scores = await service.current_scores(ctx, customer_ids)
     alerts = await service.open_alerts(ctx, customer_ids)
     answer: list[CustomerChurnType | None] = []
     for customer_id in customer_ids:
-        found = scores.get(customer_id)
-        if found is None:  # archived: not scored
+        result = scores.get(customer_id)
+        if result is None:  # archived: not scored
             answer.append(None)
             continue
-        result: Score = found[1]
         answer.append(
             CustomerChurnType(
                 score=result.score,
@@ -174,14 +173,24 @@ class MetricsType:
     by_step: list[StepFiguresType] = strawberry.field(
         description="Alerts resolved in the period by the playbook step taken."
     )
+    model_precision: float | None = strawberry.field(
+        description="The latest model fit's precision on held-out history (null: no fit)."
+    )
+    model_recall: float | None = strawberry.field(
+        description="The latest model fit's recall on held-out history (null: no fit)."
+    )
 
 
 async def resolve_metrics(
     info: crmkit.Info, since: datetime, until: datetime, tag: str | None = None
 ) -> MetricsType:
     """Churn and retention over ``[since, until)``; ``tag``: one segment of customers."""
-    found = await metrics.figures(info.context.tenant_context(NAME), since, until, tag)
+    ctx = info.context.tenant_context(NAME)
+    found = await metrics.figures(ctx, since, until, tag)
+    fitted = await model.latest(ctx)
     return MetricsType(
+        model_precision=None if fitted is None else fitted.precision,
+        model_recall=None if fitted is None else fitted.recall,
         customers=found.customers,
         churned=found.churned,
         churn_rate=found.churn_rate,
@@ -284,6 +293,68 @@ async def resolve_resolve(
     return alert  # type: ignore[return-value]
 
 
+@strawberry.type(name="ChurnModelCoefficient")
+class CoefficientType:
+    feature: str
+    coefficient: float = strawberry.field(description="Log-odds per unit of the value.")
+
+
+@strawberry.type(name="ChurnModelFit", description="One fit of the tenant's churn model.")
+class FitType:
+    id: uuid.UUID
+    fitted_at: datetime
+    fitted_by: str
+    cutoff: datetime = strawberry.field(
+        description="The history was read as it stood here; no engagement since is churn."
+    )
+    auc: float = strawberry.field(description="On the held-out customers.")
+    precision: float | None = strawberry.field(
+        description="On the held-out customers, at the alert threshold (null: none flagged)."
+    )
+    recall: float | None
+    intercept: float
+    training_customers: int
+    training_churned: int
+    held_out_customers: int
+    held_out_churned: int
+
+    @strawberry.field(description="Per feature, in the rules' order.")
+    def coefficients(self, root: strawberry.Parent[Any]) -> list[CoefficientType]:
+        return [
+            CoefficientType(feature=c["feature"], coefficient=c["coefficient"])
+            for c in root.coefficients
+        ]
+
+
+@strawberry.type(name="ChurnModelState", description="The optional logistic-regression model.")
+class ModelStateType:
+    use_model: bool = strawberry.field(description="The tenant's use_model setting.")
+    min_churned: int = strawberry.field(
+        description="Customers labelled churned the history needs before a fit."
+    )
+    fit: FitType | None = strawberry.field(description="The latest fit (null: never fitted).")
+    in_use: bool = strawberry.field(description="Whether scores are the model's probability.")
+
+
+async def resolve_model(info: crmkit.Info) -> ModelStateType:
+    ctx = info.context.tenant_context(NAME)
+    settings = ctx.settings_as(ChurnSettings)
+    fitted: ChurnModel | None = await model.latest(ctx)
+    return ModelStateType(
+        use_model=settings.use_model,
+        min_churned=settings.model_min_churned,
+        fit=fitted,  # type: ignore[arg-type]  # strawberry reads the row
+        in_use=settings.use_model and fitted is not None,
+    )
+
+
+async def resolve_fit(info: crmkit.Info) -> FitType:
+    """Fit the model on the tenant's history now (needs scikit-learn)."""
+    context = info.context
+    fitted = await model.fit_model(context.tenant_context(NAME), context.principal.subject)
+    return fitted  # type: ignore[return-value]
+
+
 @strawberry.type(name="ChurnRun")
 class RunType:
     scored: int
@@ -307,11 +378,13 @@ def contribution() -> crmkit.GraphQLContribution:
             "churn_alert": crmkit.field(resolve_alert, scope=READ),
             "churn_metrics": crmkit.field(resolve_metrics, scope=READ),
             "churn_rules": crmkit.field(resolve_rules, scope=READ),
+            "churn_model": crmkit.field(resolve_model, scope=READ),
         },
         mutation={
             "acknowledge_churn_alert": crmkit.field(resolve_acknowledge, scope=WRITE),
             "act_on_churn_alert": crmkit.field(resolve_act, scope=WRITE),
             "resolve_churn_alert": crmkit.field(resolve_resolve, scope=WRITE),
             "run_churn_scoring": crmkit.field(resolve_run, scope=ADMIN),
+            "fit_churn_model": crmkit.field(resolve_fit, scope=ADMIN),
         },
     )

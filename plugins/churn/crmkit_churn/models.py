@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 import crmkit
-from sqlalchemy import JSON, Enum, Index, Numeric, String, Uuid, text
+from sqlalchemy import JSON, Enum, Float, Index, Numeric, String, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 
@@ -123,3 +123,31 @@ class ChurnAlert(crmkit.TenantOwned, crmkit.Model):
     resolved_by: Mapped[str | None] = mapped_column(String(200))
     # What the manager learnt (why they stay or leave): personal data about the customer.
     note: Mapped[str | None] = mapped_column(crmkit.PersonalText())
+
+
+class ChurnModel(crmkit.TenantOwned, crmkit.Model):
+    """One fit of the tenant's logistic-regression model (``crmkit_churn.model``): its
+    coefficients as numbers, so the database scores with them and anyone can read them,
+    and how well it did on held-out customers. The latest fit is the one in force."""
+
+    __tablename__ = "churn_models"
+    __table_args__ = (Index("ix_churn_models_tenant_id_fitted_at", "tenant_id", "fitted_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=crmkit.uuid7)
+    fitted_at: Mapped[datetime] = mapped_column()
+    fitted_by: Mapped[str] = mapped_column(String(200))
+    cutoff: Mapped[datetime] = mapped_column()
+    """The features were read as they stood here; a customer with no engagement after it
+    (for ``horizon_days``) is labelled churned."""
+    intercept: Mapped[float] = mapped_column(Float)
+    coefficients: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    """``[{"feature", "coefficient", "missing"}]``: log-odds per unit of the feature's
+    value, and the value that stands in where a customer has none."""
+    auc: Mapped[float] = mapped_column(Float)
+    precision: Mapped[float | None] = mapped_column(Float)
+    recall: Mapped[float | None] = mapped_column(Float)
+    """On the held-out customers, at the tenant's alert threshold (as a probability)."""
+    training_customers: Mapped[int] = mapped_column()
+    training_churned: Mapped[int] = mapped_column()
+    held_out_customers: Mapped[int] = mapped_column()
+    held_out_churned: Mapped[int] = mapped_column()

@@ -9,19 +9,30 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import crmkit
 from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from crmkit_churn import features as feature_sets
+from crmkit_churn import model, scoring
 from crmkit_churn.models import AlertStatus, ChurnAlert, ChurnSignal, Outcome, SignalKind
-from crmkit_churn.scoring import Score, scorer
+from crmkit_churn.scoring import Score
 from crmkit_churn.settings import NAME, STEP_PLUGINS, ChurnSettings, StepKind
 
 SYSTEM = "crmkit:churn"
 """Who resolves an alert the scoring closes itself."""
 PRELOAD_CHUNK = 1000
-ENGAGED = (crmkit.LifecycleStage.NEW, crmkit.LifecycleStage.ACTIVE, crmkit.LifecycleStage.DORMANT)
+ALERTABLE = frozenset(
+    {
+        crmkit.LifecycleStage.NEW,
+        crmkit.LifecycleStage.ACTIVE,
+        crmkit.LifecycleStage.DORMANT,
+        crmkit.LifecycleStage.AT_RISK,
+    }
+)
+"""The stages an alert can open in (not churned, which the horizon decides)."""
 
 
 @dataclass
@@ -35,12 +46,14 @@ class RunSummary:
 
 async def current_scores(
     ctx: crmkit.TenantContext, customer_ids: Sequence[uuid.UUID] | None = None
-) -> dict[uuid.UUID, tuple[feature_sets.CustomerFeatures, Score]]:
-    """Every live customer's features and score now (or those of ``customer_ids``)."""
+) -> dict[uuid.UUID, Score]:
+    """Every live customer's score now (or those of ``customer_ids``): one statement,
+    and one more for the model when the tenant uses one."""
     settings = ctx.settings_as(ChurnSettings)
-    score = scorer(settings, feature_sets.available_features(ctx, settings))
-    rows = await feature_sets.compute(ctx, settings, crmkit.utcnow(), customer_ids)
-    return {row.customer_id: (row, score(row)) for row in rows}
+    used = feature_sets.available_features(ctx, settings)
+    fitted = await model.in_force(ctx, settings)
+    found = await scoring.scores(ctx, settings, used, crmkit.utcnow(), customer_ids, fitted)
+    return {score.customer_id: score for score in found}
 
 
 async def open_alerts(
@@ -77,23 +90,21 @@ async def score_customers(ctx: crmkit.TenantContext) -> RunSummary:
     to_open: list[Score] = []
     retained: list[ChurnAlert] = []
     won_back: list[uuid.UUID] = []
-    for customer_id, (features, result) in scores.items():
+    threshold, horizon = settings.alert_threshold, settings.horizon_days
+    for customer_id, result in scores.items():
         alert = alerts.get(customer_id)
-        if features.inactive_days >= settings.horizon_days:
-            if features.lifecycle_stage is not crmkit.LifecycleStage.CHURNED:
+        if result.inactive_days >= horizon:
+            if result.lifecycle_stage is not crmkit.LifecycleStage.CHURNED:
                 churned.append(customer_id)
-        elif features.lifecycle_stage is crmkit.LifecycleStage.CHURNED:
+        elif result.lifecycle_stage is crmkit.LifecycleStage.CHURNED:
             won_back.append(customer_id)
         elif alert is None:
-            if result.score >= settings.alert_threshold and features.lifecycle_stage in (
-                *ENGAGED,
-                crmkit.LifecycleStage.AT_RISK,
-            ):
+            if result.score >= threshold and result.lifecycle_stage in ALERTABLE:
                 to_open.append(result)
         elif (
-            result.score < settings.alert_threshold
-            and features.last_active_at is not None
-            and features.last_active_at > alert.opened_at
+            result.score < threshold
+            and result.last_active_at is not None
+            and result.last_active_at > alert.opened_at
         ):
             retained.append(alert)
     await _preload(
@@ -105,8 +116,7 @@ async def score_customers(ctx: crmkit.TenantContext) -> RunSummary:
             *(a.customer_id for a in retained),
         ],
     )
-    for result in to_open:
-        await _open(ctx, settings, result, scores[result.customer_id][0].relationship_manager)
+    opened = await _open(ctx, to_open)
     for alert in retained:
         await _resolve(ctx, alert, Outcome.RETAINED, SYSTEM, None)
     for customer_id in churned:
@@ -118,7 +128,7 @@ async def score_customers(ctx: crmkit.TenantContext) -> RunSummary:
     for customer_id in won_back:
         await _set_stage(ctx, customer_id, crmkit.LifecycleStage.ACTIVE)
     await ctx.session.flush()
-    return RunSummary(len(scores), len(to_open), len(retained), len(churned), len(won_back))
+    return RunSummary(len(scores), opened, len(retained), len(churned), len(won_back))
 
 
 async def _set_stage(
@@ -140,38 +150,61 @@ async def _mark_churned(ctx: crmkit.TenantContext, customer_id: uuid.UUID) -> No
     )
 
 
-def _reasons(result: Score) -> list[dict[str, float | str]]:
-    return [reason.as_data() for reason in result.reasons]
-
-
-async def _open(
-    ctx: crmkit.TenantContext, settings: ChurnSettings, result: Score, manager: str | None
-) -> ChurnAlert:
-    alert = ChurnAlert(
-        id=crmkit.uuid7(),
-        customer_id=result.customer_id,
-        status=AlertStatus.OPEN,
-        score=result.score,
-        band=result.band,
-        reasons=_reasons(result),
-        features_used=result.features_used,
-        assigned_to=manager,
-        opened_at=crmkit.utcnow(),
+async def _open(ctx: crmkit.TenantContext, results: list[Score]) -> int:
+    """Open the alerts of ``results`` in one statement; a customer who has an unresolved
+    alert already (a run at the same time opened it) keeps that one and is skipped.
+    Each alert opened moves its customer to ``at_risk`` and emits its event."""
+    if not results:
+        return 0
+    now = crmkit.utcnow()
+    rows: list[dict[str, Any]] = []
+    for result in results:
+        reasons = [reason.as_data() for reason in result.reasons]
+        rows.append(
+            {
+                "tenant_id": ctx.tenant_id,
+                "id": crmkit.uuid7(),
+                "customer_id": result.customer_id,
+                "status": AlertStatus.OPEN,
+                "score": result.score,
+                "band": result.band,
+                "reasons": reasons,
+                "features_used": result.features_used,
+                "assigned_to": result.relationship_manager,
+                "opened_at": now,
+            }
+        )
+    dialect = ctx.session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    # an ORM bulk insert: SQLAlchemy sends the rows in a few multi-row statements
+    written = await ctx.session.scalars(
+        insert(ChurnAlert)
+        .on_conflict_do_nothing(
+            index_elements=["tenant_id", "customer_id"],
+            index_where=ChurnAlert.resolved_at.is_(None),
+        )
+        .returning(ChurnAlert.id),
+        rows,
     )
-    ctx.session.add(alert)
-    await _set_stage(ctx, result.customer_id, crmkit.LifecycleStage.AT_RISK)
-    crmkit.emit(
-        ctx,
-        "churn_alert_opened",
-        "ChurnAlert",
-        alert.id,
-        customer_id=str(result.customer_id),
-        score=result.score,
-        band=result.band.value,
-        reasons=[{"feature": r.feature, "contribution": r.contribution} for r in result.reasons],
-        assigned_to=manager,
-    )
-    return alert
+    opened = set(written)
+    for row in rows:
+        if row["id"] not in opened:
+            continue
+        await _set_stage(ctx, row["customer_id"], crmkit.LifecycleStage.AT_RISK)
+        crmkit.emit(
+            ctx,
+            "churn_alert_opened",
+            "ChurnAlert",
+            row["id"],
+            customer_id=str(row["customer_id"]),
+            score=row["score"],
+            band=row["band"].value,
+            reasons=[
+                {"feature": r["feature"], "contribution": r["contribution"]} for r in row["reasons"]
+            ],
+            assigned_to=row["assigned_to"],
+        )
+    return len(opened)
 
 
 async def _resolve(

@@ -145,6 +145,18 @@ class ChurnSettings(BaseModel):
         default_factory=lambda: ["bronze", "silver", "gold", "private_banking"],
         description="The loyalty tiers, lowest first: a change to a lower one is a tier drop.",
     )
+    use_model: bool = Field(
+        False,
+        description="Score with the tenant's fitted model's probability (the rules stay the "
+        "reasons, and the score while no model is fitted).",
+    )
+    model_min_churned: int = Field(
+        50,
+        ge=10,
+        le=100_000,
+        description="The model is fitted only on a history with this many customers labelled "
+        "churned or more.",
+    )
     rules: list[Rule] = Field(default_factory=lambda: list(DEFAULT_RULES))
     playbook: list[PlaybookStep] = Field(default_factory=lambda: list(DEFAULT_PLAYBOOK))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from crmkit.testing import MigrationDatabase
 
-TABLES = {"churn_signals", "churn_alerts"}
+TABLES = {"churn_signals", "churn_alerts", "churn_models"}
 
 
 async def test_downgrading_the_branch_removes_the_churn_tables_only(
