@@ -19,8 +19,9 @@ only queues the event's dispatch, a job of its own.
    * the audit recorder: detached with ``crmkit.core.audit.trail.uninstall()``, the
      counterpart of the ``install()`` the platform calls (crmkit itself never calls
      it). Gone: ``before_flush`` noting the changed fields, and the chain append in
-     ``before_commit`` (lock the tenant's head, insert the event, update the head;
-     SHA-256 over RFC 8785 JSON);
+     ``before_commit`` (on PostgreSQL one statement that takes the tenant's head and
+     inserts the events, hashed by the database; on SQLite the head's upsert, then the
+     INSERT; a trigger advances the head; SHA-256 over RFC 8785 JSON);
    * encryption: the plain side's platform has a key ring whose tenant keys do no
      cryptography (:class:`PlaintextKeys`): a data key "encrypts" to the plaintext,
      a blind index or name token is the normalised value itself. The encryption step
@@ -34,15 +35,16 @@ only queues the event's dispatch, a job of its own.
    JSON. Printed per side: updates/s; per update the process's CPU time (on SQLite
    that includes the database's own work, done in this process), SQL statements, and
    the time spent in the statement that takes the chain head; then the ratio
-   audited/plain (the goal: 0.8 or better).
+   audited/plain (the goal: 0.9 or better).
 
 2. **One tenant's chain head under concurrent writers** (PostgreSQL), auditing and
    encryption on: 8 writers in one tenant, against 8 writers spread over 8 tenants.
    Every audited write (and every read that discloses personal data) takes its
-   tenant's head row lock in ``before_commit`` and holds it until commit, so the
-   writers of one tenant take turns there: the time in the head statement shows
-   their wait. Printed: the same columns, and the ratio one tenant/spread; below 0.5
-   calls for batching the chain appends (one head update per commit group).
+   tenant's head row lock in its last statement before COMMIT; a writer that finds it
+   taken does not wait but journals its event, which the head's next holder chains
+   (``crmkit.core.audit.trail``), in the same one statement. Printed: the same
+   columns, and the ratio one tenant/spread (the goal: 0.9 or better); the verdict at
+   the end verifies the chains, journaled events chained first.
    The writers are asyncio tasks of this process, each with its own connection and
    customer; they share this process's CPU, as one app server's requests do. Between
    its statements a lock holder waits for its turn on the event loop, so the lock is
@@ -180,7 +182,7 @@ class Statements:
     tenant's chain head (its row lock: waiting for it shows here). Nothing else uses the
     engine while the bench runs: the outbox relay is off and no job runs."""
 
-    LOCK_HEADS = ("INSERT INTO audit_heads", "SELECT audit_heads.seq")  # SQLite, PostgreSQL
+    LOCK_HEADS = ("INSERT INTO audit_heads", "WITH RECURSIVE head")  # SQLite; PostgreSQL's whole append
     STARTED = "bench_head_started"
 
     def __init__(self) -> None:
@@ -406,7 +408,7 @@ async def run_backend(backend: Backend, args: argparse.Namespace, concurrent: bo
         await check(audited, plain, statements, args.verbose)
         with_, without = await compare((audited, plain), args, statements)
         print(
-            f"  ratio audited/plain: {with_.rate / without.rate:.2f} in updates/s (goal 0.8 or better),"
+            f"  ratio audited/plain: {with_.rate / without.rate:.2f} in updates/s (goal 0.9 or better),"
             f" {(without.cpu / without.updates) / (with_.cpu / with_.updates):.2f} in CPU per update"
         )
         if concurrent:
@@ -416,8 +418,7 @@ async def run_backend(backend: Backend, args: argparse.Namespace, concurrent: bo
             )
             shared, apart = await compare((one, spread), args, statements)
             ratio = shared.rate / apart.rate
-            verdict = "below half: batch the chain appends" if ratio < 0.5 else "no batching needed"
-            print(f"  ratio one tenant/spread: {ratio:.2f} in updates/s ({verdict})")
+            print(f"  ratio one tenant/spread: {ratio:.2f} in updates/s (goal 0.9 or better)")
         verdict = await audit_verdict(platform, [t[0].tenant_id for t in tenants])
         print(f"  ({time.monotonic() - started:.0f} s; audit after the run: {verdict})")
     finally:

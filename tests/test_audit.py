@@ -313,13 +313,12 @@ def trail_statements(sql: StatementCounter) -> list[str]:
     return [" ".join(s.split()[:3]) for s in sql.statements if "audit_" in s]
 
 
-def head_statement(env: Env) -> str:
-    """How a transaction takes its tenant's chain head: without waiting on PostgreSQL."""
-    return (
-        "SELECT audit_heads.seq, audit_heads.hash,"
-        if env.backend == "postgresql"
-        else "INSERT INTO audit_heads"
-    )
+def trail_cost(env: Env) -> list[str]:
+    """The statements of an append: on PostgreSQL one, taking the head and inserting the
+    events; on SQLite the head's upsert, then the INSERT (the head advances by trigger)."""
+    if env.backend == "postgresql":
+        return ["WITH RECURSIVE head"]
+    return ["INSERT INTO audit_heads", "INSERT INTO audit_events"]
 
 
 async def test_an_audited_update_takes_the_head_and_inserts_once_as_its_last_statements(env: Env) -> None:
@@ -348,14 +347,15 @@ async def test_an_audited_update_takes_the_head_and_inserts_once_as_its_last_sta
     update = [sql for c, sql in sent if c == conn]
     update = update[: update.index("COMMIT") + 1]  # the update's transaction (the relay's follow)
     trail = [sql for sql in update if "audit_" in sql]
-    # lock the head, one INSERT (the head advances by trigger), COMMIT: nothing in between
-    assert len(trail) == 2, trail
-    assert update[-3].startswith(head_statement(env)), update[-3]
-    assert update[-2].startswith("INSERT INTO audit_events"), update[-2]
+    cost = trail_cost(env)
+    assert len(trail) == len(cost), trail
+    # the append's statements come last, right before COMMIT
+    last = update[-1 - len(cost) : -1]
+    assert all(sql.startswith(start) for sql, start in zip(last, cost, strict=True)), last
     assert [e.action for e in await events(env, tenant)][-1] == "customers.update"
 
 
-async def test_a_read_showing_personal_data_costs_two_statements_of_the_trail(
+async def test_a_read_showing_personal_data_costs_one_append(
     env: Env, sql_statements: StatementCounter
 ) -> None:
     tenant = await env.tenant()
@@ -365,7 +365,7 @@ async def test_a_read_showing_personal_data_costs_two_statements_of_the_trail(
     sql_statements.clear()
     body = await env.gql(query, {"id": customer["id"]}, tenant=tenant)
     assert body["data"]["customer"]["email"] == "rhea@example.com"
-    assert len(trail_statements(sql_statements)) == 2, sql_statements.statements
+    assert len(trail_statements(sql_statements)) == len(trail_cost(env)), sql_statements.statements
     [read] = [e for e in await events(env, tenant) if e.action == "read"][-1:]
     assert read.target_ids == [customer["id"]] and read.fields == ["display_name", "email"]
 
@@ -381,7 +381,7 @@ async def test_a_transaction_of_many_flushes_appends_its_events_once(
         for i in range(3):
             await service.create_customer(scope.ctx, kind=CustomerKind.PERSON, given_name=f"Flush{i}")
             await scope.session.flush()
-    assert len(trail_statements(sql_statements)) == 2, trail_statements(sql_statements)
+    assert len(trail_statements(sql_statements)) == len(trail_cost(env)), trail_statements(sql_statements)
     appended = (await events(env, tenant))[before:]
     assert [e.action for e in appended].count("customers.create") == 3
     assert len({e.request_id for e in appended}) == 1 and len({e.occurred_at for e in appended}) == 1
@@ -427,18 +427,21 @@ async def test_reads_and_writes_do_not_wait_for_a_transaction_holding_the_head(e
     assert await journaled(env, tenant) == 2  # the read's record and the update's
     await holder.commit()
     await holder.close()
-    # chained by the next holder of the head: here, verify; in their commit order, gap-free
-    assert (await verify(env.platform.db, tenant, env.platform.audit_signer)).ok
+    # chained by the next holder of the head (here the next write) before its own events,
+    # in the order they occurred, gap-free
+    async with env.platform.tenant_scope(tenant) as scope:
+        await service.update_customer(scope.ctx, uuid.UUID(customer["id"]), email="w3@example.com")
     assert await journaled(env, tenant) == 0
     trail = await events(env, tenant)
-    assert [e.action for e in trail[-2:]] == ["read", "customers.update"]
+    assert [e.action for e in trail[-3:]] == ["read", "customers.update", "customers.update"]
     assert [e.seq for e in trail] == list(range(1, len(trail) + 1))
+    assert (await verify(env.platform.db, tenant, env.platform.audit_signer)).ok
     # once chained, a journaled event is as tamper-evident as any
     await tamper(
         env,
         "UPDATE audit_events SET fields = '[]' WHERE tenant_id = :t AND seq = :s",
         t=tenant,
-        s=trail[-2].seq,
+        s=trail[-3].seq,
     )
     result = await verify(env.platform.db, tenant, env.platform.audit_signer)
-    assert not result.ok and result.first_bad_seq == trail[-2].seq
+    assert not result.ok and result.first_bad_seq == trail[-3].seq

@@ -56,6 +56,9 @@ class AuditJournal(Recorded, TenantOwned, Model):
     __audited__ = False
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    # the event's canonical JSON around its seq, for the database to hash it once chained
+    before_seq: Mapped[bytes] = mapped_column(LargeBinary)
+    after_seq: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class AuditHead(TenantOwned, Model):

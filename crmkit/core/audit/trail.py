@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
@@ -35,14 +36,26 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import rfc8785
-from sqlalchemy import Table, Uuid, bindparam, delete, event, false, insert, inspect, select
+from sqlalchemy import (
+    ARRAY,
+    LargeBinary,
+    String,
+    Table,
+    Uuid,
+    bindparam,
+    event,
+    insert,
+    inspect,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, CursorResult, IteratorResult, Result
 from sqlalchemy.orm import Mapper, ORMExecuteState, Session, UOWTransaction
+from sqlalchemy.sql.elements import BindParameter
 
 from crmkit.clock import utcnow
 from crmkit.core.audit.models import GENESIS, AuditEvent, AuditHead, AuditJournal
-from crmkit.db import Model, TenantOwned, uuid7
+from crmkit.db import Model, TenantOwned, UTCDateTime, uuid7
 
 PENDING = "crmkit_audit_pending"
 ACTOR = "crmkit_actor"
@@ -289,7 +302,56 @@ class _Head:
 
     seq: int
     hash: str
-    journaled: bool  # events of other transactions wait in the journal
+
+
+_APPEND = """WITH RECURSIVE head AS (
+    SELECT seq, hash FROM audit_heads WHERE tenant_id = :tenant FOR UPDATE {wait}
+), waiting AS (
+    DELETE FROM audit_journal WHERE tenant_id = :tenant AND EXISTS (SELECT FROM head)
+    RETURNING occurred_at, id, actor_type, actor_id, action, target_type, target_ids, fields,
+        request_id, before_seq, after_seq
+), given AS (
+    SELECT * FROM unnest(:ids, :actions, :target_types, :target_ids, :fields, :before_seq, :after_seq)
+        WITH ORDINALITY AS given (id, action, target_type, target_ids, fields, before_seq, after_seq, n)
+), queued AS (
+    SELECT row_number() OVER (ORDER BY occurred_at, id) AS i, occurred_at, actor_type, actor_id,
+        action, target_type, target_ids, fields, request_id, before_seq, after_seq
+    FROM waiting
+    UNION ALL
+    SELECT (SELECT count(*) FROM waiting) + n, :occurred_at, :actor_type, :actor_id, action,
+        target_type, CAST(target_ids AS json), CAST(fields AS json), :request_id, before_seq, after_seq
+    FROM given
+), link (i, seq, prev_hash, hash) AS (
+    SELECT 0::bigint, seq, NULL::text, hash::text FROM head
+    UNION ALL
+    SELECT link.i + 1, link.seq + 1, link.hash, encode(sha256(decode(link.hash, 'hex')
+        || queued.before_seq || convert_to((link.seq + 1)::text, 'UTF8') || queued.after_seq), 'hex')
+    FROM link JOIN queued ON queued.i = link.i + 1
+), added AS (
+    INSERT INTO audit_events (tenant_id, seq, occurred_at, actor_type, actor_id, action,
+        target_type, target_ids, fields, request_id, prev_hash, hash)
+    SELECT :tenant, link.seq, occurred_at, actor_type, actor_id, action, target_type, target_ids,
+        fields, request_id, link.prev_hash, link.hash
+    FROM link JOIN queued ON queued.i = link.i
+    RETURNING seq
+), known AS (
+    SELECT EXISTS (SELECT FROM audit_heads WHERE tenant_id = :tenant) AS known
+), journaled AS (
+    INSERT INTO audit_journal (tenant_id, id, occurred_at, actor_type, actor_id, action,
+        target_type, target_ids, fields, request_id, before_seq, after_seq)
+    SELECT :tenant, id, :occurred_at, :actor_type, :actor_id, action, target_type,
+        CAST(target_ids AS json), CAST(fields AS json), :request_id, before_seq, after_seq
+    FROM given WHERE NOT EXISTS (SELECT FROM head) AND (SELECT known FROM known)
+    RETURNING id
+)
+SELECT (SELECT known FROM known) OR EXISTS (SELECT FROM head) AS known,
+    (SELECT count(*) FROM added) AS added, (SELECT count(*) FROM journaled) AS journaled"""
+"""PostgreSQL: a whole append in one statement. Take the tenant's head (without waiting,
+for a transaction's own events); if taken, put the events in the journal; else chain
+the journal's events, oldest first, then the given ones. Each event's hash is
+:func:`link_hash`'s, computed by the database from the bytes of the event's canonical
+JSON before and after its ``seq`` (:func:`_around_seq`). A tenant without a head yet
+(``known`` false) gets it from :func:`_wait_for_head`."""
 
 
 class _Statements:
@@ -298,33 +360,61 @@ class _Statements:
 
     def __init__(self, dialect: str) -> None:
         tenant = bindparam("tenant", type_=Uuid())
-        postgres = dialect == "postgresql"
-        # SQLite never journals: it runs one writing transaction at a time, so a
-        # transaction never finds the head taken (and it has no SKIP LOCKED)
-        journaled = select(_JOURNAL.c.tenant_id).where(_JOURNAL.c.tenant_id == tenant).exists()
-        self.journaled = journaled if postgres else false()
-        insert_head = (postgresql.insert if postgres else sqlite.insert)(_HEADS).values(
+        insert_head = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_HEADS).values(
             tenant_id=tenant, seq=0, hash=GENESIS
         )
         # an upsert that changes nothing takes the row lock on PostgreSQL (and the write
         # lock on SQLite, whose driver begins a transaction only at a write)
         self.wait_for_head = insert_head.on_conflict_do_update(
             index_elements=["tenant_id"], set_={"seq": _HEADS.c.seq}
-        ).returning(_HEADS.c.seq, _HEADS.c.hash, self.journaled)
-        self.try_head = (
-            select(_HEADS.c.seq, _HEADS.c.hash, self.journaled)
-            .where(_HEADS.c.tenant_id == tenant)
-            .with_for_update(skip_locked=True, of=_HEADS)
-        )
-        self.head_exists = select(select(_HEADS.c.tenant_id).where(_HEADS.c.tenant_id == tenant).exists())
-        self.take_journal = delete(_JOURNAL).where(_JOURNAL.c.tenant_id == tenant).returning(*_JOURNAL.c)
+        ).returning(_HEADS.c.seq, _HEADS.c.hash)
         self.insert_events = insert(_EVENTS)
-        self.insert_journal = insert(_JOURNAL)
+        arrays: list[BindParameter[Any]] = [
+            bindparam("ids", type_=ARRAY(Uuid())),
+            *(bindparam(name, type_=ARRAY(String())) for name in _GIVEN_TEXT),
+            bindparam("before_seq", type_=ARRAY(LargeBinary())),
+            bindparam("after_seq", type_=ARRAY(LargeBinary())),
+        ]
+        scalars: list[BindParameter[Any]] = [tenant, bindparam("occurred_at", type_=UTCDateTime())]
+        self.try_append = text(_APPEND.format(wait="SKIP LOCKED")).bindparams(*scalars, *arrays)
+        self.seal = text(_APPEND.format(wait="")).bindparams(*scalars, *arrays)
+
+
+_GIVEN_TEXT = ("actions", "target_types", "target_ids", "fields")
 
 
 @functools.cache
 def _statements(dialect: str) -> _Statements:
     return _Statements(dialect)
+
+
+def _around_seq(record: dict[str, Any]) -> tuple[bytes, bytes]:
+    """The event's canonical JSON before and after the digits of its ``seq``, for the
+    database to fill in. ``"seq":`` occurs once: a quote inside a string is escaped."""
+    data = canonical(hashed_fields({**record, "seq": 0}))
+    at = data.index(b'"seq":0') + len(b'"seq":')
+    return data[:at], data[at + 1 :]
+
+
+def _append_parameters(tenant_id: uuid.UUID, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The parameters of :data:`_APPEND`: what the transaction's events share, once, and
+    the rest as arrays, one element per event."""
+    first = records[0] if records else {"occurred_at": utcnow(), "actor_type": "", "actor_id": ""}
+    around = [_around_seq(record) for record in records]
+    return {
+        "tenant": tenant_id,
+        "occurred_at": first["occurred_at"],
+        "actor_type": first["actor_type"],
+        "actor_id": first["actor_id"],
+        "request_id": first.get("request_id"),
+        "ids": [uuid7() for _ in records],
+        "actions": [record["action"] for record in records],
+        "target_types": [record["target_type"] for record in records],
+        "target_ids": [json.dumps(record["target_ids"]) for record in records],
+        "fields": [json.dumps(record["fields"]) for record in records],
+        "before_seq": [before for before, _ in around],
+        "after_seq": [after for _, after in around],
+    }
 
 
 def _wait_for_head(conn: Connection, tenant_id: uuid.UUID) -> _Head:
@@ -334,37 +424,27 @@ def _wait_for_head(conn: Connection, tenant_id: uuid.UUID) -> _Head:
     return _Head(*row)
 
 
-def _try_head(conn: Connection, tenant_id: uuid.UUID) -> _Head | None:
-    """The tenant's head locked until commit, or None at once if another transaction
-    holds it (PostgreSQL's ``SKIP LOCKED``; SQLite has no row locks: it waits)."""
-    if conn.dialect.name != "postgresql":
-        return _wait_for_head(conn, tenant_id)
-    statements = _statements(conn.dialect.name)
-    row = conn.execute(statements.try_head, {"tenant": tenant_id}).first()
-    if row is not None:
-        return _Head(*row)
-    # taken, or the tenant's first event (no head yet: create it, waiting at most for
-    # another transaction creating it too). An upsert would wait for the holder.
-    taken = conn.scalar(statements.head_exists, {"tenant": tenant_id})
-    return None if taken else _wait_for_head(conn, tenant_id)
-
-
-def _chain(conn: Connection, tenant_id: uuid.UUID, head: _Head, records: list[dict[str, Any]]) -> None:
-    """Append the journal's waiting events, then ``records``, to the locked head in one
-    INSERT; the database's trigger advances the head to the last of them."""
-    statements = _statements(conn.dialect.name)
-    if head.journaled:
-        taken = conn.execute(statements.take_journal, {"tenant": tenant_id}).mappings()
-        waiting = sorted(taken, key=lambda row: (row["occurred_at"], row["id"]))
-        records = [{name: row[name] for name in _HASHED if name != "seq"} for row in waiting] + records
-    if not records:
-        return
+def _chain(conn: Connection, head: _Head, records: list[dict[str, Any]]) -> None:
+    """Append ``records`` to the locked head in one INSERT; the database's trigger
+    advances the head to the last of them. (No journal to chain first: SQLite never
+    journals, and a new head has none.)"""
     seq, prev = head.seq, head.hash
     for record in records:
         seq += 1
         record["seq"], record["prev_hash"] = seq, prev
         record["hash"] = prev = link_hash(prev, hashed_fields(record))
-    conn.execute(statements.insert_events, records)
+    conn.execute(_statements(conn.dialect.name).insert_events, records)
+
+
+def _append_records(conn: Connection, tenant_id: uuid.UUID, records: list[dict[str, Any]]) -> None:
+    """One tenant's events: on PostgreSQL in one statement (chained, or journaled if the
+    head is taken); on SQLite, which runs one writing transaction at a time and so
+    never finds the head taken, the head's upsert and the INSERT."""
+    if conn.dialect.name == "postgresql":
+        append = _statements(conn.dialect.name).try_append
+        if conn.execute(append, _append_parameters(tenant_id, records)).one().known:
+            return
+    _chain(conn, _wait_for_head(conn, tenant_id), records)
 
 
 def _append(session: Session) -> None:
@@ -399,20 +479,17 @@ def _append(session: Session) -> None:
         )
     conn = session.connection()
     for tenant_id, records in by_tenant.items():
-        head = _try_head(conn, tenant_id)
-        if head is None:
-            journal = _statements(conn.dialect.name).insert_journal
-            conn.execute(journal, [dict(record, id=uuid7()) for record in records])
-        else:
-            _chain(conn, tenant_id, head, records)
+        _append_records(conn, tenant_id, records)
 
 
 def seal(session: Session, tenant_id: uuid.UUID) -> None:
     """Chain the events waiting in the tenant's journal, waiting for the head if need be:
     before the chain is read whole (``verify``, ``auditEvents``) or signed. Call it on an
-    AsyncSession with ``await session.run_sync(seal, tenant_id)``."""
+    AsyncSession with ``await session.run_sync(seal, tenant_id)``. (SQLite never
+    journals: nothing to do there.)"""
     conn = session.connection()
-    _chain(conn, tenant_id, _wait_for_head(conn, tenant_id), [])
+    if conn.dialect.name == "postgresql":
+        conn.execute(_statements(conn.dialect.name).seal, _append_parameters(tenant_id, []))
 
 
 def _forget(session: Session, *args: Any) -> None:

@@ -2,8 +2,10 @@
 
 A transaction that finds its tenant's chain head locked by another no longer waits for
 it: its events go to ``audit_journal``, committed with it, and the head's next holder
-moves them onto the chain. The application role may read, insert and delete journal
-rows (deleted only as they are chained), never update them.
+moves them onto the chain. Each keeps its canonical JSON around its sequence number
+(``before_seq``, ``after_seq``), from which the database computes its hash once it is
+chained. The application role may read, insert and delete journal rows (deleted only
+as they are chained), never update them.
 
 Every insert into ``audit_events`` advances ``audit_heads`` to its last event (a
 trigger), so an append is one lock and one multi-row INSERT, with no UPDATE of the
@@ -62,6 +64,8 @@ def upgrade() -> None:
         sa.Column("target_ids", sa.JSON(), nullable=False),
         sa.Column("fields", sa.JSON(), nullable=False),
         sa.Column("request_id", sa.String(length=64), nullable=True),
+        sa.Column("before_seq", sa.LargeBinary(), nullable=False),
+        sa.Column("after_seq", sa.LargeBinary(), nullable=False),
         sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_audit_journal")),
     )
     enable_tenant_rls("audit_journal", "SELECT, INSERT, DELETE")
