@@ -6,16 +6,19 @@ plugin alike, in the transaction that makes it; no plugin writes audit code.
 whose rows the session never loads: it adds ``RETURNING`` of their primary keys and
 notes one event per statement naming every row it changed. ``before_commit``, after
 the last flush, appends them (and any reads of personal data the request noted) to
-the tenant's hash chain as the transaction's last statements: it takes the chain
-head's row lock, inserts every event of the transaction in one INSERT (a trigger
-advances the head), and holds the lock only until COMMIT, which follows at once.
+the tenant's hash chain as the transaction's last statement: it takes the chain
+head's row lock and inserts every event of the transaction (a trigger advances the
+head), and holds the lock only until COMMIT, which follows at once. On PostgreSQL
+that is one statement, the database computing the hashes; on SQLite two (the head's
+upsert, then the INSERT).
 
 No transaction waits for the head on PostgreSQL: one that finds it taken
-(``SKIP LOCKED``) writes its events to the tenant's journal (``audit_journal``) in
-its own transaction, so they are durable exactly when what they record is, and the
-head's next holder moves them onto the chain before its own (as does :func:`seal`,
-which ``verify``, ``checkpoint`` and ``auditEvents`` call). SQLite runs one writing
-transaction at a time, so there the head is never taken and nothing is journaled.
+(``SKIP LOCKED``) writes its events to the tenant's journal (``audit_journal``), in
+the same statement and its own transaction, so they are durable exactly when what
+they record is, and the head's next holder moves them onto the chain before its own
+(as does :func:`seal`, which ``verify``, ``checkpoint`` and ``auditEvents`` call).
+SQLite runs one writing transaction at a time, so there the head is never taken and
+nothing is journaled.
 
 Raw SQL (``text()``) is not parsed, so it is not audited: change tenant-owned rows
 through the ORM or SQLAlchemy statements.
@@ -54,7 +57,7 @@ from sqlalchemy.orm import Mapper, ORMExecuteState, Session, UOWTransaction
 from sqlalchemy.sql.elements import BindParameter
 
 from crmkit.clock import utcnow
-from crmkit.core.audit.models import GENESIS, AuditEvent, AuditHead, AuditJournal
+from crmkit.core.audit.models import GENESIS, AuditEvent, AuditHead
 from crmkit.db import Model, TenantOwned, UTCDateTime, uuid7
 
 PENDING = "crmkit_audit_pending"
@@ -293,7 +296,6 @@ def _iso(value: datetime) -> str:
 
 _EVENTS = cast(Table, AuditEvent.__table__)
 _HEADS = cast(Table, AuditHead.__table__)
-_JOURNAL = cast(Table, AuditJournal.__table__)
 
 
 @dataclass(frozen=True)
