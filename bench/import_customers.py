@@ -133,7 +133,8 @@ async def measure(args: argparse.Namespace, workdir: Path) -> None:
             process = start_import(env, tenants[2].slug, path)
             while await lines_done(owner, tenants[2].id) < args.rows // 2:
                 if process.poll() is not None:
-                    raise SystemExit("the import ended before it could be killed halfway")
+                    output = process.stdout.read().decode() if process.stdout else ""
+                    raise SystemExit(f"the import ended before it could be killed halfway: {output}")
                 await asyncio.sleep(0.02)
             process.send_signal(signal.SIGKILL)
             process.wait()
