@@ -4,11 +4,12 @@ The outbox sweep and the audit checkpoint each find the tenants with work in one
 query, read from a partial index of the rows that are work (events in flight, heads
 past their last checkpoint), so idle tenants cost them nothing. ``audit_heads`` gains
 ``checkpoint_seq`` (the seq last signed; 0 until the first checkpoint after this
-migration, which therefore visits every tenant once).
+migration, which therefore visits every tenant once). A plugin's cron finds the
+tenants that enabled the plugin in one query too.
 
 On PostgreSQL row-level security hides these rows from a session bound to no tenant.
-Two functions answer with tenant ids alone: ``crmkit_unrelayed_tenants(cutoff)`` and
-``crmkit_unsigned_tenants()``, SECURITY DEFINER, owned by the role ``crmkit_upkeep``
+Three functions answer with tenant ids alone: ``crmkit_unrelayed_tenants(cutoff)``,
+``crmkit_unsigned_tenants()`` and ``crmkit_plugin_tenants(name)``, SECURITY DEFINER, owned by the role ``crmkit_upkeep``
 (NOLOGIN, no BYPASSRLS), which may read only the columns they need, through a
 SELECT policy of its own; only ``crmkit_app`` may call them. The role is
 cluster-wide and stays on downgrade, like ``crmkit_app``.
@@ -35,6 +36,7 @@ UNSIGNED = "seq > checkpoint_seq"
 READABLE = {
     "outbox_events": "tenant_id, created_at, relayed_at, dead_at",
     "audit_heads": "tenant_id, seq, checkpoint_seq",
+    "tenant_plugins": "tenant_id, plugin, enabled",
 }
 FUNCTIONS = {
     "crmkit_unrelayed_tenants(cutoff timestamptz)": (
@@ -42,6 +44,7 @@ FUNCTIONS = {
         " WHERE o.relayed_at IS NULL AND o.dead_at IS NULL AND o.created_at <= cutoff"
     ),
     "crmkit_unsigned_tenants()": "SELECT h.tenant_id FROM audit_heads h WHERE h.seq > h.checkpoint_seq",
+    "crmkit_plugin_tenants(name text)": "SELECT p.tenant_id FROM tenant_plugins p WHERE p.plugin = name AND p.enabled",
 }
 
 CREATE_ROLE = f"""
