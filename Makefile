@@ -40,6 +40,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/hook_dispatch.py
 	$(BIN)/python bench/graphql_customers.py
 	$(BIN)/python bench/audit_overhead.py
+	$(BIN)/python bench/event_pipeline.py
+	$(BIN)/python bench/upkeep.py
 
 clean:
 	rm -rf $(VENV) .crmkit .pytest_cache .mypy_cache .ruff_cache
