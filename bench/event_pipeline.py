@@ -21,7 +21,7 @@ gets the same ten enqueuers). Each side is timed from its first enqueue to its
 worker's last job; the ratio is crmkit's events per second divided by arq's jobs per
 second (goal: 0.6 or better). The statements per event are those the platform sent
 while the events went through, divided by the events; before batching an event took
-9 counted this way (a dispatch job and a delivery job each).
+10 counted this way (a dispatch job and a delivery job of 5 each).
 
 Run: ``.venv/bin/python bench/event_pipeline.py [--events 1000] [--per-transaction 1]
 [--writers 1 10]``.
@@ -187,7 +187,7 @@ async def one_shape(platform: Platform, redis_url: str, args: argparse.Namespace
     print(f"  arq, empty jobs:           {arq_rate:8.0f} /s")
     print(f"  crmkit, events to a hook:  {crmkit_rate:8.0f} /s")
     print(f"  ratio crmkit / arq:        {crmkit_rate / arq_rate:8.2f} (goal 0.6 or better)")
-    print(f"  statements per event:      {statements / args.events:8.2f} (9 before batching)")
+    print(f"  statements per event:      {statements / args.events:8.2f} (10 before batching)")
 
 
 async def measure(args: argparse.Namespace, workdir: Path) -> None:
