@@ -145,7 +145,7 @@ from crmkit.platform.operator_tokens import issue_for_tenant
 from crmkit.principal import Principal
 from crmkit.settings import Settings
 from crmkit.tenants.models import TenantStatus
-from crmkit.tenants.service import create_tenant, load_state
+from crmkit.tenants.service import create_tenant
 
 # --- what is measured ---------------------------------------------------------------
 
@@ -278,17 +278,15 @@ async def bare(request: Request[Any, Any, Any]) -> Response[bytes]:
         await session.begin()
         bind_actor(session, Actor.from_subject(principal.subject), request_id)
         # what Platform.bind does, less the plugin hook caller (no hook runs here)
-        state = await load_state(session, tenant_id)
+        state = await platform.access.state(session, tenant_id)
         if state is None or state.status is not TenantStatus.ACTIVE:
             return _json({"errors": [error_body("UNAUTHENTICATED", "tenant unavailable", request_id)]}, 401)
         session.info[TENANT_KEYS] = await platform.keyring.tenant_keys(session, tenant_id)
-        # the handler's revocation check, in crmkit versions that have it
-        ensure_not_revoked = getattr(request.app.state.tokens, "ensure_not_revoked", None)
-        if ensure_not_revoked is not None:
-            try:
-                await ensure_not_revoked(session, principal)
-            except Unauthenticated as exc:
-                return _json({"errors": [error_body("UNAUTHENTICATED", exc.message, request_id)]}, 401)
+        # the handler's revocation check
+        try:
+            await platform.access.ensure_not_revoked(session, principal)
+        except Unauthenticated as exc:
+            return _json({"errors": [error_body("UNAUTHENTICATED", exc.message, request_id)]}, 401)
         # service.list_customers' statement, unfiltered (its key joined, its tags selectin)
         query = select(Customer).where(Customer.erased_at.is_(None)).order_by(Customer.id)
         query = query.limit(CUSTOMERS + 1).where(Customer.archived_at.is_(None))
