@@ -11,7 +11,9 @@ from sqlalchemy import func, select, text, update
 
 import crmkit
 from crmkit.app import create_app
-from crmkit.core.audit.models import AuditHead
+from crmkit.core.audit.chain import verify
+from crmkit.core.audit.models import AuditHead, AuditJournal
+from crmkit.core.audit.trail import seal
 from crmkit.core.customers import service
 from crmkit.core.customers.models import CustomerKind
 from crmkit.core.events import OutboxEvent
@@ -190,6 +192,31 @@ async def test_upkeep_still_sweeps_and_signs_a_tenant_with_work(env: Env) -> Non
         assert await session.scalar(text("SELECT count(*) FROM audit_checkpoints")) >= 1
     assert await runner.sweep_outbox(older_than_seconds=0) == 0
     assert await runner.checkpoint_audit() == 0
+
+
+@pytest.mark.postgres_only  # where a transaction that finds the head taken journals its events
+async def test_the_checkpoint_signs_a_tenant_whose_events_wait_in_the_journal(env: Env) -> None:
+    tenant = await env.tenant()
+    customer = uuid.UUID(await new_customer(env.platform, tenant, "Journal"))
+    await upkeep_statements(env, StatementCounter())  # the head signed
+    holder = env.platform.db.session_for(tenant)
+    await holder.begin()
+    await holder.run_sync(seal, tenant)  # takes the head and keeps it until it commits
+    async with env.platform.tenant_scope(tenant) as scope:
+        await service.update_customer(scope.ctx, customer, given_name="Journaled")
+    await holder.commit()
+    await holder.close()
+    async with env.platform.db.tenant_session(tenant) as session:
+        assert await session.scalar(select(func.count()).select_from(AuditJournal)) == 1
+        head = await session.scalar(select(AuditHead))
+        assert head is not None and head.seq == head.checkpoint_seq  # the head did not move
+
+    assert await env.platform.runner.checkpoint_audit() == 1
+    async with env.platform.db.tenant_session(tenant) as session:
+        assert await session.scalar(select(func.count()).select_from(AuditJournal)) == 0
+        head = await session.scalar(select(AuditHead))
+        assert head is not None and head.checkpoint_seq == head.seq
+    assert (await verify(env.platform.db, tenant, env.platform.audit_signer)).ok
 
 
 def scheduler_running() -> bool:

@@ -14,9 +14,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import FromClause, Uuid, column, func, select
+from sqlalchemy import FromClause, Uuid, column, func, select, union
 
-from crmkit.core.audit.models import GENESIS, AuditCheckpoint, AuditEvent, AuditHead
+from crmkit.core.audit.models import GENESIS, AuditCheckpoint, AuditEvent, AuditHead, AuditJournal
 from crmkit.core.audit.trail import canonical, hashed_fields, link_hash, seal
 from crmkit.db import Database, TenantSession
 
@@ -47,13 +47,15 @@ class Verification:
 
 
 def unsigned_tenants(dialect: str) -> FromClause:
-    """The tenants whose head moved past their last checkpoint (a ``tenant_id``
-    column), read from the partial index of such heads, so idle tenants cost nothing.
-    On PostgreSQL row-level security hides every head from a session bound to no
-    tenant: the function ``crmkit_unsigned_tenants`` (core_0011) answers with ids alone."""
+    """The tenants whose head moved past their last checkpoint or who have events
+    waiting in the journal (a ``tenant_id`` column), read from the partial index of
+    such heads and from the journal, so idle tenants cost nothing. On PostgreSQL
+    row-level security hides both from a session bound to no tenant: the function
+    ``crmkit_unsigned_tenants`` (core_0011, core_0013) answers with ids alone."""
     if dialect == "postgresql":
         return func.crmkit_unsigned_tenants().table_valued(column("tenant_id", Uuid))
-    return select(AuditHead.tenant_id).where(AuditHead.seq > AuditHead.checkpoint_seq).subquery()
+    moved = select(AuditHead.tenant_id).where(AuditHead.seq > AuditHead.checkpoint_seq)
+    return union(moved, select(AuditJournal.tenant_id)).subquery()
 
 
 async def checkpoint(session: TenantSession, signer: Signer) -> AuditCheckpoint | None:
