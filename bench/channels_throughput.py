@@ -15,9 +15,10 @@ SMS gateway: it accepts each message once per ``Idempotency-Key`` and counts the
    receiver's 10,000th distinct message.
    Every message goes crmkit's whole path: campaign batches of 500 turned into messages
    in one transaction each, the ``channels_messages_queued`` event relayed after
-   commit, one send job per message (row lock, consent asked, frequency cap, template,
-   customer decrypted, text rendered and encrypted, provider call, status and the
-   ``channels_message_status_changed`` event committed).
+   commit, one send job per batch of the plugin's ``send_batch_size`` messages (default
+   50: row locks, consent, frequency caps, templates and customers asked once per batch;
+   each text rendered and encrypted, provider calls ``send_concurrency`` at a time, the
+   statuses committed together).
 
 Printed: both rates and the ratio campaign/ceiling (the goal: 0.5 or better). Skips,
 with a message, without PostgreSQL or Redis. The database, the role and the Redis

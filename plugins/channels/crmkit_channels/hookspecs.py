@@ -14,7 +14,9 @@ def channels_providers() -> Iterable[Any]:  # type: ignore[empty-body]
     ``channel``, ``consent_channel`` and ``async send(ctx, outbound)``) that deliver a
     channel: a WeChat, WhatsApp or in-house SMS gateway plugin adds one without touching
     channels. A provider of a channel name channels already serves replaces the built-in.
-    Called per send, only for the tenant's enabled plugins."""
+    Called once per send job, only for the tenant's enabled plugins. ``send`` is called
+    concurrently for the messages of a job's batch (up to ``send_concurrency`` at once),
+    inside the job's transaction: it must not use ``ctx.session``."""
 
 
 @crmkit.event_hookspec(scope="channels:send")
