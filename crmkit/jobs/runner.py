@@ -208,7 +208,8 @@ class JobRunner:
                         .limit(SWEEP_BATCH)
                     )
                 )
-            await self.relay(tenant_id, event_ids)
+            if event_ids:  # relayed meanwhile, by a relay that was queueing them
+                await self.relay(tenant_id, event_ids)
             swept += len(event_ids)
         return swept
 
