@@ -15,7 +15,7 @@ the time at 10 tenants divided by the time at 10,000 (goal: 0.9 or better, that 
 upkeep does not grow with idle tenants). A tenant with work is added last, to show
 that it is still swept and signed.
 
-Run: ``.venv/bin/python bench/upkeep.py [--tenants 10000] [--repeats 200]``.
+Run: ``.venv/bin/python bench/upkeep.py [--tenants 10000] [--repeats 400]``.
 """
 
 from __future__ import annotations
@@ -115,5 +115,5 @@ async def measure(args: argparse.Namespace, workdir: Path) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tenants", type=int, default=10_000)
-    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=400)
     postgres_setup.run(measure, parser.parse_args())
