@@ -60,8 +60,9 @@ What the endpoints do, per request:
   notes; each data key unwrapped once per window (crmkit's ``DataKeyCache``), the
   personal data and the notes opened with crmkit's own ``DataKey``, masked by crmkit's
   ``mask`` and scope rule; the same two access-log events appended to the tenant's
-  chain (lock the head, insert the events in one statement, move the head), hashed by
-  crmkit's own ``link_hash``; the same JSON.
+  chain by crmkit's own statement (on PostgreSQL its one-statement append compiled for
+  asyncpg, with the parameters crmkit computes; on SQLite the head's upsert and the
+  INSERT, hashed by crmkit's ``link_hash``); the same JSON.
 
 All three run the same statements (by count for the raw one): on PostgreSQL the
 tenant ``set_config`` for row-level security first, then customers with their keys,
@@ -117,11 +118,12 @@ from crmkit_notes.service import add_note
 from litestar import Litestar, Request, Response, get
 from litestar.types import ASGIApp, Receive, Scope, Send
 from sqlalchemy import event, select
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 
 from crmkit import migrations
 from crmkit.app import create_app
 from crmkit.clock import utcnow
-from crmkit.core.audit import chain
+from crmkit.core.audit import chain, trail
 from crmkit.core.audit.models import GENESIS as AUDIT_GENESIS
 from crmkit.core.audit.models import AuditEvent
 from crmkit.core.audit.trail import Actor, bind_actor, hashed_fields, link_hash, note
@@ -353,8 +355,11 @@ RAW_SQL = {
         "INSERT INTO audit_events (tenant_id, seq, occurred_at, actor_type, actor_id, action, target_type,"
         " target_ids, fields, request_id, prev_hash, hash) VALUES {rows}"
     ),
-    "move": "UPDATE audit_heads SET seq = $2, hash = $3 WHERE tenant_id = $1",
 }
+_APPEND = trail._statements("postgresql").try_append.compile(dialect=asyncpg_dialect.dialect())
+RAW_SQL["append"] = _APPEND.string
+APPEND_ORDER = list(_APPEND.positiontup or ())
+"""crmkit's own one-statement access-log append on PostgreSQL, as asyncpg receives it."""
 """The raw endpoint's statements on PostgreSQL (``$n`` parameters); on SQLite the same
 with ``?`` and SQLite's types (:func:`_sqlite_sql`)."""
 
@@ -543,28 +548,43 @@ async def _raw_access_log(
     request_id: str,
     entries: list[tuple[str, list[str], list[str]]],
 ) -> None:
-    """The access-log events crmkit's ``before_commit`` appends (lock the chain head,
-    insert the events, move the head), hashed by crmkit's own ``link_hash``."""
+    """The access-log events crmkit's ``before_commit`` appends, through the driver:
+    on PostgreSQL crmkit's own one-statement append (compiled for asyncpg, with crmkit's
+    parameters), on SQLite the head's upsert and the INSERT hashed by crmkit's
+    ``link_hash`` (a trigger advances the head, for both)."""
     if not entries:
         return
+    actor, now = Actor.from_subject(principal.subject), utcnow()  # one time for all, as crmkit
+    records = [
+        {
+            "tenant_id": tenant_id,
+            "occurred_at": now,
+            "actor_type": actor.type,
+            "actor_id": actor.id,
+            "action": "read",
+            "target_type": target_type,
+            "target_ids": ids,
+            "fields": fields,
+            "request_id": request_id,
+        }
+        for target_type, ids, fields in entries
+    ]
+    if raw.driver.postgres:
+        parameters = trail._append_parameters(tenant_id, records)
+        (known,) = (await raw.fetch("append", *(parameters[name] for name in APPEND_ORDER)))[0][:1]
+        if known:
+            return
     ((seq, prev),) = await raw.fetch("head", tenant_id, AUDIT_GENESIS)
-    actor = Actor.from_subject(principal.subject)
-    now = utcnow()
     values: list[Any] = []
-    for target_type, ids, fields in entries:
+    for record in records:
         seq += 1
-        row = AuditEvent(
-            tenant_id=tenant_id, seq=seq, occurred_at=now, actor_type=actor.type, actor_id=actor.id,
-            action="read", target_type=target_type, target_ids=ids, fields=fields, request_id=request_id,
-        )  # fmt: skip
-        digest = link_hash(prev, hashed_fields(row))
+        digest = link_hash(prev, hashed_fields({**record, "seq": seq}))
         values += [
-            tenant_id, seq, now, actor.type, actor.id, "read", target_type,
-            json.dumps(ids), json.dumps(fields), request_id, prev, digest,
+            tenant_id, seq, record["occurred_at"], actor.type, actor.id, "read", record["target_type"],
+            json.dumps(record["target_ids"]), json.dumps(record["fields"]), request_id, prev, digest,
         ]  # fmt: skip
         prev = digest
-    await raw.execute("events", *values, rows=len(entries))
-    await raw.execute("move", tenant_id, seq, prev)
+    await raw.execute("events", *values, rows=len(records))
 
 
 @get("/raw", include_in_schema=False)
