@@ -308,6 +308,17 @@ async def test_the_target_id_filter_matches_whole_ids_only(env: Env) -> None:
         assert found == expected, target
 
 
+async def test_events_of_any_text_are_hashed_by_the_database_as_crmkit_verifies_them(env: Env) -> None:
+    tenant = await env.tenant()
+    odd = ['q"uote', "back\\slash", "ü-1 ☃ 😀", "tab\tnew\nline", "\u2028", "ctl\x01\x1f", '"seq":0']
+    async with env.platform.tenant_scope(tenant) as scope:  # several events in one append
+        for target in odd:
+            note(scope.session, tenant, f"thing.{target}", f"T{target}", [target], [target, "seq"])
+    assert (await verify(env.platform.db, tenant, env.platform.audit_signer)).ok
+    trail = [e for e in await events(env, tenant) if e.action.startswith("thing.")]
+    assert [e.target_ids for e in trail] == [[target] for target in odd]
+
+
 def trail_statements(sql: StatementCounter) -> list[str]:
     """The audit trail's statements among those counted, each as its first words."""
     return [" ".join(s.split()[:3]) for s in sql.statements if "audit_" in s]
