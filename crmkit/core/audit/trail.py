@@ -154,7 +154,8 @@ def _changed_fields(obj: Any) -> list[str]:
     """Names of the changed attributes; a model may translate storage columns into the
     fields they carry (``audited_fields``), as customers do for encrypted data."""
     state = inspect(obj)
-    names = sorted(a.key for a in state.attrs if a.key != "tenant_id" and a.history.has_changes())
+    attrs = state.attrs  # only the attributes set since the last flush can have changed
+    names = sorted(k for k in state.committed_state if k != "tenant_id" and attrs[k].history.has_changes())
     translate = getattr(obj, "audited_fields", None)
     return translate(names) if translate is not None else names
 
