@@ -19,7 +19,9 @@ from operator import attrgetter
 from typing import Any
 
 import crmkit
-from sqlalchemy import Float, Integer, Numeric, case, cast, func, literal, select
+from sqlalchemy import Float, Integer, case, cast, func, literal, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import FunctionElement
 
 from crmkit_churn.features import BASE, select_features
 from crmkit_churn.models import Band, ChurnModel
@@ -72,21 +74,66 @@ class Score:
         return found
 
 
-def _rounded(value: Any, places: int) -> Any:
-    """``value`` rounded half away from zero to ``places`` decimals, as a float."""
-    return cast(func.round(cast(value, Numeric(24, 8)), places), Float)
+class least(FunctionElement[float]):
+    """The smallest of the arguments: ``LEAST`` on PostgreSQL, ``min`` on SQLite."""
+
+    type = Float()
+    inherit_cache = True
+
+
+class greatest(FunctionElement[float]):
+    """The largest of the arguments: ``GREATEST`` on PostgreSQL, ``max`` on SQLite."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(least)
+def _least(element: least, compiler: Any, **kw: Any) -> str:
+    return f"LEAST({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(greatest)
+def _greatest(element: greatest, compiler: Any, **kw: Any) -> str:
+    return f"GREATEST({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(least, "sqlite")
+def _least_sqlite(element: least, compiler: Any, **kw: Any) -> str:
+    return f"min({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(greatest, "sqlite")
+def _greatest_sqlite(element: greatest, compiler: Any, **kw: Any) -> str:
+    return f"max({compiler.process(element.clauses, **kw)})"
+
+
+class rounded(FunctionElement[float]):
+    """``rounded(value, places)``: half up, as a float. On PostgreSQL in floating point
+    (numeric arithmetic would cost several times as much per customer); SQLite's
+    ``round`` works on floats already."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(rounded)
+def _rounded_pg(element: rounded, compiler: Any, **kw: Any) -> str:
+    value, places = element.clauses.clauses
+    scale = float(10 ** int(places.value))
+    return f"(floor({compiler.process(value, **kw)} * {scale} + 0.5) / {scale})"
+
+
+@compiles(rounded, "sqlite")
+def _rounded_sqlite(element: rounded, compiler: Any, **kw: Any) -> str:
+    return f"round({compiler.process(element.clauses, **kw)})"
 
 
 def _contribution(rule: Rule, value: Any) -> Any:
     """0 at ``start``, ``weight`` at ``full`` and beyond, linear between (``start`` above
     ``full`` reads "the lower the worse"); NULL without data. To a tenth of a point."""
     share = (value - literal(rule.start, Float)) / literal(rule.full - rule.start, Float)
-    weight = literal(float(rule.weight), Float)
-    return _rounded(case((share <= 0, 0.0), (share >= 1, weight), else_=weight * share), 1)
-
-
-def _capped(total: Any) -> Any:
-    return case((total > 100, 100), else_=total)
+    return rounded(literal(float(rule.weight), Float) * least(greatest(share, 0.0), 1.0), 1)
 
 
 def _probability_percent(model: ChurnModel, values: dict[str, Any]) -> Any:
@@ -98,10 +145,8 @@ def _probability_percent(model: ChurnModel, values: dict[str, Any]) -> Any:
         if value is not None:  # a feature whose source the tenant stopped: left out
             default = literal(item["missing"], Float)
             logit = logit + literal(item["coefficient"], Float) * func.coalesce(value, default)
-    bounded = case(
-        (logit > LOGIT_BOUND, LOGIT_BOUND), (logit < -LOGIT_BOUND, -LOGIT_BOUND), else_=logit
-    )
-    return cast(func.round(cast(100 / (1 + func.exp(-bounded)), Numeric(24, 8))), Integer)
+    bounded = least(greatest(logit, -LOGIT_BOUND), LOGIT_BOUND)
+    return cast(rounded(100 / (1 + func.exp(-bounded)), 0), Integer)
 
 
 def select_scores(
@@ -113,13 +158,20 @@ def select_scores(
 ) -> Any:
     """The ``BASE`` columns, the score, the band, then each used feature's value (to
     two decimals) and contribution: one statement for every customer of the tenant."""
-    features = select_features(settings, used, now, customer_ids).subquery("features")
+    # materialised: each feature is computed once per customer, not once per place the
+    # rules read it (the expressions would be copied into each; PostgreSQL then also
+    # spends seconds compiling them with its JIT on a large tenant)
+    features = (
+        select_features(settings, used, now, customer_ids)
+        .cte("features")
+        .prefix_with("MATERIALIZED")
+    )
     rules = {rule.feature: rule for rule in settings.rules}
     figures: list[Any] = []
     for feature in used:
         value = features.c[feature.value]
         figures += [
-            _rounded(value, 2).label(f"{feature.value}_value"),
+            rounded(value, 2).label(f"{feature.value}_value"),
             _contribution(rules[feature], value).label(f"{feature.value}_points"),
         ]
     raw = [features.c[f.value].label(f"raw_{f.value}") for f in used] if model else []
@@ -129,7 +181,8 @@ def select_scores(
             (func.coalesce(contributions.c[f"{f.value}_points"], 0.0) for f in used),
             literal(0.0, Float),
         )
-        score = _capped(cast(func.round(cast(total, Numeric(24, 8))), Integer))
+        # a tenth above: sums of tenths in floating point may fall a hair short of x.5
+        score = cast(least(rounded(total + 1e-9, 0), 100), Integer)
     else:  # the model reads the values unrounded
         score = _probability_percent(
             model, {f.value: contributions.c[f"raw_{f.value}"] for f in used}
