@@ -9,6 +9,13 @@ webhook), the dispatch job delivers it itself: retrying that job retries that pl
 alone, and giving it up marks the batch relayed as a given-up delivery would. An event
 no retry can dispatch is marked dead, with one failure recorded, and the outbox sweep
 leaves it.
+
+A dispatch job does not look up its own events: it takes the tenant's oldest events
+not yet relayed (at most :data:`DISPATCH_BATCH`, in emitted order), locking them, so
+that jobs queued while a worker was behind share the work, and a job whose events
+another took finds nothing. A job waits on the rows another dispatch of the tenant
+has locked and then skips those it relayed, so no job delivers a later event to a
+plugin while an earlier one is still being delivered, in any process.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import Select, and_, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crmkit.clock import utcnow
@@ -30,6 +37,9 @@ from crmkit.webhooks.models import WebhookSubscription
 
 DISPATCH_EVENT = "core.dispatch_event"
 DELIVER_EVENT = "core.deliver_event"
+DISPATCH_BATCH = 100
+"""At most this many events per dispatch job: a transaction or a backlog with more is
+split, so one failing handler holds back (and retries) no more than these."""
 
 
 class HandlerFailed(Exception):
@@ -57,18 +67,31 @@ def dispatch_payload(event_ids: Sequence[uuid.UUID]) -> dict[str, Any]:
     return {"event_ids": [str(event_id) for event_id in event_ids]}
 
 
-def _ids(event_ids: list[str] | None, event_id: str | None) -> list[uuid.UUID]:
+def payload_ids(event_ids: list[str] | None, event_id: str | None) -> list[uuid.UUID]:
     """The batch's ids; ``event_id`` alone is a job queued before batching (one event)."""
     values = event_ids if event_ids is not None else [event_id] if event_id else []
     return [uuid.UUID(value) for value in values]
 
 
+def _undispatched() -> Select[uuid.UUID]:
+    """The ids of the tenant's oldest events neither relayed nor dead, locked (on
+    PostgreSQL) until the transaction ends: a rival dispatch waits for them, then
+    passes over those this one relayed."""
+    return (
+        select(OutboxEvent.id)
+        .where(OutboxEvent.relayed_at.is_(None), OutboxEvent.dead_at.is_(None))
+        .order_by(OutboxEvent.created_at, OutboxEvent.id)
+        .limit(DISPATCH_BATCH)
+        .with_for_update()
+    )
+
+
 async def _load(
-    session: AsyncSession, event_ids: list[uuid.UUID], plugin: str | None = None
+    session: AsyncSession, event_ids: list[uuid.UUID] | None, plugin: str | None = None
 ) -> tuple[list[tuple[OutboxEvent, set[str]]], bool]:
-    """The batch's live events in order, each with the plugins it was delivered to
-    (``plugin``'s only, if named), and whether the tenant has webhook subscriptions:
-    one statement."""
+    """The batch's live events in order (``None``: the tenant's undispatched ones),
+    each with the plugins it was delivered to (``plugin``'s only, if named), and
+    whether the tenant has webhook subscriptions: one statement."""
     delivered = and_(
         EventDelivery.tenant_id == OutboxEvent.tenant_id, EventDelivery.event_id == OutboxEvent.id
     )
@@ -78,7 +101,10 @@ async def _load(
     rows = await session.execute(
         select(OutboxEvent, EventDelivery.plugin, subscriptions)
         .outerjoin(EventDelivery, delivered)
-        .where(OutboxEvent.id.in_(event_ids), OutboxEvent.dead_at.is_(None))
+        .where(
+            OutboxEvent.id.in_(_undispatched() if event_ids is None else event_ids),
+            OutboxEvent.dead_at.is_(None),
+        )
         .order_by(OutboxEvent.created_at, OutboxEvent.id)
     )
     events: dict[uuid.UUID, tuple[OutboxEvent, set[str]]] = {}
@@ -93,9 +119,11 @@ async def _load(
 
 async def dispatch_event(
     ctx: TenantContext, event_ids: list[str] | None = None, event_id: str | None = None
-) -> None:
-    """Fan a batch out to its plugins and subscribed apps, then mark it relayed."""
-    loaded, subscribed = await _load(ctx.session, _ids(event_ids, event_id))
+) -> list[uuid.UUID]:
+    """Take the tenant's undispatched events (whichever job queued them), fan them out
+    to their plugins and subscribed apps, mark them relayed; returns the ids taken
+    (the job's own are among them, or were taken by another dispatch)."""
+    loaded, subscribed = await _load(ctx.session, None)
     live: list[tuple[OutboxEvent, set[str]]] = []
     for row, delivered in loaded:
         problem = _undispatchable(ctx, row)
@@ -136,9 +164,8 @@ async def dispatch_event(
                 payload={"event_id": str(row.id), "installation_id": str(installation_id)},
                 job_id=f"webhook:{row.id}:{installation_id}",
             )
-    now = utcnow()
-    for row, _ in live:
-        row.relayed_at = now
+    await mark_relayed(ctx.session, [row.id for row, _ in live])
+    return [row.id for row, _ in loaded]
 
 
 def _undispatchable(ctx: TenantContext, row: OutboxEvent) -> str | None:
@@ -154,7 +181,7 @@ async def deliver_event(
     ctx: TenantContext, plugin: str, event_ids: list[str] | None = None, event_id: str | None = None
 ) -> None:
     """One plugin's share of a batch: the events it has not handled yet, in order."""
-    loaded, _ = await _load(ctx.session, _ids(event_ids, event_id), plugin)
+    loaded, _ = await _load(ctx.session, payload_ids(event_ids, event_id), plugin)
     await _deliver(ctx, plugin, [row for row, delivered in loaded if not delivered])
 
 
@@ -166,17 +193,24 @@ async def _deliver(ctx: TenantContext, plugin: str, rows: list[OutboxEvent]) -> 
             await ctx.hooks.call_plugin(plugin, row.type, event=DomainEvent.from_row(row))
         except Exception as exc:
             raise HandlerFailed(plugin, row.id, [r.id for r in rows]) from exc
-    ctx.session.add_all(EventDelivery(event_id=row.id, plugin=plugin) for row in rows)
+    if rows:  # one multi-row INSERT, without the unit of work's bookkeeping per row
+        await ctx.session.execute(
+            insert(EventDelivery),
+            [{"tenant_id": ctx.tenant_id, "event_id": row.id, "plugin": plugin} for row in rows],
+        )
 
 
 async def mark_relayed(session: AsyncSession, event_ids: Sequence[uuid.UUID]) -> None:
-    """A batch whose only delivery was given up is relayed all the same: the sweep
-    must not hand it over again (a given-up delivery is recorded, not retried)."""
-    await session.execute(
-        update(OutboxEvent)
-        .where(OutboxEvent.id.in_(event_ids), OutboxEvent.relayed_at.is_(None))
-        .values(relayed_at=utcnow())
-    )
+    """Mark a batch relayed in one statement: once dispatched, or when its only
+    delivery was given up (the sweep must not hand it over again: a given-up delivery
+    is recorded, not retried)."""
+    if event_ids:
+        await session.execute(
+            update(OutboxEvent)
+            .where(OutboxEvent.id.in_(event_ids), OutboxEvent.relayed_at.is_(None))
+            .values(relayed_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
 
 
 JOBS = [

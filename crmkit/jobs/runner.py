@@ -27,11 +27,13 @@ from crmkit.core.events import PENDING_EVENTS, OutboxEvent, unrelayed, unrelayed
 from crmkit.errors import CrmError, PermanentJobError
 from crmkit.jobs.delivery import (
     DELIVER_EVENT,
+    DISPATCH_BATCH,
     DISPATCH_EVENT,
     HandlerFailed,
     batch_job_id,
     dispatch_payload,
     mark_relayed,
+    payload_ids,
 )
 from crmkit.plugins.info import CORE, CronSpec, JobSpec
 from crmkit.plugins.models import HandlerFailure, TenantPlugin
@@ -44,9 +46,9 @@ log = logging.getLogger(__name__)
 
 SWEEP_BATCH = 1000
 """At most this many of a tenant's unrelayed events are re-queued per sweep."""
-DISPATCH_BATCH = 100
-"""At most this many events per dispatch job: a transaction or a sweep with more is
-split, so one failing handler holds back (and retries) no more than these."""
+DISPATCHED_MEMORY = 10_000
+"""How many of the event ids it dispatched last a process remembers: a dispatch job
+whose events are all among them (an earlier job took them) ends without a statement."""
 
 
 class Outcome(enum.Enum):
@@ -69,6 +71,14 @@ class PlatformCron:
     run: Callable[[], Awaitable[int]]
 
 
+@dataclass
+class _Dispatching:
+    """A tenant's dispatch running in this process; ``poked`` once another dispatch job
+    of the tenant ended counting on it to take its events."""
+
+    poked: bool = False
+
+
 class JobRunner:
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
@@ -76,6 +86,8 @@ class JobRunner:
         self._to_relay: dict[uuid.UUID, list[uuid.UUID]] = {}
         self._relaying: asyncio.Event | None = None
         self._relays_started = self._relays_done = 0
+        self._dispatching: dict[uuid.UUID, _Dispatching] = {}
+        self._dispatched: dict[uuid.UUID, None] = {}  # insertion-ordered: oldest first
 
     def max_tries(self, job: str) -> int:
         spec = self.specs.get(job, (None, None))[1]
@@ -87,10 +99,61 @@ class JobRunner:
         return float(self.platform.settings.job_retry_base_seconds * 2 ** (attempt - 1))
 
     async def run(self, job: str, tenant_id: uuid.UUID, payload: dict[str, Any], attempt: int) -> Result:
+        if job == DISPATCH_EVENT:
+            return await self._dispatch(tenant_id, payload, attempt)
+        return (await self._run(job, tenant_id, payload, attempt))[0]
+
+    async def _dispatch(self, tenant_id: uuid.UUID, payload: dict[str, Any], attempt: int) -> Result:
+        """Run dispatch jobs of one tenant one at a time in this process, the running one
+        taking the events of those queued meanwhile (a backlog shares its work).
+
+        A job whose events this process dispatched ends at once; one that finds its
+        tenant's dispatch running leaves its events to it, which takes again until a take
+        started after the last such job finds less than a batch. Should that dispatch
+        fail for good, a new job takes what is left (a retry takes it itself)."""
+        ids = payload_ids(payload.get("event_ids"), payload.get("event_id"))
+        if ids and all(event_id in self._dispatched for event_id in ids):
+            return Result(Outcome.DONE)
+        running = self._dispatching.get(tenant_id)
+        if running is not None:
+            running.poked = True
+            return Result(Outcome.DONE)
+        running = self._dispatching[tenant_id] = _Dispatching()
+        counted_on = False
+        try:
+            while True:
+                running.poked = False
+                result, taken = await self._run(DISPATCH_EVENT, tenant_id, payload, attempt)
+                counted_on |= running.poked
+                if result.outcome is not Outcome.DONE:
+                    break
+                self._remember(taken)
+                if len(taken) < DISPATCH_BATCH and not running.poked:
+                    break
+        finally:
+            del self._dispatching[tenant_id]
+        if result.outcome is Outcome.FAILED and (counted_on or taken):
+            await self.platform.queue.enqueue(
+                DISPATCH_EVENT, tenant_id=tenant_id, payload=dispatch_payload([])
+            )
+        return result
+
+    def _remember(self, dispatched: list[uuid.UUID]) -> None:
+        """Note ids this process dispatched (committed), forgetting the oldest beyond
+        :data:`DISPATCHED_MEMORY`."""
+        self._dispatched.update(dict.fromkeys(dispatched))
+        for _ in range(len(self._dispatched) - DISPATCHED_MEMORY):
+            del self._dispatched[next(iter(self._dispatched))]
+
+    async def _run(
+        self, job: str, tenant_id: uuid.UUID, payload: dict[str, Any], attempt: int
+    ) -> tuple[Result, Any]:
+        """Run ``job`` once; with its result, what its function returned, or on failure
+        the ids of the batch given up (marked relayed)."""
         entry = self.specs.get(job)
         if entry is None:
             log.error("unknown job %s dropped", job)
-            return Result(Outcome.FAILED)
+            return Result(Outcome.FAILED), []
         owner, spec = entry
         # an event delivery is attributed to the plugin whose handler runs
         plugin = payload.get("plugin", owner) if job == DELIVER_EVENT else owner
@@ -98,10 +161,10 @@ class JobRunner:
             async with self.platform.tenant_scope(tenant_id) as scope:
                 bind_actor(scope.session, Actor("system", job))
                 if plugin != CORE and plugin not in scope.state.plugins:
-                    return Result(Outcome.SKIPPED)
+                    return Result(Outcome.SKIPPED), None
                 ctx = scope.hooks.context_for(owner) if owner != CORE else scope.ctx
-                await spec.function(ctx, **payload)
-            return Result(Outcome.DONE)
+                value = await spec.function(ctx, **payload)
+            return Result(Outcome.DONE), value
         except Exception as exc:
             event_id = payload.get("event_id")
             relayed: list[uuid.UUID] = []
@@ -127,10 +190,11 @@ class JobRunner:
                 gave_up=gave_up,
                 error=f"{type(error).__name__}: {error}"[:2000],
             )
-            await self._record_failure(tenant_id, failure, relayed if gave_up else [])
+            given_up = relayed if gave_up else []
+            await self._record_failure(tenant_id, failure, given_up)
             if gave_up:
-                return Result(Outcome.FAILED)
-            return Result(Outcome.RETRY, self.backoff(attempt))
+                return Result(Outcome.FAILED), given_up
+            return Result(Outcome.RETRY, self.backoff(attempt)), []
 
     async def _record_failure(
         self, tenant_id: uuid.UUID, failure: HandlerFailure, relayed: list[uuid.UUID]
@@ -209,6 +273,8 @@ class JobRunner:
                     )
                 )
             if event_ids:  # relayed meanwhile, by a relay that was queueing them
+                for event_id in event_ids:  # unrelayed after all: dispatch them again
+                    self._dispatched.pop(event_id, None)
                 await self.relay(tenant_id, event_ids)
             swept += len(event_ids)
         return swept
