@@ -2,7 +2,9 @@
 work, and against the raw limit: the same SQL through the driver itself.
 
 A figure, not a pass/fail test. For each backend (a SQLite temp file, then PostgreSQL
-at ``postgresql+asyncpg://postgres@127.0.0.1:5432/crmkit_bench`` when reachable) it
+at ``postgresql+asyncpg://postgres@127.0.0.1:5432/crmkit_bench`` when reachable, the
+server connecting there as a login role in crmkit's application role, under row-level
+security as in production) it
 
 1. creates the schema, a tenant with the ``notes`` plugin enabled, 50 customers (through
    the core's ``create_customer``: personal data encrypted under per-customer data keys)
@@ -160,6 +162,8 @@ QUERY = (
 )
 PG_DATABASE = "crmkit_bench"
 PG_URL = postgres_setup.url(PG_DATABASE)
+PG_ROLE = f"crmkit_bench_graphql_app_{os.getpid()}"
+"""The server's login role on PostgreSQL (roles are cluster-wide: one per run)."""
 PROFILE_ENV = "CRMKIT_BENCH_PROFILE"
 HERE = Path(__file__).resolve().parent
 
@@ -678,6 +682,16 @@ class Target:
     name: str
     database_url: str
     workdir: Path
+    app_role: str | None = None
+    """On PostgreSQL, the login role (in crmkit's application role: owning nothing,
+    under row-level security, as in production) the server connects as for all three
+    endpoints; ``database_url``, the owner, migrates, seeds and reads the audit trail."""
+
+    @property
+    def serve_url(self) -> str:
+        if self.app_role is None:
+            return self.database_url
+        return self.database_url.replace("postgres@", f"{self.app_role}@", 1)
 
     def env(self) -> dict[str, str]:
         """The server's environment. Development mode only so crmkit generates its keys
@@ -686,7 +700,7 @@ class Target:
         field suggestions in errors)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("CRMKIT_")}
         env.update(
-            CRMKIT_DATABASE_URL=self.database_url,
+            CRMKIT_DATABASE_URL=self.serve_url,
             CRMKIT_DATA_DIR=str(self.workdir),
             CRMKIT_DEV_MODE="true",
             # the limiter still runs on every GraphQL request, but refuses none of the load's
@@ -709,6 +723,8 @@ async def seed(target: Target) -> tuple[str, uuid.UUID]:
     platform = Platform(target.settings())
     try:
         await migrations.upgrade(platform.db.engine, platform.registry)
+        if target.app_role is not None:  # crmkit_app exists once migrated
+            await postgres_setup.create_app_login(target.app_role)
         tenant = await create_tenant(platform.db, SLUG, "Bench Bank")
         await enablement.enable(platform, SLUG, "notes")
         stages = list(LifecycleStage)
@@ -1138,10 +1154,11 @@ def main() -> None:
             workdir = Path(tmp, "postgres")
             workdir.mkdir()
             try:
-                target = Target("PostgreSQL", PG_URL, workdir)
+                target = Target("PostgreSQL (as the app role)", PG_URL, workdir, PG_ROLE)
                 run_target(target, args, Driver(use_wrk, args.connections, workdir))
             finally:
                 asyncio.run(postgres_setup.drop_database(PG_DATABASE))
+                asyncio.run(postgres_setup.drop_role(PG_ROLE))
 
 
 if __name__ == "__main__":
