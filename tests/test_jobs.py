@@ -16,10 +16,12 @@ from crmkit.core.audit.models import AuditHead, AuditJournal
 from crmkit.core.audit.trail import seal
 from crmkit.core.customers import service
 from crmkit.core.customers.models import CustomerKind
-from crmkit.core.events import OutboxEvent
+from crmkit.core.events import PENDING_EVENTS, OutboxEvent
 from crmkit.db import Database, create_engine, uuid7
 from crmkit.jobs.backends import ArqQueue, InlineQueue, worker_settings
+from crmkit.jobs.delivery import DISPATCH_EVENT, dispatch_payload, mark_relayed
 from crmkit.jobs.queue import pack, unpack
+from crmkit.jobs.runner import JobRunner, Outcome
 from crmkit.platform import Platform
 from crmkit.platform.report import plugin_report
 from crmkit.plugins.models import EventDelivery, HandlerFailure
@@ -143,6 +145,103 @@ async def test_a_delivery_given_up_is_recorded_and_never_swept_again(env: Env) -
     await env.platform.runner.sweep_outbox(older_than_seconds=0)
     await env.queue.drain()
     assert recorder_plugin.calls(tenant, "customer_created") == []
+
+
+async def unrelayed_events(platform: Platform, tenant: uuid.UUID, subjects: list[str]) -> list[uuid.UUID]:
+    """One committed ``customer_created`` event per subject, not relayed yet (as if the
+    worker were behind): their ids."""
+    ids = []
+    for subject in subjects:
+        async with platform.tenant_scope(tenant) as scope:
+            row = crmkit.emit(scope.ctx, "customer_created", "Customer", subject)
+            await scope.session.flush()
+            scope.session.info.pop(PENDING_EVENTS)
+        ids.append(row.id)
+    return ids
+
+
+async def dispatch(runner: JobRunner, tenant: uuid.UUID, event_ids: list[uuid.UUID]) -> Outcome:
+    return (await runner.run(DISPATCH_EVENT, tenant, dispatch_payload(event_ids), 1)).outcome
+
+
+async def test_a_dispatch_job_takes_the_tenants_backlog_in_order(
+    env: Env, sql_statements: StatementCounter
+) -> None:
+    """The job of the last event delivers every waiting one, in emitted order; the jobs
+    of the others then end without a statement in this process, and after one look at
+    the outbox in another (a runner of its own)."""
+    tenant = await env.tenant("recorder")
+    ids = await unrelayed_events(env.platform, tenant, ["b0", "b1", "b2"])
+    assert await dispatch(env.platform.runner, tenant, ids[2:]) is Outcome.DONE
+    assert recorder_plugin.calls(tenant, "customer_created") == ["b0", "b1", "b2"]
+    sql_statements.clear()
+    assert [await dispatch(env.platform.runner, tenant, [event_id]) for event_id in ids[:2]] == [
+        Outcome.DONE,
+        Outcome.DONE,
+    ]
+    assert sql_statements.count == 0
+    assert await dispatch(JobRunner(env.platform), tenant, ids[:1]) is Outcome.DONE
+    # (the tenant set for row-level security on PostgreSQL) the events with their deliveries
+    assert sql_statements.count == {"sqlite": 1, "postgresql": 2}[env.backend]
+    assert recorder_plugin.calls(tenant, "customer_created") == ["b0", "b1", "b2"]
+    async with env.platform.db.tenant_session(tenant) as session:
+        assert await session.scalar(select(func.count()).where(OutboxEvent.relayed_at.is_(None))) == 0
+
+
+async def test_dispatch_jobs_of_a_tenant_at_once_share_one_dispatch(
+    env: Env, sql_statements: StatementCounter
+) -> None:
+    """Jobs that start while their tenant's dispatch runs leave their events to it: it
+    takes again once they have, and delivers each event once, in order."""
+    tenant = await env.tenant("recorder")
+    ids = await unrelayed_events(env.platform, tenant, [f"c{i}" for i in range(5)])
+    sql_statements.clear()
+    jobs = (dispatch(env.platform.runner, tenant, [event_id]) for event_id in reversed(ids))
+    assert await asyncio.gather(*jobs) == [Outcome.DONE] * 5
+    # the first take: the events, the deliveries, the events relayed; the second finds none
+    # (each transaction sets the tenant for row-level security on PostgreSQL)
+    assert sql_statements.count == {"sqlite": 4, "postgresql": 6}[env.backend]
+    assert recorder_plugin.calls(tenant, "customer_created") == [f"c{i}" for i in range(5)]
+
+
+@pytest.mark.postgres_only
+async def test_a_dispatch_in_another_process_waits_for_the_events_one_is_taking(env: Env) -> None:
+    """Rows a dispatch has taken are locked: a rival dispatch of the tenant (another
+    process: a runner of its own) waits, then passes over those relayed meanwhile."""
+    tenant = await env.tenant("recorder")
+    ids = await unrelayed_events(env.platform, tenant, ["w0", "w1"])
+    async with env.platform.db.tenant_session(tenant) as session:
+        locked = select(OutboxEvent.id).where(OutboxEvent.relayed_at.is_(None)).with_for_update()
+        assert list(await session.scalars(locked)) == ids
+        rival = asyncio.create_task(dispatch(JobRunner(env.platform), tenant, ids))
+        await asyncio.sleep(0.5)
+        assert not rival.done()
+        await mark_relayed(session, ids)
+    assert await rival is Outcome.DONE
+    assert recorder_plugin.calls(tenant, "customer_created") == []
+
+
+async def test_a_dispatch_gives_up_only_the_event_it_failed_on(env: Env) -> None:
+    """A backlog taken by one job whose only target fails for good on its first event:
+    that event is given up (recorded, relayed); the next dispatch delivers the others."""
+    settings = env.platform.settings.model_copy(update={"job_max_tries": 1})
+    platform = Platform(
+        settings, registry=env.platform.registry, db=Database(create_engine(settings.resolved_database_url))
+    )
+    tenant = await env.tenant("recorder")
+    ids = await unrelayed_events(platform, tenant, ["g0", "g1", "g2"])
+    recorder_plugin.FAIL_ONCE.add("g0")
+    assert await dispatch(platform.runner, tenant, ids[2:]) is Outcome.FAILED
+    assert isinstance(platform.queue, InlineQueue)
+    await platform.queue.drain()
+    await platform.close()
+    assert recorder_plugin.calls(tenant, "customer_created") == ["g1", "g2"]
+    async with env.platform.db.tenant_session(tenant) as session:
+        failures = (await session.scalars(select(HandlerFailure))).all()
+        unrelayed = await session.scalar(select(func.count()).where(OutboxEvent.relayed_at.is_(None)))
+        delivered = set(await session.scalars(select(EventDelivery.event_id)))
+    assert [(f.event_id, f.attempt, f.gave_up) for f in failures] == [(ids[0], 1, True)]
+    assert (unrelayed, delivered) == (0, set(ids[1:]))
 
 
 async def upkeep_statements(env: Env, counter: StatementCounter) -> int:

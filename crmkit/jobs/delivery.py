@@ -1,12 +1,13 @@
-"""Event delivery in batches: the events of one committed transaction (or of one sweep)
-are dispatched by one job, and each plugin gets one job for its share of them.
+"""Event delivery in batches: a dispatch job takes a batch of the tenant's events, and
+each plugin gets one job for its share of them.
 
 A plugin's job runs its handler for each of its events in order, in one transaction
 with one :class:`EventDelivery` row per event, recorded together: a plugin that raises
 is retried alone, with its events only, and a redelivered event is skipped for the
 plugins that already handled it. When a batch has a single target (one plugin, no
 webhook), the dispatch job delivers it itself: retrying that job retries that plugin
-alone, and giving it up marks the batch relayed as a given-up delivery would. An event
+alone, and giving it up marks the event it failed on relayed (given up, recorded) while
+the rest of the batch, rolled back, is taken by the dispatch queued next. An event
 no retry can dispatch is marked dead, with one failure recorded, and the outbox sweep
 leaves it.
 
@@ -46,11 +47,10 @@ class HandlerFailed(Exception):
     """A plugin's event handler raised (the cause): names the plugin and the event, so
     the failure is recorded as theirs and not as the job's."""
 
-    def __init__(self, plugin: str, event_id: uuid.UUID, event_ids: Sequence[uuid.UUID]) -> None:
+    def __init__(self, plugin: str, event_id: uuid.UUID) -> None:
         super().__init__(f"{plugin} failed on event {event_id}")
         self.plugin = plugin
         self.event_id = event_id
-        self.event_ids = list(event_ids)
 
 
 def batch_job_id(kind: str, event_ids: Sequence[uuid.UUID | str], suffix: str = "") -> str:
@@ -192,7 +192,7 @@ async def _deliver(ctx: TenantContext, plugin: str, rows: list[OutboxEvent]) -> 
         try:
             await ctx.hooks.call_plugin(plugin, row.type, event=DomainEvent.from_row(row))
         except Exception as exc:
-            raise HandlerFailed(plugin, row.id, [r.id for r in rows]) from exc
+            raise HandlerFailed(plugin, row.id) from exc
     if rows:  # one multi-row INSERT, without the unit of work's bookkeeping per row
         await ctx.session.execute(
             insert(EventDelivery),

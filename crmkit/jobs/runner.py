@@ -110,7 +110,8 @@ class JobRunner:
         A job whose events this process dispatched ends at once; one that finds its
         tenant's dispatch running leaves its events to it, which takes again until a take
         started after the last such job finds less than a batch. Should that dispatch
-        fail for good, a new job takes what is left (a retry takes it itself)."""
+        give an event up, or fail for good after others counted on it, a new job takes
+        what is left (a retry takes it itself)."""
         ids = payload_ids(payload.get("event_ids"), payload.get("event_id"))
         if ids and all(event_id in self._dispatched for event_id in ids):
             return Result(Outcome.DONE)
@@ -149,7 +150,7 @@ class JobRunner:
         self, job: str, tenant_id: uuid.UUID, payload: dict[str, Any], attempt: int
     ) -> tuple[Result, Any]:
         """Run ``job`` once; with its result, what its function returned, or on failure
-        the ids of the batch given up (marked relayed)."""
+        the ids given up (marked relayed)."""
         entry = self.specs.get(job)
         if entry is None:
             log.error("unknown job %s dropped", job)
@@ -171,7 +172,7 @@ class JobRunner:
             error: BaseException = exc
             if isinstance(exc, HandlerFailed):  # the plugin's failure, not the job's
                 plugin, event_id, error = exc.plugin, str(exc.event_id), exc.__cause__ or exc
-                relayed = exc.event_ids if job == DISPATCH_EVENT else []
+                relayed = [exc.event_id] if job == DISPATCH_EVENT else []
             permanent = isinstance(error, PermanentJobError | CrmError)
             gave_up = permanent or attempt >= self.max_tries(job)
             log.warning(
@@ -199,8 +200,9 @@ class JobRunner:
     async def _record_failure(
         self, tenant_id: uuid.UUID, failure: HandlerFailure, relayed: list[uuid.UUID]
     ) -> None:
-        """Record ``failure``; mark ``relayed`` the batch of a given-up dispatch that
-        delivered it itself (see :mod:`crmkit.jobs.delivery`)."""
+        """Record ``failure``; mark ``relayed`` the event a given-up dispatch failed on
+        delivering it itself (see :mod:`crmkit.jobs.delivery`): the rest of its batch
+        rolled back, and the dispatch queued next takes it again."""
         try:
             async with self.platform.db.tenant_session(tenant_id) as session:
                 session.add(failure)
