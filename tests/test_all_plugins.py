@@ -177,12 +177,14 @@ async def test_a_churn_alerts_win_back_offer_and_case_are_carried_out_by_loyalty
     for step in ("winback_offer", "case", "winback_offer", "case"):  # asked twice each
         acted = await ok(env, tenant, ACT, {"id": alert, "step": step})
         assert acted["actOnChurnAlert"] == {"status": "ACTIONED", "actionStep": step}
-    await env.drain()
+        await env.drain()
     requested = await env.events(tenant, "churn_action_requested")
-    assert [(str(e.subject_id), e.data["kind"]) for e in requested] == [
-        (alert, "winback_offer"),
+    assert sorted((str(e.subject_id), e.data["kind"]) for e in requested) == [  # one instant
         (alert, "case"),
-    ] * 2
+        (alert, "case"),
+        (alert, "winback_offer"),
+        (alert, "winback_offer"),
+    ]
     for event in requested:  # and every delivery repeated
         for plugin in ("loyalty", "cases"):
             await env.deliver(tenant, plugin, event)

@@ -27,8 +27,9 @@ def case_id_for(alert_id: str) -> uuid.UUID:
 
 async def open_for_alert(ctx: crmkit.TenantContext, event: crmkit.DomainEvent) -> None:
     """Open a high-priority request, routed like any other, once per alert (the event's
-    subject): a repeated delivery or a second request finds the case opened. A customer
-    erased meanwhile gets none."""
+    subject): a repeated delivery or a second request finds the case opened (two run at
+    the same instant: the second fails on the case's key and its retry finds it). A
+    customer erased meanwhile gets none."""
     if event.data.get("kind") != "case":
         return
     case_id = case_id_for(str(event.subject_id))
