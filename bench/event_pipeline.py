@@ -23,6 +23,13 @@ second (goal: 0.6 or better). The statements per event are those the platform se
 while the events went through, divided by the events; before batching an event took
 10 counted this way (a dispatch job and a delivery job of 5 each).
 
+With 1 writer a further line, **as it goes**, has the worker running while a lone
+writer commits one transaction after another (each writing one event): on crmkit's
+side each commit relays its event, as in production; on arq's side the same
+transactions write the same event row, unrelayed, and an empty job is enqueued after
+each. Both are timed from the first commit to the worker's last job, so the ratio is
+the pipeline's cost on top of the same writes, without a backlog to share.
+
 Run: ``.venv/bin/python bench/event_pipeline.py [--events 1000] [--per-transaction 1]
 [--writers 1 10]``.
 """
@@ -58,6 +65,15 @@ POLL_SECONDS = 0.05
 """The workers' poll delay (both sides): arq starts at most ``max_jobs`` per poll."""
 BASELINE_QUEUE = "bench:empty"
 HANDLED: list[str] = []
+LAST = asyncio.Event()
+"""Set when ``HANDLED`` reaches ``EXPECTED[0]`` (the as-it-goes line)."""
+EXPECTED = [0]
+
+
+def handled(subject: str) -> None:
+    HANDLED.append(subject)
+    if len(HANDLED) == EXPECTED[0]:
+        LAST.set()
 
 
 def bench_plugin() -> types.ModuleType:
@@ -66,7 +82,7 @@ def bench_plugin() -> types.ModuleType:
 
     @crmkit.hookimpl
     def customer_updated(event: crmkit.DomainEvent, ctx: crmkit.TenantContext) -> None:
-        HANDLED.append(event.subject_id)
+        handled(event.subject_id)
 
     module.customer_updated = customer_updated  # type: ignore[attr-defined]
     module.plugin_info = crmkit.PluginInfo(  # type: ignore[attr-defined]
@@ -77,6 +93,11 @@ def bench_plugin() -> types.ModuleType:
 
 async def empty(ctx: dict[str, Any]) -> None:
     """arq's side: a job that does nothing."""
+
+
+async def empty_counted(ctx: dict[str, Any]) -> None:
+    """arq's side of the as-it-goes line: a job that only counts itself, as the hook does."""
+    handled("")
 
 
 async def by_writers(writers: int, items: list[Any], send: Callable[[Any], Awaitable[object]]) -> None:
@@ -190,6 +211,55 @@ async def one_shape(platform: Platform, redis_url: str, args: argparse.Namespace
     print(f"  statements per event:      {statements / args.events:8.2f} (10 before batching)")
 
 
+async def as_it_goes(platform: Platform, redis_url: str, count: int, crmkit_side: bool) -> tuple[float, int]:
+    """Seconds for a lone writer to commit ``count`` one-event transactions while the
+    worker runs, until the worker has run the last job; and the statements sent."""
+    tenant = await create_tenant(platform.db, f"bench-{uuid.uuid4().hex[:8]}", "Bench")
+    await enable(platform, tenant.slug, PLUGIN, None)
+    HANDLED.clear()
+    LAST.clear()
+    EXPECTED[0] = count
+    if crmkit_side:
+        worker = Worker(**{**worker_settings(platform), "cron_jobs": [], "poll_delay": POLL_SECONDS})
+    else:
+        settings = worker_settings_like_crmkit(redis_url, platform.settings.worker_max_jobs)
+        worker = Worker(functions=[empty_counted], queue_name=BASELINE_QUEUE, **settings)
+    pool = await create_pool(worker.redis_settings, job_serializer=pack, job_deserializer=unpack)
+    counter = Statements()
+    event.listen(platform.db.sync_engine, "before_cursor_execute", counter)
+    running = asyncio.create_task(worker.main())
+    started = time.perf_counter()
+    for i in range(count):
+        async with platform.tenant_scope(tenant.id) as scope:
+            crmkit.emit(scope.ctx, "customer_updated", "Customer", f"c{i}", changed=["given_name"])
+            if not crmkit_side:
+                scope.session.info.pop(PENDING_EVENTS)  # the same row, not relayed
+        if not crmkit_side:
+            await pool.enqueue_job("empty_counted", _queue_name=BASELINE_QUEUE)
+    await LAST.wait()
+    elapsed = time.perf_counter() - started
+    event.remove(platform.db.sync_engine, "before_cursor_execute", counter)
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+    await worker.close()
+    await pool.aclose()
+    if crmkit_side:
+        await check(platform, tenant.id, count)
+    return elapsed, counter.count
+
+
+async def one_writer_as_it_goes(platform: Platform, redis_url: str, count: int) -> None:
+    arq_seconds, arq_statements = await as_it_goes(platform, redis_url, count, crmkit_side=False)
+    crmkit_seconds, statements = await as_it_goes(platform, redis_url, count, crmkit_side=True)
+    arq_rate, crmkit_rate = count / arq_seconds, count / crmkit_seconds
+    print("1 writer committing as it goes, the worker running:")
+    print(f"  arq, the same commits + empty jobs: {arq_rate:8.0f} /s")
+    print(f"  crmkit, events to a hook:           {crmkit_rate:8.0f} /s")
+    print(f"  ratio crmkit / arq:                 {crmkit_rate / arq_rate:8.2f}")
+    pipeline = (statements - arq_statements) / count
+    print(f"  statements per event:               {pipeline:8.2f} (beyond the commit's)")
+
+
 async def measure(args: argparse.Namespace, workdir: Path) -> None:
     redis_url = await claim_redis()
     if redis_url is None:
@@ -208,6 +278,8 @@ async def measure(args: argparse.Namespace, workdir: Path) -> None:
             await baseline(redis_url, 20, platform.settings.worker_max_jobs, 1)  # warm: connections
             for writers in args.writers:
                 await one_shape(platform, redis_url, args, writers)
+            if 1 in args.writers and args.per_transaction == 1:
+                await one_writer_as_it_goes(platform, redis_url, args.events)
     finally:
         await release_redis(redis_url)
 
