@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import Select, and_, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from crmkit.clock import utcnow
 from crmkit.core.events import DomainEvent, OutboxEvent
@@ -73,12 +74,12 @@ def payload_ids(event_ids: list[str] | None, event_id: str | None) -> list[uuid.
     return [uuid.UUID(value) for value in values]
 
 
-def _undispatched() -> Select[uuid.UUID]:
-    """The ids of the tenant's oldest events neither relayed nor dead, locked (on
-    PostgreSQL) until the transaction ends: a rival dispatch waits for them, then
-    passes over those this one relayed."""
+def _undispatched() -> Select[OutboxEvent]:
+    """The tenant's oldest events neither relayed nor dead, locked (on PostgreSQL)
+    until the transaction ends: a rival dispatch waits for them, then passes over
+    those this one relayed."""
     return (
-        select(OutboxEvent.id)
+        select(OutboxEvent)
         .where(OutboxEvent.relayed_at.is_(None), OutboxEvent.dead_at.is_(None))
         .order_by(OutboxEvent.created_at, OutboxEvent.id)
         .limit(DISPATCH_BATCH)
@@ -92,21 +93,17 @@ async def _load(
     """The batch's live events in order (``None``: the tenant's undispatched ones),
     each with the plugins it was delivered to (``plugin``'s only, if named), and
     whether the tenant has webhook subscriptions: one statement."""
-    delivered = and_(
-        EventDelivery.tenant_id == OutboxEvent.tenant_id, EventDelivery.event_id == OutboxEvent.id
-    )
+    # the undispatched events are read from the locking subquery itself, not looked up
+    # again by id (a join the planner may turn into a rescan of the subquery per row)
+    event = OutboxEvent if event_ids is not None else aliased(OutboxEvent, _undispatched().subquery())
+    delivered = and_(EventDelivery.tenant_id == event.tenant_id, EventDelivery.event_id == event.id)
     if plugin is not None:
         delivered = and_(delivered, EventDelivery.plugin == plugin)
     subscriptions = select(WebhookSubscription.installation_id).exists()
-    rows = await session.execute(
-        select(OutboxEvent, EventDelivery.plugin, subscriptions)
-        .outerjoin(EventDelivery, delivered)
-        .where(
-            OutboxEvent.id.in_(_undispatched() if event_ids is None else event_ids),
-            OutboxEvent.dead_at.is_(None),
-        )
-        .order_by(OutboxEvent.created_at, OutboxEvent.id)
-    )
+    query = select(event, EventDelivery.plugin, subscriptions).outerjoin(EventDelivery, delivered)
+    if event_ids is not None:
+        query = query.where(OutboxEvent.id.in_(event_ids), OutboxEvent.dead_at.is_(None))
+    rows = await session.execute(query.order_by(event.created_at, event.id))
     events: dict[uuid.UUID, tuple[OutboxEvent, set[str]]] = {}
     subscribed = []
     for row, done, any_subscription in rows:  # another tenant's ids read as not found
