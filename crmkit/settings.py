@@ -114,6 +114,14 @@ class Settings(BaseSettings):
         "address without a valid token) and minute.",
     )
 
+    gc_gen0_threshold: int = Field(
+        default=10_000,
+        ge=100,
+        description="Allocations between two young-generation garbage collections in a server "
+        "process (Python's default 700): a GraphQL page allocates tens of thousands of objects, "
+        "so at 700 the collector runs dozens of times per request.",
+    )
+
     graphql_max_depth: int = 10
     graphql_max_aliases: int = 15
     graphql_max_tokens: int = 2000
