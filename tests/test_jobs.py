@@ -18,6 +18,8 @@ from crmkit.core.customers import service
 from crmkit.core.customers.models import CustomerKind
 from crmkit.core.events import PENDING_EVENTS, OutboxEvent
 from crmkit.db import Database, create_engine, uuid7
+from crmkit.jobs import delivery as delivery_module
+from crmkit.jobs import runner as runner_module
 from crmkit.jobs.backends import ArqQueue, InlineQueue, worker_settings
 from crmkit.jobs.delivery import DISPATCH_EVENT, dispatch_payload, mark_relayed
 from crmkit.jobs.queue import pack, unpack
@@ -202,6 +204,22 @@ async def test_dispatch_jobs_of_a_tenant_at_once_share_one_dispatch(
     # (each transaction sets the tenant for row-level security on PostgreSQL)
     assert sql_statements.count == {"sqlite": 4, "postgresql": 6}[env.backend]
     assert recorder_plugin.calls(tenant, "customer_created") == [f"c{i}" for i in range(5)]
+
+
+async def test_a_dispatch_job_takes_so_many_batches_and_queues_one_for_the_rest(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backlog longer than a job's share: the job returns after its batches (here one
+    of two events) and the job it queued delivers the rest."""
+    monkeypatch.setattr(runner_module, "DISPATCH_TAKES", 1)
+    monkeypatch.setattr(runner_module, "DISPATCH_BATCH", 2)
+    monkeypatch.setattr(delivery_module, "DISPATCH_BATCH", 2)
+    tenant = await env.tenant("recorder")
+    ids = await unrelayed_events(env.platform, tenant, ["t0", "t1", "t2"])
+    assert await dispatch(env.platform.runner, tenant, ids[2:]) is Outcome.DONE
+    assert recorder_plugin.calls(tenant, "customer_created") == ["t0", "t1"]
+    await env.queue.drain()
+    assert recorder_plugin.calls(tenant, "customer_created") == ["t0", "t1", "t2"]
 
 
 @pytest.mark.postgres_only

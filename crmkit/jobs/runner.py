@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 
 SWEEP_BATCH = 1000
 """At most this many of a tenant's unrelayed events are re-queued per sweep."""
+DISPATCH_TAKES = 50
+"""At most this many batches a dispatch job takes of a backlog; a new job takes the
+rest, so that no job runs for longer than a job may (arq's timeout)."""
 DISPATCHED_MEMORY = 10_000
 """How many of the event ids it dispatched last a process remembers: a dispatch job
 whose events are all among them (an earlier job took them) ends without a statement."""
@@ -110,8 +113,8 @@ class JobRunner:
         A job whose events this process dispatched ends at once; one that finds its
         tenant's dispatch running leaves its events to it, which takes again until a take
         started after the last such job finds less than a batch. Should that dispatch
-        give an event up, or fail for good after others counted on it, a new job takes
-        what is left (a retry takes it itself)."""
+        reach :data:`DISPATCH_TAKES`, give an event up, or fail for good after others
+        counted on it, a new job takes what is left (a retry takes it itself)."""
         ids = payload_ids(payload.get("event_ids"), payload.get("event_id"))
         if ids and all(event_id in self._dispatched for event_id in ids):
             return Result(Outcome.DONE)
@@ -120,20 +123,21 @@ class JobRunner:
             running.poked = True
             return Result(Outcome.DONE)
         running = self._dispatching[tenant_id] = _Dispatching()
-        counted_on = False
+        counted_on, more = False, False
         try:
-            while True:
-                running.poked = False
+            for _ in range(DISPATCH_TAKES):
+                running.poked = more = False
                 result, taken = await self._run(DISPATCH_EVENT, tenant_id, payload, attempt)
                 counted_on |= running.poked
                 if result.outcome is not Outcome.DONE:
                     break
                 self._remember(taken)
-                if len(taken) < DISPATCH_BATCH and not running.poked:
+                more = len(taken) == DISPATCH_BATCH or running.poked
+                if not more:
                     break
         finally:
             del self._dispatching[tenant_id]
-        if result.outcome is Outcome.FAILED and (counted_on or taken):
+        if more or (result.outcome is Outcome.FAILED and (counted_on or taken)):
             await self.platform.queue.enqueue(
                 DISPATCH_EVENT, tenant_id=tenant_id, payload=dispatch_payload([])
             )
