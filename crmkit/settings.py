@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     )
 
     gc_gen0_threshold: int = Field(
-        default=10_000,
+        default=50_000,
         ge=100,
         description="Allocations between two young-generation garbage collections in a server "
         "process (Python's default 700): a GraphQL page allocates tens of thousands of objects, "
