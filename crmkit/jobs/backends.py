@@ -91,8 +91,9 @@ class InlineQueue:
         while True:
             now = utcnow()
             for name, spec in runner.cron_specs().items():
-                due = schedule.setdefault(name, _next(now, spec))
-                if due <= now:
+                if name not in schedule:
+                    schedule[name] = _next(now, spec)
+                if schedule[name] <= now:
                     schedule[name] = _next(now, spec)
                     await _logged(name, runner.fan_out_cron(name))
             for upkeep in runner.platform_crons():
