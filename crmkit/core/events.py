@@ -10,6 +10,7 @@ once, with ``dead_at``, and never queued again.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -87,16 +88,27 @@ def emit(ctx: TenantContext, type: str, subject_type: str, subject_id: Any, **da
     job queue hands it to the enabled plugins' handlers and subscribed apps. A type no
     installed event hookspec declares raises :class:`UndeclaredEvent` here, at the call.
     """
+    check_declared(ctx, type)
+    row = OutboxEvent(type=type, subject_type=subject_type, subject_id=str(subject_id), data=data)
+    ctx.session.add(row)
+    relay_after_commit(ctx.session, [row])
+    return row
+
+
+def check_declared(ctx: TenantContext, type: str) -> None:
+    """Raise :class:`UndeclaredEvent` unless an installed event hookspec declares ``type``."""
     declared = ctx.registry.event_scopes()
     if type not in declared:
         raise UndeclaredEvent(
             f"event type {type!r} is not declared: declare it with crmkit.event_hookspec in "
             f"the module named by your PluginInfo.hookspecs; declared are {', '.join(sorted(declared))}"
         )
-    row = OutboxEvent(type=type, subject_type=subject_type, subject_id=str(subject_id), data=data)
-    ctx.session.add(row)
-    ctx.session.info.setdefault(PENDING_EVENTS, []).append(row)
-    return row
+
+
+def relay_after_commit(session: Any, rows: Iterable[OutboxEvent]) -> None:
+    """Hand events written in ``session`` to the relay once it commits (rows carrying at
+    least ``id``, ``tenant_id`` and ``type``)."""
+    session.info.setdefault(PENDING_EVENTS, []).extend(rows)
 
 
 def unrelayed(cutoff: datetime) -> ColumnElement[bool]:

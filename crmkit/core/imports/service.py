@@ -57,7 +57,7 @@ from crmkit.core.customers.service import (
     lock_external_ref,
     validate_new_customer,
 )
-from crmkit.core.events import PENDING_EVENTS, OutboxEvent
+from crmkit.core.events import OutboxEvent, check_declared, relay_after_commit
 from crmkit.core.imports.models import ImportKind
 from crmkit.core.imports.writes import insert_all, insert_new, table_of
 from crmkit.crypto import TenantKeys
@@ -231,8 +231,7 @@ def _emit_each(
     ctx: TenantContext, type: str, subject_type: str, items: list[tuple[uuid.UUID, dict[str, Any]]]
 ) -> list[dict[str, Any]]:
     """One domain event per row, as ``emit`` writes them, in one INSERT (see :func:`_outbox`)."""
-    declared = ctx.registry.event_scopes()
-    assert type in declared, f"event {type} is not declared"
+    check_declared(ctx, type)
     now = utcnow()
     return [
         {
@@ -255,8 +254,8 @@ async def _outbox(ctx: TenantContext, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     await insert_all(ctx.session, table_of(OutboxEvent), rows)
-    ctx.session.info.setdefault(PENDING_EVENTS, []).extend(
-        OutboxEvent(id=row["id"], tenant_id=row["tenant_id"], type=row["type"]) for row in rows
+    relay_after_commit(
+        ctx.session, (OutboxEvent(id=row["id"], tenant_id=row["tenant_id"], type=row["type"]) for row in rows)
     )
 
 
