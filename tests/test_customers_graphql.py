@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from crmkit.testing import CREATE_CUSTOMER, Env
+from crmkit.testing import CREATE_CUSTOMER, Env, StatementCounter
 from tests import recorder_plugin
 
 PAGE = """
@@ -112,6 +112,33 @@ async def test_filters_by_tag_stage_and_text(env: Env) -> None:
     assert await names({"text": "100"}) == ["Rossi Holdings 100%"]
     body = await env.gql(PAGE, {"filter": {"text": "%"}}, tenant=tenant)
     assert body["errors"][0]["extensions"]["field"] == "text"
+
+
+async def test_an_update_rewrites_the_indexes_of_the_changed_fields_only(
+    env: Env, sql_statements: StatementCounter
+) -> None:
+    tenant = await env.tenant()
+    created = await env.create_customer(
+        tenant, givenName="Nia", familyName="Obi", email="nia@example.com", phone="+44 20 1"
+    )
+    update = "mutation($id: UUID!, $input: UpdateCustomerInput!) { updateCustomer(id: $id, input: $input) { version } }"
+
+    async def found(filter: dict[str, Any]) -> bool:
+        body = await env.gql(PAGE, {"filter": filter}, tenant=tenant)
+        return [n["id"] for n in body["data"]["customers"]["nodes"]] == [created["id"]]
+
+    sql_statements.clear()
+    await env.gql(update, {"id": created["id"], "input": {"email": "obi@example.com"}}, tenant=tenant)
+    # the names did not change: their tokens are neither deleted nor written again
+    assert not [s for s in sql_statements.statements if "customer_name_tokens" in s]
+    assert await found({"text": "obi nia"}) and await found({"phone": "+44201"})
+    assert await found({"email": "OBI@example.com"}) and not await found({"email": "nia@example.com"})
+
+    sql_statements.clear()
+    await env.gql(update, {"id": created["id"], "input": {"familyName": "Eze"}}, tenant=tenant)
+    assert len([s for s in sql_statements.statements if "customer_name_tokens" in s]) == 2
+    assert await found({"text": "eze nia"}) and not await found({"text": "obi"})
+    assert await found({"email": "obi@example.com"}) and await found({"phone": "+44201"})
 
 
 async def test_activities_record_and_list(env: Env) -> None:

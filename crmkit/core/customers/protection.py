@@ -36,10 +36,16 @@ class Protected:
     name_tokens: set[bytes]
 
 
+def _name_tokens(keys: TenantKeys, value: PersonalData) -> set[bytes]:
+    """The name tokens of ``value``: its given, family and organisation names' words."""
+    return keys.name_tokens(
+        " ".join(n for n in (value.given_name, value.family_name, value.organisation_name) if n)
+    )
+
+
 def protect(keys: TenantKeys, data_key: DataKey, customer_id: uuid.UUID, value: PersonalData) -> Protected:
     """``value`` encrypted and indexed for customer ``customer_id``: the one place
     personal data becomes ciphertext, for the flush and for bulk import alike."""
-    names = " ".join(n for n in (value.given_name, value.family_name, value.organisation_name) if n)
     return Protected(
         pii=personal.seal(data_key, customer_id, value),
         indexes=(
@@ -47,8 +53,31 @@ def protect(keys: TenantKeys, data_key: DataKey, customer_id: uuid.UUID, value: 
             _index(keys, "phone", value.phone),
             _index(keys, "national_id", value.national_id),
         ),
-        name_tokens=keys.name_tokens(names),
+        name_tokens=_name_tokens(keys, value),
     )
+
+
+def _add_name_tokens(session: Session, customer: Customer, tokens: set[bytes]) -> None:
+    for token in tokens:
+        session.add(CustomerNameToken(tenant_id=customer.tenant_id, customer_id=customer.id, token=token))
+
+
+_INDEXED = ("email", "phone", "national_id")
+"""The personal fields with a blind index, each in the column ``<field>_index``."""
+
+
+def _reprotect(session: Session, keys: TenantKeys, customer: Customer) -> None:
+    """A stored customer whose personal data changed: re-encrypted, but only the blind
+    indexes and name tokens of fields that changed since it was loaded are computed and
+    rewritten; the others hold what they held (an HMAC each saved, and for unchanged
+    names the tokens' DELETE and INSERT)."""
+    value, changed = customer.personal, set(customer.personal_changed)
+    customer.pii = personal.seal(personal.data_key(customer), customer.id, value)
+    for kind in changed.intersection(_INDEXED):
+        setattr(customer, f"{kind}_index", _index(keys, kind, getattr(value, kind)))
+    if changed & personal.NAME_FIELDS:
+        session.execute(delete(CustomerNameToken).where(CustomerNameToken.customer_id == customer.id))
+        _add_name_tokens(session, customer, _name_tokens(keys, value))
 
 
 def _protect(session: Session, flush_context: UOWTransaction, instances: Any) -> None:
@@ -64,13 +93,13 @@ def _protect(session: Session, flush_context: UOWTransaction, instances: Any) ->
                 tenant_id=customer.tenant_id, customer_id=customer.id, wrapped_key=wrapped
             )
             customer.__dict__[personal.DATA_KEY] = data_key
+        if customer not in session.new:
+            _reprotect(session, keys, customer)
+            continue
         found = protect(keys, personal.data_key(customer), customer.id, customer.personal)
         customer.pii = found.pii
         customer.email_index, customer.phone_index, customer.national_id_index = found.indexes
-        if customer not in session.new:
-            session.execute(delete(CustomerNameToken).where(CustomerNameToken.customer_id == customer.id))
-        for token in found.name_tokens:
-            session.add(CustomerNameToken(tenant_id=customer.tenant_id, customer_id=customer.id, token=token))
+        _add_name_tokens(session, customer, found.name_tokens)
 
 
 def install() -> None:
