@@ -8,6 +8,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 import pytest
+import rfc8785
 import sqlalchemy
 from crmkit_notes.models import Note
 from sqlalchemy import delete, func, select, text, update
@@ -15,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 
 from crmkit.core.audit.chain import checkpoint, verify
 from crmkit.core.audit.models import AuditEvent, AuditJournal
-from crmkit.core.audit.trail import UnauditedWrite, hashed_fields, link_hash, note, seal
+from crmkit.core.audit.trail import UnauditedWrite, canonical, hashed_fields, link_hash, note, seal
 from crmkit.core.customers import service
 from crmkit.core.customers.models import Customer, CustomerKind, LifecycleStage
 from crmkit.testing import Env, StatementCounter
@@ -82,6 +83,35 @@ async def test_a_plugin_mutation_is_audited_without_plugin_code(env: Env) -> Non
     assert customer_event.target_ids == [customer["id"]]
     everything = " ".join(str(hashed_fields(e)) for e in trail)
     assert "Secret plan" not in everything and "ana@example.com" not in everything and "Ana" not in everything
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "plain",
+        'quote " backslash \\ controls \x00\x08\t\n\x0c\r\x1f delete \x7f',
+        "é ü 中文 \u2028 \u2029 😀 \ufeff",
+        ["b", "a", "\x01"],
+        [],
+        None,
+        2**53 - 1,
+        2**53,  # beyond a double's exact integers: rfc8785 refuses it
+        1.5,
+        True,
+        {"nested": ["x"]},
+        "\ud800",  # a lone surrogate: rfc8785 refuses it
+    ],
+)
+def test_canonical_json_is_rfc_8785(value: Any) -> None:
+    """The trail's own fast serialisation gives rfc8785's bytes, or its refusal."""
+    for fields in ({"seq": 7, "z": "last", "a": value}, {"seq": 7, "é": "a key beyond ASCII", "a": value}):
+        try:
+            expected = rfc8785.dumps(fields)
+        except rfc8785.CanonicalizationError as refused:
+            with pytest.raises(type(refused)):
+                canonical(fields)
+        else:
+            assert canonical(fields) == expected
 
 
 async def test_updates_record_changed_field_names_only(env: Env) -> None:

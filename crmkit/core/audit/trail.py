@@ -250,8 +250,33 @@ def _record_bulk(state: ORMExecuteState) -> Result[Any] | None:
     return result
 
 
+_SAFE_INTEGER = 2**53
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def _plain(value: Any) -> bool:
+    """Whether RFC 8785 writes ``value`` as ``json`` does: null, a string, an integer
+    that a double holds exactly, or a list of strings (not floats, not nesting)."""
+    kind = type(value)
+    if kind is str or value is None:
+        return True
+    if kind is int:
+        return -_SAFE_INTEGER < value < _SAFE_INTEGER
+    return kind is list and all(type(item) is str for item in value)
+
+
 def canonical(event_fields: dict[str, Any]) -> bytes:
-    """RFC 8785 canonical JSON: the same bytes for the same event, whoever serialises it."""
+    """RFC 8785 canonical JSON: the same bytes for the same event, whoever serialises it.
+
+    An event's fields (ASCII keys; strings, lists of strings, null, its ``seq``) are in
+    RFC 8785 what ``json``'s C encoder writes with sorted keys, no whitespace and no
+    escapes beyond the required ones, at a fifth of ``rfc8785``'s cost per event; any
+    other value, and a string that is not valid Unicode, goes through ``rfc8785``."""
+    if all(key.isascii() and _plain(value) for key, value in event_fields.items()):
+        try:
+            return _COMPACT_JSON.encode(event_fields).encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: rfc8785 refuses it
+            pass
     return rfc8785.dumps(event_fields)
 
 
