@@ -22,18 +22,28 @@ from crmkit_channels import templates
 from crmkit_channels.settings import ChannelsSettings
 
 HTTP_TIMEOUT = 10.0
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+HTTP_CONNECTIONS = 10
+"""Connections a process keeps open to one gateway; further sends to it wait for one
+(within ``HTTP_TIMEOUT``). httpx's pool looks over all its connections for every
+request: with a worker's 40 sends in flight (10 jobs x ``send_concurrency`` 4) a
+request cost 1.3 ms of CPU over 40 connections, 0.7 ms over 10, on loopback."""
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def http_client() -> httpx.AsyncClient:
-    """This event loop's HTTP client, shared by every send: a client of its own per
-    message cost more than the send (loading the CA bundle, new connections)."""
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
+def http_client(url: str) -> httpx.AsyncClient:
+    """This event loop's HTTP client for the gateway at ``url``, shared by every send to
+    it: a client of its own per message cost more than the send (loading the CA bundle,
+    new connections), and one per gateway keeps a slow gateway from holding the
+    connections of the others."""
+    clients = _clients.setdefault(asyncio.get_running_loop(), {})
+    client = clients.get(url)
     if client is None:
-        client = _clients[loop] = httpx.AsyncClient(timeout=HTTP_TIMEOUT)
+        limits = httpx.Limits(
+            max_connections=HTTP_CONNECTIONS, max_keepalive_connections=HTTP_CONNECTIONS
+        )
+        client = clients[url] = httpx.AsyncClient(timeout=HTTP_TIMEOUT, limits=limits)
     return client
 
 
@@ -137,7 +147,9 @@ class SmsProvider:
         if key:
             headers[settings.sms_auth_header] = key
         try:
-            response = await http_client().post(settings.sms_url, content=payload, headers=headers)
+            response = await http_client(settings.sms_url).post(
+                settings.sms_url, content=payload, headers=headers
+            )
         except httpx.HTTPError as exc:
             raise TransientError(f"SMS gateway: {exc!r}") from None
         if response.status_code >= 300:
@@ -192,7 +204,9 @@ class WebhookProvider:
             "webhook-signature": signature,
         }
         try:
-            response = await http_client().post(settings.webhook_url, content=body, headers=headers)
+            response = await http_client(settings.webhook_url).post(
+                settings.webhook_url, content=body, headers=headers
+            )
         except httpx.HTTPError as exc:
             raise TransientError(f"webhook: {exc!r}") from None
         if response.status_code >= 300:
