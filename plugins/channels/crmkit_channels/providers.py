@@ -6,6 +6,7 @@ where the protocol has one (the README says what that guarantees)."""
 from __future__ import annotations
 
 import asyncio
+import http.cookiejar
 import json
 import weakref
 from dataclasses import dataclass
@@ -43,8 +44,16 @@ def http_client(url: str) -> httpx.AsyncClient:
         limits = httpx.Limits(
             max_connections=HTTP_CONNECTIONS, max_keepalive_connections=HTTP_CONNECTIONS
         )
-        client = clients[url] = httpx.AsyncClient(timeout=HTTP_TIMEOUT, limits=limits)
+        client = clients[url] = httpx.AsyncClient(
+            timeout=HTTP_TIMEOUT, limits=limits, cookies=_no_cookies()
+        )
     return client
+
+
+def _no_cookies() -> http.cookiejar.CookieJar:
+    """A jar that keeps no cookie: the client is shared by every tenant's sends to a
+    gateway, so a cookie one tenant's send received must not go out with another's."""
+    return http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
 
 
 class TransientError(Exception):

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from channels_helpers import grant, messages, ok, send, template
 from channels_loopback import Loopback
 from crmkit.testing import StatementCounter
 from sqlalchemy import text
+
+from crmkit_channels.providers import http_client
 
 SECRET = "Zweistein, your mortgage offer"
 
@@ -93,3 +96,14 @@ async def test_messages_of_a_page_cost_the_same_statements_for_5_and_50_customer
         assert len(nodes) == size and all(len(n["messages"]) == 1 for n in nodes)
         counts[size] = sql_statements.count
     assert counts[5] == counts[50], counts
+
+
+async def test_the_shared_gateway_client_keeps_no_cookie() -> None:
+    """One client serves every tenant's sends to a gateway: a cookie set in answer to
+    one tenant's send must not travel with the next tenant's."""
+    url = "https://gateway.example/sms"
+    client = http_client(url)
+    request = httpx.Request("POST", url)
+    answer = httpx.Response(200, headers={"set-cookie": "session=tenant-a"}, request=request)
+    client.cookies.extract_cookies(answer)
+    assert len(client.cookies.jar) == 0
