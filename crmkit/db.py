@@ -292,12 +292,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str, *, pool: bool = True) -> AsyncEngine:
+def create_engine(url: str, *, pool: bool = True, pool_size: int = 20, max_overflow: int = 10) -> AsyncEngine:
     """An async engine whose errors and logs never show statement parameters: they
-    hold personal data and credentials (``hide_parameters``)."""
+    hold personal data and credentials (``hide_parameters``). ``pool=False`` opens a
+    connection per use (migrations); else ``pool_size`` stay open
+    (``Settings.database_pool_size``)."""
     kwargs: dict[str, Any] = {"hide_parameters": True}
     if not pool:
         kwargs["poolclass"] = NullPool
+    else:
+        kwargs.update(pool_size=pool_size, max_overflow=max_overflow)
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

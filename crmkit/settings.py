@@ -45,6 +45,18 @@ class Settings(BaseSettings):
         "upgrade`; defaults to database_url. On PostgreSQL the application's own role "
         "(database_url) is a member of crmkit_app and owns nothing.",
     )
+    database_pool_size: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="Database connections a process keeps open once it has needed them. "
+        "The pool closes a connection beyond this when it is returned, so a pool smaller than "
+        "the requests or jobs a process runs at once reconnects, and prepares its statements "
+        "again, all the time.",
+    )
+    database_max_overflow: int = Field(
+        default=10, ge=0, le=1000, description="Connections opened beyond the pool at a peak, closed after."
+    )
     redis_url: str | None = Field(
         default=None, description="Enables the arq job backend; without it jobs run in-process."
     )

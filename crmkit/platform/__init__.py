@@ -57,7 +57,13 @@ class Platform:
         if db is None:
             if self.settings.database_url is None:  # the embedded SQLite file
                 self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-            db = Database(create_engine(self.settings.resolved_database_url))
+            db = Database(
+                create_engine(
+                    self.settings.resolved_database_url,
+                    pool_size=self.settings.database_pool_size,
+                    max_overflow=self.settings.database_max_overflow,
+                )
+            )
         self.db = db
         self.hook_callers = HookCallers(self.registry)
         self.outbound = self.settings.outbound_policy()
