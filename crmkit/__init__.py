@@ -53,7 +53,7 @@ from crmkit.errors import (
     Unauthenticated,
 )
 from crmkit.graphql.context import Info, RequestContext, rows_by_key
-from crmkit.graphql.contrib import GraphQLContribution, field
+from crmkit.graphql.contrib import GraphQLContribution, customer_field, field
 from crmkit.graphql.pagination import Connection, connection, decode_cursor, page_size
 from crmkit.http.plugin_routes import error_status, plugin_scope, rate_limit
 from crmkit.migrations.rls import disable_tenant_rls, enable_tenant_rls
@@ -111,6 +111,7 @@ __all__ = [
     "consent_allows",
     "consent_allows_many",
     "create_customer",
+    "customer_field",
     "customer_key",
     "decode_cursor",
     "disable_tenant_rls",

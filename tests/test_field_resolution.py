@@ -1,18 +1,32 @@
 """Per-row field resolution: graphql-core calls plain attribute fields and personal
 fields itself, not through strawberry's per-field wrapper (its ``Info``, argument
-conversion and extension chain cost more per row than the field's own work)."""
+conversion and extension chain cost more per row than the field's own work); leaf
+fields among them take crmkit's executor's short path, and a ``crmkit.customer_field``
+is loaded once for a whole page of customers."""
 
 from __future__ import annotations
 
-from typing import cast
+import uuid
+from typing import Any, cast
 
+import pytest
+import strawberry
 from graphql import GraphQLObjectType
 
+from crmkit.graphql.context import RequestContext
+from crmkit.graphql.execution import DIRECT_FIELD, DirectExecutor
 from crmkit.testing import Env
 
-DIRECT = [("Customer", "id"), ("Customer", "lifecycleStage"), ("Customer", "email"), ("Note", "body")]
-WRAPPED = [("Customer", "notes"), ("Query", "customers")]
+DIRECT = [
+    ("Customer", "id"),
+    ("Customer", "lifecycleStage"),
+    ("Customer", "email"),
+    ("Customer", "notes"),
+    ("Note", "body"),
+]
+WRAPPED = [("Mutation", "addNote"), ("Query", "customers")]
 """Fields with a scope check (a field extension) or arguments keep strawberry's wrapper."""
+NOTES_PAGE = "{ customers(first: 10) { nodes { id notes { body } } } }"
 
 
 async def test_plain_and_personal_fields_are_resolved_without_strawberrys_wrapper(env: Env) -> None:
@@ -44,3 +58,108 @@ async def test_a_literal_refused_once_is_refused_again(env: Env) -> None:
     passed = '{ customers(first: 1, filter: { tag: "ab" }) { nodes { id } } }'
     for _ in range(2):
         assert "errors" not in await env.gql(passed, tenant=tenant)
+
+
+async def _customers_with_notes(env: Env, tenant: uuid.UUID, count: int) -> list[str]:
+    ids = []
+    for i in range(count):
+        customer = await env.create_customer(tenant, givenName=f"Ada{i}")
+        for body in (f"first {i}", f"second {i}")[: i % 3]:
+            mutation = "mutation($id: UUID!, $body: String!) { addNote(customerId: $id, body: $body) { id } }"
+            assert "errors" not in await env.gql(mutation, {"id": customer["id"], "body": body}, tenant=tenant)
+        ids.append(customer["id"])
+    return ids
+
+
+class LoaderCalls:
+    """Counts the request context's batch calls: prefetched for a page, or through the
+    data loader row by row."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.prefetched: list[int] = []
+        self.loaded = 0
+        prefetch, load = RequestContext.prefetch, RequestContext.load
+
+        async def counting_prefetch(context: RequestContext, batch: Any, keys: Any) -> None:
+            self.prefetched.append(len(keys))
+            await prefetch(context, batch, keys)
+
+        def counting_load(context: RequestContext, batch: Any, key: Any) -> Any:
+            self.loaded += 1
+            return load(context, batch, key)
+
+        monkeypatch.setattr(RequestContext, "prefetch", counting_prefetch)
+        monkeypatch.setattr(RequestContext, "load", counting_load)
+
+
+async def test_a_customer_field_is_loaded_once_for_a_page_and_not_per_row(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant = await env.tenant("notes")
+    ids = await _customers_with_notes(env, tenant, 4)
+    calls = LoaderCalls(monkeypatch)
+    body = await env.gql(NOTES_PAGE, tenant=tenant)
+    assert "errors" not in body, body
+    nodes = body["data"]["customers"]["nodes"]
+    assert [n["id"] for n in nodes] == ids
+    assert [[note["body"] for note in n["notes"]] for n in nodes] == [[], ["first 1"], ["first 2", "second 2"], []]
+    assert (calls.prefetched, calls.loaded) == ([4], 0)
+
+    single = "query($id: UUID!) { customer(id: $id) { notes { body } } }"
+    body = await env.gql(single, {"id": ids[2]}, tenant=tenant)
+    assert body["data"]["customer"]["notes"] == [{"body": "first 2"}, {"body": "second 2"}]
+    assert (calls.prefetched, calls.loaded) == ([4], 1)  # one customer: through the data loader
+
+
+async def test_a_customer_field_without_its_scope_is_forbidden_and_loads_nothing(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant = await env.tenant("notes")
+    await _customers_with_notes(env, tenant, 2)
+    calls = LoaderCalls(monkeypatch)
+    body = await env.gql(NOTES_PAGE, tenant=tenant, scopes=["customers:read"])
+    assert {(e["extensions"]["code"], e["extensions"]["scope"]) for e in body["errors"]} == {
+        ("FORBIDDEN", "notes:read")
+    }
+    assert [e["path"] for e in body["errors"]] == [["customers", "nodes", 0, "notes"]]
+    assert (calls.prefetched, calls.loaded) == ([], 0)
+
+
+@strawberry.type
+class Row:
+    name: str
+    count: int
+    tags: list[str]
+    note: str | None
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    def rows(self) -> list[Row]:
+        return [
+            Row(name="fine", count=1, tags=["a", "b"], note=None),
+            Row(name=None, count=2, tags=["c"], note="x"),  # type: ignore[arg-type]  # null for String!
+            Row(name="big", count=2**40, tags=["d"], note="y"),  # beyond GraphQL's Int
+            Row(name="bad tags", count=3, tags=["e", None], note="z"),  # type: ignore[list-item]
+        ]
+
+
+def _direct_rows_schema(executor: type | None) -> strawberry.Schema:
+    schema = strawberry.Schema(Query, execution_context_class=executor)
+    for graphql_field in cast(GraphQLObjectType, schema._schema.type_map["Row"]).fields.values():
+        name = graphql_field.extensions[strawberry.schema.schema_converter.GraphQLCoreConverter.DEFINITION_BACKREF]
+        graphql_field.resolve = lambda source, _, attribute=name.python_name: getattr(source, attribute)
+        graphql_field.extensions[DIRECT_FIELD] = True
+    return schema
+
+
+def test_the_short_path_answers_what_graphql_core_answers_good_values_and_bad() -> None:
+    """Values the types refuse are handed back to graphql-core: the same data and the
+    same errors, at the same paths, with the short path and without it."""
+    query = "{ rows { name count tags note } }"
+    plain = _direct_rows_schema(None).execute_sync(query)
+    short = _direct_rows_schema(DirectExecutor).execute_sync(query)
+    assert plain.errors and short.errors
+    assert short.data == plain.data
+    assert [(e.message, e.path) for e in short.errors] == [(e.message, e.path) for e in plain.errors]

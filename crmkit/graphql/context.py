@@ -41,6 +41,7 @@ class RequestContext:
     disclosures: dict[str, tuple[set[uuid.UUID], set[str]]] = field(default_factory=dict)
     """Personal data shown in clear, by target type: (ids, field names), for the access log."""
     _loaders: dict[BatchLoad, DataLoader[Any, Any]] = field(default_factory=dict)
+    _loaded: dict[BatchLoad, dict[Any, Any]] = field(default_factory=dict)
 
     @property
     def tenant_id(self) -> uuid.UUID:
@@ -78,6 +79,21 @@ class RequestContext:
         if loader is None:
             loader = self._loaders[batch] = DataLoader(load_fn=lambda keys: batch(self, keys))
         return loader.load(key)
+
+    async def prefetch(self, batch: BatchLoad, keys: Sequence[Any]) -> None:
+        """Load ``keys`` through ``batch`` now, in one call, for :meth:`batched` to answer
+        without awaiting (a ``crmkit.customer_field`` on a page of customers)."""
+        values = await batch(self, keys)
+        if len(values) != len(keys):
+            raise ValueError(f"{batch.__qualname__} returned {len(values)} values for {len(keys)} keys")
+        self._loaded.setdefault(batch, {}).update(zip(keys, values, strict=True))
+
+    def batched(self, batch: BatchLoad, key: Any) -> Any:
+        """``key``'s value if :meth:`prefetch` loaded it, else an awaitable through :meth:`load`."""
+        loaded = self._loaded.get(batch)
+        if loaded is not None and key in loaded:
+            return loaded[key]
+        return self.load(batch, key)
 
 
 def rows_by_key(rows: Iterable[V], key: Callable[[V], K], keys: Sequence[K]) -> list[list[V]]:

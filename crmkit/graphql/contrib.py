@@ -13,6 +13,7 @@ from strawberry.types import Info
 from strawberry.types.field import StrawberryField
 
 from crmkit.errors import Forbidden
+from crmkit.graphql.context import BatchLoad
 
 DIRECT = "crmkit_direct"
 """A field's metadata key (``strawberry.field(metadata={DIRECT: make})``): ``make(name)``,
@@ -43,6 +44,17 @@ def direct_resolver(definition: StrawberryField) -> Callable[..., Any] | None:
     return None if make is None else cast(Callable[..., Any], make(definition.python_name))
 
 
+BATCH = "crmkit_batch"
+"""A field's metadata key (:func:`customer_field`): ``(load, scope)``, so the executor
+loads the field for a whole list of customers before it completes them."""
+
+
+def require_scope(context: Any, scope: str) -> None:
+    """FORBIDDEN, naming the scope, unless the caller's token carries it."""
+    if scope not in context.principal.scopes:
+        raise Forbidden(f"this field needs the scope {scope!r}", scope=scope)
+
+
 class RequireScope(FieldExtension):
     """Refuses the field with FORBIDDEN, naming the scope, unless the token carries it."""
 
@@ -50,8 +62,7 @@ class RequireScope(FieldExtension):
         self.scope = scope
 
     def _check(self, info: Info) -> None:
-        if self.scope not in info.context.principal.scopes:
-            raise Forbidden(f"this field needs the scope {self.scope!r}", scope=self.scope)
+        require_scope(info.context, self.scope)
 
     def resolve(self, next_: Callable[..., Any], source: Any, info: Info, **kwargs: Any) -> Any:
         self._check(info)
@@ -83,6 +94,30 @@ def field(
         description=description,
         graphql_type=graphql_type,
         extensions=[RequireScope(scope)],
+    )
+
+
+def customer_field(load: BatchLoad, *, scope: str, graphql_type: Any, description: str | None = None) -> Any:
+    """A ``Customer`` field whose values ``load(context, customer_ids)`` returns, one per
+    id and in their order; it needs ``scope``.
+
+    On a list of customers (a page of ``customers``) ``load`` runs once for all of them
+    before the rows are completed, and each row's value is then plain data: no
+    coroutine, loader future or scope extension per row. On a single customer it goes
+    through the request's data loader (:meth:`RequestContext.load`), so customers asked
+    for in one step still share one call.
+    """
+
+    def resolve(root: Any, info: Info) -> Any:
+        context = info.context
+        require_scope(context, scope)
+        return context.batched(load, root.id)
+
+    return strawberry.field(
+        resolver=resolve,
+        graphql_type=graphql_type,
+        description=description,
+        metadata={DIRECT: lambda _: resolve, BATCH: (load, scope)},  # reads only info.context
     )
 
 

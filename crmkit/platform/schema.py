@@ -39,7 +39,8 @@ from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
-from crmkit.graphql.contrib import direct_resolver
+from crmkit.graphql.contrib import BATCH, direct_resolver
+from crmkit.graphql.execution import BATCH_FIELD, DIRECT_FIELD, DirectExecutor
 from crmkit.graphql.scalars import SCALAR_OVERRIDES, CheckArguments
 from crmkit.platform import core_plugin as core
 from crmkit.platform.registry import PluginRegistry
@@ -119,7 +120,13 @@ class PluginSetSchema(LimitedSchema):
         self._types = types
         self.plugins = plugins
         extra = [t for p in sorted(plugins) for t in types.extra_types.get(p, [])]
-        super().__init__(settings, query=types.query, mutation=types.mutation, types=extra)
+        super().__init__(
+            settings,
+            query=types.query,
+            mutation=types.mutation,
+            types=extra,
+            execution_context_class=DirectExecutor,
+        )
         _resolve_directly(self._schema)
 
     def get_fields(self, type_definition: StrawberryObjectDefinition) -> list[StrawberryField]:
@@ -135,7 +142,8 @@ def _resolve_directly(schema: GraphQLSchema) -> None:
     """Let graphql-core call plain attribute fields and personal fields itself
     (:func:`~crmkit.graphql.contrib.direct_resolver`): per row and field, strawberry's
     wrapper (its ``Info``, argument conversion, extension chain) costs more than the
-    field's own work."""
+    field's own work. Marked, so :class:`DirectExecutor` resolves the leaves among them
+    on its short path."""
     for graphql_type in schema.type_map.values():
         if not isinstance(graphql_type, GraphQLObjectType) or graphql_type.name.startswith("__"):
             continue
@@ -145,6 +153,9 @@ def _resolve_directly(schema: GraphQLSchema) -> None:
                 resolver = direct_resolver(definition)
                 if resolver is not None:
                     graphql_field.resolve = resolver
+                    graphql_field.extensions[DIRECT_FIELD] = True
+                if BATCH in definition.metadata:
+                    graphql_field.extensions[BATCH_FIELD] = definition.metadata[BATCH]
 
 
 @lru_cache(maxsize=256)

@@ -1,0 +1,234 @@
+"""Execution with a short path for plain leaf fields, and batch fields loaded per list.
+
+graphql-core executes every field of every row alike: a resolve-info object, a path,
+the resolver, then a walk down the return type to complete the value. For a page of
+fifty customers that is hundreds of fields, and for the ones whose resolver is direct
+(:func:`crmkit.graphql.contrib.direct_resolver`: an attribute, or a personal field's
+masking) and whose type is a scalar, an enum or a list of them, that machinery costs
+several times the field's own work.
+
+:class:`DirectExecutor` plans each selection set once per request (which of its fields
+take the short path) and resolves those fields with the resolver and the type's own
+``coerce_output_value`` only. Anything out of the ordinary on that path — the resolver
+raising, a null where the type forbids it, a value the type refuses, an awaitable —
+hands the field back to graphql-core, which resolves it again and reports it as it
+always does. The other fields (arguments, scope checks, objects, asynchronous
+resolvers) take graphql-core's path unchanged.
+
+A list of objects whose selection has ``crmkit.customer_field`` fields has them loaded
+for all its rows at once before the rows are completed
+(:meth:`RequestContext.prefetch`), so each row's value is already there: graphql-core
+completes the rows without a coroutine, a loader future and a task per row. A batch
+that fails is left to each row, whose field then goes through the data loader and
+reports its error where graphql-core locates it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, NamedTuple, cast
+
+from graphql import (
+    GraphQLField,
+    GraphQLLeafType,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLResolveInfo,
+    is_leaf_type,
+    is_list_type,
+    is_non_null_type,
+)
+from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
+from graphql.pyutils import AwaitableOrValue, Path, Undefined
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from crmkit.graphql.context import BatchLoad
+
+DIRECT_FIELD = "crmkit_direct_field"
+"""Set in a ``GraphQLField``'s extensions when its resolver is direct: it is synchronous
+and reads nothing of ``info`` but ``info.context``."""
+BATCH_FIELD = "crmkit_batch_field"
+"""Set in a ``GraphQLField``'s extensions to ``(load, scope)`` for a
+``crmkit.customer_field``."""
+
+
+class _ContextOnly:
+    """What a direct resolver receives as ``info``: the one attribute it may read."""
+
+    __slots__ = ("context",)
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
+
+
+class _Leaf(NamedTuple):
+    """A field on the short path: how to resolve it and how to complete its value."""
+
+    resolve: Callable[[Any, Any], Any]
+    leaf: GraphQLLeafType
+    non_null: bool
+    """The field's own type is non-null."""
+    listed: bool
+    """The type is a list of ``leaf``."""
+    items_non_null: bool
+
+
+def _short_path(field: GraphQLField, field_details: FieldDetailsList) -> _Leaf | None:
+    """The plan for ``field`` if it takes the short path, else None."""
+    if not field.extensions.get(DIRECT_FIELD) or field.resolve is None:
+        return None
+    if field.args or any(details.node.arguments for details in field_details):
+        return None
+    graphql_type: GraphQLOutputType = field.type
+    non_null = is_non_null_type(graphql_type)
+    if non_null:
+        graphql_type = graphql_type.of_type  # type: ignore[union-attr]
+    listed = items_non_null = False
+    if is_list_type(graphql_type):
+        listed = True
+        graphql_type = graphql_type.of_type
+        items_non_null = is_non_null_type(graphql_type)
+        if items_non_null:
+            graphql_type = graphql_type.of_type  # type: ignore[union-attr]
+    if not is_leaf_type(graphql_type):
+        return None
+    return _Leaf(field.resolve, graphql_type, non_null, listed, items_non_null)
+
+
+_REFUSED = object()
+"""What the short path answers when graphql-core must resolve the field itself."""
+
+
+def _complete(leaf: GraphQLLeafType, value: Any, non_null: bool) -> Any:
+    if value is None:
+        return _REFUSED if non_null else None
+    coerced = leaf.coerce_output_value(value)
+    return _REFUSED if coerced is None or coerced is Undefined else coerced
+
+
+def _resolve(plan: _Leaf, source: Any, info: _ContextOnly) -> Any:
+    try:
+        value = plan.resolve(source, info)
+        if not plan.listed:
+            return _complete(plan.leaf, value, plan.non_null)
+        if value is None:
+            return _REFUSED if plan.non_null else None
+        if isinstance(value, (str, bytes, dict)):
+            return _REFUSED
+        items = [_complete(plan.leaf, item, plan.items_non_null) for item in value]
+    except Exception:  # graphql-core resolves it again and locates the error
+        return _REFUSED
+    return _REFUSED if _REFUSED in items else items
+
+
+class DirectExecutor(StrawberryGraphQLCoreExecutionContext):
+    """graphql-core's executor, with the short path for direct leaf fields."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._plans: dict[int, tuple[GroupedFieldSet, dict[str, _Leaf]]] = {}
+        self._info = _ContextOnly(self.context_value)
+
+    def _batches(self, item_type: GraphQLOutputType, field_details: FieldDetailsList) -> list[BatchLoad]:
+        """The batch loads of the fields selected on the rows of a list of ``item_type``
+        that the caller's scopes allow (a refused one fails per row, as it should)."""
+        if is_non_null_type(item_type):
+            item_type = item_type.of_type
+        if not isinstance(item_type, GraphQLObjectType):
+            return []
+        grouped_field_set = self.collect_subfields(item_type, field_details).grouped_field_set
+        loads: list[BatchLoad] = []
+        for details in grouped_field_set.values():
+            field = self.schema.get_field(item_type, details[0].node.name.value)
+            batch = None if field is None else field.extensions.get(BATCH_FIELD)
+            if batch is not None and batch[0] not in loads and batch[1] in self.context_value.principal.scopes:
+                loads.append(batch[0])
+        return loads
+
+    def complete_iterable_value(
+        self,
+        item_type: GraphQLOutputType,
+        field_details_list: FieldDetailsList,
+        info: GraphQLResolveInfo,
+        path: Path,
+        items: Iterable[Any],
+        position_context: Any,
+    ) -> AwaitableOrValue[list[Any]]:
+        loads = self._batches(item_type, field_details_list)
+        if not loads:
+            return super().complete_iterable_value(
+                item_type, field_details_list, info, path, items, position_context
+            )
+        rows = list(items)
+        complete = super().complete_iterable_value
+
+        async def prefetched() -> list[Any]:
+            keys = [row.id for row in rows]
+            for load in loads:
+                with contextlib.suppress(Exception):  # each row's field loads it again and reports it
+                    await self.context_value.prefetch(load, keys)
+            completed = complete(item_type, field_details_list, info, path, rows, position_context)
+            if self.is_awaitable(completed):
+                return await cast(Awaitable[list[Any]], completed)
+            return cast(list[Any], completed)
+
+        return (
+            prefetched()
+            if rows
+            else complete(item_type, field_details_list, info, path, rows, position_context)
+        )
+
+    def _plan(self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet) -> dict[str, _Leaf]:
+        """The fields of ``grouped_field_set`` on the short path, planned once: graphql-core
+        collects one grouped field set per selection and type, shared by every row."""
+        cached = self._plans.get(id(grouped_field_set))
+        if cached is not None and cached[0] is grouped_field_set:
+            return cached[1]
+        plan: dict[str, _Leaf] = {}
+        middleware = self.middleware_manager
+        if middleware is None or not middleware.middlewares:  # a schema extension's resolve() wraps all
+            for response_name, field_details in grouped_field_set.items():
+                field = self.schema.get_field(parent_type, field_details[0].node.name.value)
+                leaf = None if field is None else _short_path(field, field_details)
+                if leaf is not None:
+                    plan[response_name] = leaf
+        self._plans[id(grouped_field_set)] = (grouped_field_set, plan)  # kept alive: ids stay unique
+        return plan
+
+    def execute_fields(
+        self,
+        parent_type: GraphQLObjectType,
+        source_value: Any,
+        path: Path | None,
+        grouped_field_set: GroupedFieldSet,
+        position_context: Any,
+    ) -> AwaitableOrValue[dict[str, Any]]:
+        plan = self._plan(parent_type, grouped_field_set)
+        if not plan:
+            return super().execute_fields(
+                parent_type, source_value, path, grouped_field_set, position_context
+            )
+        results: dict[str, Any] = {}
+        rest: GroupedFieldSet = {}
+        for response_name, field_details in grouped_field_set.items():
+            leaf = plan.get(response_name)
+            value = _REFUSED if leaf is None else _resolve(leaf, source_value, self._info)
+            if value is _REFUSED:
+                rest[response_name] = field_details
+            else:
+                results[response_name] = value
+        if not rest:
+            return results
+        # graphql-core keeps the selection's order: the rest resolved, then all in order
+        completed = super().execute_fields(parent_type, source_value, path, rest, position_context)
+        order = list(grouped_field_set)
+        if self.is_awaitable(completed):
+
+            async def merged() -> dict[str, Any]:
+                results.update(await completed)
+                return {name: results[name] for name in order if name in results}
+
+            return merged()
+        results.update(completed)  # type: ignore[arg-type]
+        return {name: results[name] for name in order if name in results}
