@@ -40,17 +40,18 @@ What the endpoints do, per request:
   opens a tenant session, binds the actor, ``Platform.bind`` (tenant state from the
   access cache; tenant key from the KeyRing's cache; plugin hook caller), checks the
   token is not revoked (the access cache again), parses/validates (cached)/executes the
-  query: scope checks, ``list_customers`` (customers + joined customer key, tags
-  ``selectin``), ``customer.personal`` decrypted per customer, ``displayName`` and
-  ``email`` through the masking resolvers that record the disclosure, the notes through
-  the plugin's data loader; then one access-log event (``trail.note``) and commit,
-  whose ``before_commit`` appends it to the audit chain.
+  query: scope checks, the page read as plain rows (``customer_page``: customers with
+  their keys joined, then their tags), ``personal`` decrypted per customer,
+  ``displayName`` and ``email`` through the masking resolvers that record the
+  disclosure, the notes loaded once for the page (``crmkit.customer_field``); then one
+  access-log event (``trail.note``) and commit, whose ``before_commit`` appends it to
+  the audit chain.
 * ``GET /bare``: the same token validation (``TokenService.verify``) and scope check,
   a tenant session with the same actor bound, ``platform.access.state`` and
   ``session.info[TENANT_KEYS] = await platform.keyring.tenant_keys(...)`` as
   ``Platform.bind`` does (it builds no hook caller: no hook runs on this read), the
   handler's revocation check (``platform.access.ensure_not_revoked``), the
-  same customers statement (key joined, tags selectin), the same notes batch,
+  same page read (crmkit's ``customer_page``), the same notes batch,
   decryption by crmkit itself (``customer.personal``, ``customer.display_name``),
   crmkit's ``mask``/scope decision per field, the same ``trail.note`` and commit, and
   the same JSON serialised as crmkit's handler does.
@@ -129,9 +130,10 @@ from crmkit.core.audit import chain, trail
 from crmkit.core.audit.models import GENESIS as AUDIT_GENESIS
 from crmkit.core.audit.models import AuditEvent
 from crmkit.core.audit.trail import Actor, bind_actor, hashed_fields, link_hash, note
-from crmkit.core.customers import service
+from crmkit.core.customers import pages, service
 from crmkit.core.customers.graphql import READ
-from crmkit.core.customers.models import Customer, CustomerKind, LifecycleStage
+from crmkit.core.customers.models import CustomerKind, LifecycleStage
+from crmkit.core.customers.pages import CustomerRow
 from crmkit.core.customers.personal import (
     CLASS_OF,
     TENANT_KEYS,
@@ -146,6 +148,7 @@ from crmkit.graphql.errors import error_body
 from crmkit.http.graphql import bearer_token
 from crmkit.platform import Platform, enablement
 from crmkit.platform.operator_tokens import issue_for_tenant
+from crmkit.plugins.info import TenantContext
 from crmkit.principal import Principal
 from crmkit.settings import Settings
 from crmkit.tenants.models import TenantStatus
@@ -244,7 +247,7 @@ def _json(body: dict[str, Any], status: int = 200) -> Response[bytes]:
 
 
 def _personal_value(
-    customer: Customer, name: str, scopes: frozenset[str], disclosed: tuple[set[uuid.UUID], set[str]]
+    customer: CustomerRow, name: str, scopes: frozenset[str], disclosed: tuple[set[uuid.UUID], set[str]]
 ) -> str | None:
     """What ``Customer.<name>``'s GraphQL resolver (crmkit's ``personal_field``) answers:
     the value crmkit decrypts (``customer.personal``), masked without the information
@@ -293,10 +296,10 @@ async def bare(request: Request[Any, Any, Any]) -> Response[bytes]:
             await platform.access.ensure_not_revoked(session, principal)
         except Unauthenticated as exc:
             return _json({"errors": [error_body("UNAUTHENTICATED", exc.message, request_id)]}, 401)
-        # service.list_customers' statement, unfiltered (its key joined, its tags selectin)
-        query = select(Customer).where(Customer.erased_at.is_(None)).order_by(Customer.id)
-        query = query.limit(CUSTOMERS + 1).where(Customer.archived_at.is_(None))
-        customers = (await session.scalars(query)).all()[:CUSTOMERS]
+        # the customers query's page read: customers with their keys, then their tags
+        ctx = TenantContext(tenant_id=tenant_id, session=session, jobs=platform.queue)
+        page = await pages.customer_page(ctx, service.CustomerFilter(), after=None, limit=CUSTOMERS + 1)
+        customers = page[:CUSTOMERS]
         # crmkit_notes' load_notes batch
         notes: defaultdict[uuid.UUID, list[Note]] = defaultdict(list)
         ids = [c.id for c in customers]

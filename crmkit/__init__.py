@@ -26,6 +26,7 @@ from crmkit.core.customers.models import (
     CustomerKind,
     LifecycleStage,
 )
+from crmkit.core.customers.pages import CustomerRow
 from crmkit.core.customers.personal import InformationClass
 from crmkit.core.customers.personal_columns import PersonalText
 from crmkit.core.customers.service import (
@@ -81,6 +82,7 @@ __all__ = [
     "CustomerFilter",
     "CustomerFilterInput",
     "CustomerKind",
+    "CustomerRow",
     "DomainEvent",
     "Forbidden",
     "GraphQLContribution",

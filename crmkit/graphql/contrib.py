@@ -126,7 +126,9 @@ class GraphQLContribution:
     """A plugin's part of the schema; keys are Python (snake_case) field names.
 
     ``customer`` fields are added to the core ``Customer`` type and receive the
-    customer as ``root``. ``types`` lists types reachable only through interfaces.
+    customer as ``root``: a ``Customer``, or on a page of customers a read-only
+    ``CustomerRow`` with the same attributes. ``types`` lists types reachable only
+    through interfaces.
     """
 
     query: dict[str, StrawberryField] = dc_field(default_factory=dict)

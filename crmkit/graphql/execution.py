@@ -142,7 +142,11 @@ class DirectExecutor(StrawberryGraphQLCoreExecutionContext):
         for details in grouped_field_set.values():
             field = self.schema.get_field(item_type, details[0].node.name.value)
             batch = None if field is None else field.extensions.get(BATCH_FIELD)
-            if batch is not None and batch[0] not in loads and batch[1] in self.context_value.principal.scopes:
+            if (
+                batch is not None
+                and batch[0] not in loads
+                and batch[1] in self.context_value.principal.scopes
+            ):
                 loads.append(batch[0])
         return loads
 

@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, UOWTransaction
 
 from crmkit.core.customers.models import CustomerKey
-from crmkit.core.customers.personal import TENANT_KEYS
+from crmkit.core.customers.personal import PAGE_KEYS, TENANT_KEYS
 from crmkit.db import TenantSession
 from crmkit.errors import Unauthenticated
 from crmkit.plugins.models import TenantPlugin
@@ -314,8 +314,10 @@ def _before_statement(state: ORMExecuteState) -> None:
 
 def _forget_data_keys(session: Session, erased: list[tuple[uuid.UUID, uuid.UUID]]) -> None:
     keys = session.info.get(TENANT_KEYS)
-    if keys is not None:
-        for _, customer_id in erased:
+    page_keys = session.info.get(PAGE_KEYS, {})
+    for _, customer_id in erased:
+        page_keys.pop(customer_id, None)
+        if keys is not None:
             keys.forget_data_key(customer_id)
 
 

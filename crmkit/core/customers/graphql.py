@@ -19,7 +19,7 @@ from strawberry.utils.str_converters import to_camel_case
 
 from crmkit.core.consent import graphql as consent
 from crmkit.core.consent.graphql import ConsentFilterInput
-from crmkit.core.customers import rights, service
+from crmkit.core.customers import pages, rights, service
 from crmkit.core.customers.disclosure import shown
 from crmkit.core.customers.models import (
     Activity,
@@ -232,7 +232,7 @@ async def resolve_customers(
     ctx = info.context
     size, after_id = ctx.page(first, after)
     f = filter or CustomerFilterInput()
-    rows = await service.list_customers(ctx.tenant, f.to_filter(ctx), after=after_id, limit=size + 1)
+    rows = await pages.customer_page(ctx.tenant, f.to_filter(ctx), after=after_id, limit=size + 1)
     for customer in rows[:size]:  # a match confirms the value it was found by
         for name in f.personal_criteria():
             ctx.record_disclosure("Customer", customer.id, "display_name" if name == "text" else name)

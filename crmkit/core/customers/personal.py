@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 
 TENANT_KEYS = "crmkit_tenant_keys"
 """Where a tenant session keeps the tenant's unwrapped keys (set when the scope binds)."""
+PAGE_KEYS = "crmkit_page_keys"
+"""Where a session keeps the wrapped data keys it read with a page of customers
+(:mod:`crmkit.core.customers.pages`), by customer id: the personal columns of those
+customers' rows loaded later in the transaction open with them rather than asking the
+database again. An erasure in the session drops its customer's."""
 DATA_KEY = "_crmkit_data_key"
 PENDING = b"pending"
 """``pii`` of a customer whose personal data changed and is encrypted at flush."""
@@ -138,8 +143,13 @@ def data_key(customer: Customer) -> DataKey:
 def decrypt(customer: Customer) -> PersonalData:
     if customer.pii is None or customer.key is None:  # erased
         return PersonalData()
-    plain = data_key(customer).decrypt(customer.pii, table=TABLE, column=COLUMN, row_id=customer.id)
-    return PersonalData.from_json(plain)
+    return open_sealed(data_key(customer), customer.id, customer.pii)
+
+
+def open_sealed(key: DataKey, customer_id: uuid.UUID, pii: bytes) -> PersonalData:
+    """The personal data that ``customers.pii`` of ``customer_id`` holds: what
+    :func:`seal` sealed."""
+    return PersonalData.from_json(key.decrypt(pii, table=TABLE, column=COLUMN, row_id=customer_id))
 
 
 def encrypt(customer: Customer, value: PersonalData) -> bytes:

@@ -42,7 +42,7 @@ from sqlalchemy.orm import (
 from sqlalchemy.orm.util import identity_key
 
 from crmkit.core.customers.models import CustomerKey
-from crmkit.core.customers.personal import TENANT_KEYS
+from crmkit.core.customers.personal import PAGE_KEYS, TENANT_KEYS
 from crmkit.crypto import DataKey, TenantKeys
 from crmkit.db import TenantOwned
 from crmkit.errors import NotFound
@@ -175,19 +175,24 @@ def _tenant_keys(session: Session, tenant_id: uuid.UUID) -> TenantKeys:
 
 def _data_keys(session: Session, wanted: set[tuple[uuid.UUID, uuid.UUID]]) -> dict[uuid.UUID, DataKey]:
     """The data keys of these (tenant, customer) pairs that still exist: from the session
-    when their customers are loaded, else in one query. An erased customer has none."""
+    when their customers are loaded (as entities, or on a page of rows), else in one
+    query. An erased customer has none."""
     rows: list[CustomerKey] = []
     missing: list[uuid.UUID] = []
+    found: dict[uuid.UUID, DataKey] = {}
+    page_keys: dict[uuid.UUID, bytes] = session.info.get(PAGE_KEYS, {})
     for tenant_id, customer_id in wanted:
         row = session.identity_map.get(identity_key(CustomerKey, (tenant_id, customer_id)))
-        if row is None:
-            missing.append(customer_id)
-        else:
+        if row is not None:
             rows.append(row)
+        elif customer_id in page_keys:
+            keys = _tenant_keys(session, tenant_id)
+            found[customer_id] = keys.unwrap_data_key(customer_id, page_keys[customer_id])
+        else:
+            missing.append(customer_id)
     if missing:
         with session.no_autoflush:
             rows += session.scalars(select(CustomerKey).where(CustomerKey.customer_id.in_(missing)))
-    found: dict[uuid.UUID, DataKey] = {}
     for row in rows:
         key: DataKey | None = row.__dict__.get(_DATA_KEY)
         if key is None:

@@ -364,21 +364,26 @@ def _exact(keys: TenantKeys, kind: Any, column: Any, value: str, field: str) -> 
 async def list_customers(
     ctx: TenantContext, filter: CustomerFilter, *, after: uuid.UUID | None, limit: int
 ) -> Sequence[Customer]:
-    """Customers by id; exact e-mail, phone and national id and whole name words are
-    matched through blind indexes, since the values themselves are encrypted."""
-    session = ctx.session
-    keys: TenantKeys = session.info[TENANT_KEYS]
-    query = select(Customer).where(Customer.erased_at.is_(None)).order_by(Customer.id).limit(limit)
+    """Customers by id, matching ``filter`` (:func:`matching`)."""
+    query = select(Customer).where(*matching(ctx.session.info[TENANT_KEYS], filter, after))
+    return (await ctx.session.scalars(query.order_by(Customer.id).limit(limit))).all()
+
+
+def matching(keys: TenantKeys, filter: CustomerFilter, after: uuid.UUID | None) -> list[Any]:
+    """The conditions on ``customers`` of a page after ``after`` matching ``filter``;
+    exact e-mail, phone and national id and whole name words are matched through blind
+    indexes, since the values themselves are encrypted."""
+    conditions: list[Any] = [Customer.erased_at.is_(None)]
     if after is not None:
-        query = query.where(Customer.id > after)
+        conditions.append(Customer.id > after)
     if not filter.include_archived:
-        query = query.where(Customer.archived_at.is_(None))
+        conditions.append(Customer.archived_at.is_(None))
     if filter.consent is not None:
-        query = query.where(filter.consent.where())
+        conditions.append(filter.consent.where())
     if filter.stage is not None:
-        query = query.where(Customer.lifecycle_stage == filter.stage)
+        conditions.append(Customer.lifecycle_stage == filter.stage)
     if filter.tag is not None:
-        query = query.where(
+        conditions.append(
             exists().where(
                 CustomerTag.tenant_id == Customer.tenant_id,
                 CustomerTag.customer_id == Customer.id,
@@ -386,11 +391,11 @@ async def list_customers(
             )
         )
     if filter.email:
-        query = query.where(_exact(keys, "email", Customer.email_index, filter.email, "email"))
+        conditions.append(_exact(keys, "email", Customer.email_index, filter.email, "email"))
     if filter.phone:
-        query = query.where(_exact(keys, "phone", Customer.phone_index, filter.phone, "phone"))
+        conditions.append(_exact(keys, "phone", Customer.phone_index, filter.phone, "phone"))
     if filter.national_id:
-        query = query.where(
+        conditions.append(
             _exact(keys, "national_id", Customer.national_id_index, filter.national_id, "nationalId")
         )
     if filter.text:
@@ -399,15 +404,15 @@ async def list_customers(
         tokens = keys.name_tokens(filter.text)
         if not tokens:
             raise BadUserInput("text has no words to search for", field="text")
-        for token in tokens:
-            query = query.where(
-                exists().where(
-                    CustomerNameToken.tenant_id == Customer.tenant_id,
-                    CustomerNameToken.customer_id == Customer.id,
-                    CustomerNameToken.token == token,
-                )
+        conditions.extend(
+            exists().where(
+                CustomerNameToken.tenant_id == Customer.tenant_id,
+                CustomerNameToken.customer_id == Customer.id,
+                CustomerNameToken.token == token,
             )
-    return (await session.scalars(query)).all()
+            for token in tokens
+        )
+    return conditions
 
 
 def _amount(session: TenantSession, amount: str | Decimal, currency: str | None) -> Decimal:
