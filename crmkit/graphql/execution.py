@@ -40,7 +40,7 @@ from graphql import (
     is_non_null_type,
 )
 from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
-from graphql.pyutils import AwaitableOrValue, Path, Undefined
+from graphql.pyutils import AwaitableOrValue, Path, Undefined, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from crmkit.graphql.context import BatchLoad
@@ -213,26 +213,36 @@ class DirectExecutor(StrawberryGraphQLCoreExecutionContext):
             return super().execute_fields(
                 parent_type, source_value, path, grouped_field_set, position_context
             )
+        # graphql-core's loop, with the short path first
         results: dict[str, Any] = {}
-        rest: GroupedFieldSet = {}
-        for response_name, field_details in grouped_field_set.items():
-            leaf = plan.get(response_name)
-            value = _REFUSED if leaf is None else _resolve(leaf, source_value, self._info)
-            if value is _REFUSED:
-                rest[response_name] = field_details
-            else:
+        awaited: list[str] = []
+        try:
+            for response_name, field_details in grouped_field_set.items():
+                leaf = plan.get(response_name)
+                value = _REFUSED if leaf is None else _resolve(leaf, source_value, self._info)
+                if value is _REFUSED:
+                    field_path = Path(path, response_name, parent_type.name)
+                    value = self.execute_field(
+                        parent_type, source_value, field_details, field_path, position_context
+                    )
+                    if value is Undefined:
+                        continue
+                    if self.is_awaitable(value):
+                        awaited.append(response_name)
                 results[response_name] = value
-        if not rest:
+        except Exception:
+            if awaited:  # settle what other fields started: they may fail too
+                self.settle_in_background([results[name] for name in awaited])
+            raise
+        if not awaited:
             return results
-        # graphql-core keeps the selection's order: the rest resolved, then all in order
-        completed = super().execute_fields(parent_type, source_value, path, rest, position_context)
-        order = list(grouped_field_set)
-        if self.is_awaitable(completed):
 
-            async def merged() -> dict[str, Any]:
-                results.update(await completed)
-                return {name: results[name] for name in order if name in results}
+        async def gathered() -> dict[str, Any]:
+            if len(awaited) == 1:
+                results[awaited[0]] = await results[awaited[0]]
+            else:
+                values = await gather_with_cancel(*(results[name] for name in awaited))
+                results.update(zip(awaited, values, strict=True))
+            return results
 
-            return merged()
-        results.update(completed)  # type: ignore[arg-type]
-        return {name: results[name] for name in order if name in results}
+        return gathered()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from crmkit.core.customers.models import Customer, CustomerKey, CustomerKind, CustomerTag, LifecycleStage
 from crmkit.core.customers.personal import PAGE_KEYS, TENANT_KEYS, PersonalData, open_sealed
@@ -81,6 +81,15 @@ COLUMNS = (
 )
 
 
+TAGS = (
+    select(CustomerTag.customer_id, CustomerTag.tag)
+    .where(CustomerTag.customer_id.in_(bindparam("ids", expanding=True)))
+    .order_by(CustomerTag.customer_id, CustomerTag.tag)
+)
+"""The tags of a page's customers: built once (an ``IN`` of fifty literals costs more to
+build than to run)."""
+
+
 async def customer_page(
     ctx: TenantContext, filter: CustomerFilter, *, after: uuid.UUID | None, limit: int
 ) -> list[CustomerRow]:
@@ -102,11 +111,7 @@ async def customer_page(
     page_keys.update((row.id, row.wrapped_key) for row in rows if row.wrapped_key is not None)
     if rows:
         tags: defaultdict[uuid.UUID, list[str]] = defaultdict(list)
-        ids = [row.id for row in rows]
-        found = select(CustomerTag.customer_id, CustomerTag.tag).where(CustomerTag.customer_id.in_(ids))
-        for customer_id, tag in await session.execute(
-            found.order_by(CustomerTag.customer_id, CustomerTag.tag)
-        ):
+        for customer_id, tag in await session.execute(TAGS, {"ids": [row.id for row in rows]}):
             tags[customer_id].append(tag)
         for row in rows:
             row.tag_names = tags[row.id]
