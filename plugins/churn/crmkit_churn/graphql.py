@@ -103,12 +103,6 @@ async def load_churn(
     return answer
 
 
-async def resolve_customer_churn(
-    root: crmkit.Customer, info: crmkit.Info
-) -> CustomerChurnType | None:
-    return await info.context.load(load_churn, root.id)
-
-
 @strawberry.input(name="ChurnAlertFilter")
 class AlertFilter:
     status: AlertStatus | None = None
@@ -372,7 +366,11 @@ async def resolve_run(info: crmkit.Info) -> RunType:
 
 def contribution() -> crmkit.GraphQLContribution:
     return crmkit.GraphQLContribution(
-        customer={"churn": crmkit.field(resolve_customer_churn, scope=READ)},
+        customer={
+            "churn": crmkit.customer_field(
+                load_churn, scope=READ, graphql_type=CustomerChurnType | None
+            )
+        },
         query={
             "churn_alerts": crmkit.field(resolve_alerts, scope=READ),
             "churn_alert": crmkit.field(resolve_alert, scope=READ),

@@ -159,12 +159,30 @@ class SummaryType:
 
 async def load_accounts(
     context: crmkit.RequestContext, customer_ids: Sequence[uuid.UUID]
-) -> list[Account | None]:
+) -> list[AccountType]:
+    """``Customer.loyalty`` of a page: a customer without points yet shows the lowest tier."""
     rows = await context.session.scalars(
         select(Account).where(Account.customer_id.in_(customer_ids))
     )
     by_customer = {account.customer_id: account for account in rows}
-    return [by_customer.get(customer_id) for customer_id in customer_ids]
+    lowest = context.tenant_context(NAME).settings_as(LoyaltySettings).tiers[0].name
+    answer = []
+    for customer_id in customer_ids:
+        account = by_customer.get(customer_id)
+        if account is None:
+            answer.append(
+                AccountType(customer_id=customer_id, balance=0, tier=lowest, tier_since=None)
+            )
+        else:
+            answer.append(
+                AccountType(
+                    customer_id=customer_id,
+                    balance=account.balance,
+                    tier=account.tier,
+                    tier_since=account.tier_since,
+                )
+            )
+    return answer
 
 
 async def load_expiring(
@@ -224,22 +242,6 @@ async def load_ledger(
 
 
 # --- resolvers --------------------------------------------------------------------------
-
-
-async def resolve_loyalty(root: crmkit.Customer, info: crmkit.Info) -> AccountType:
-    """``Customer.loyalty``: a customer without points yet shows the lowest tier."""
-    account: Account | None = await info.context.load(load_accounts, root.id)
-    if account is None:
-        settings = info.context.tenant_context(NAME).settings_as(LoyaltySettings)
-        return AccountType(
-            customer_id=root.id, balance=0, tier=settings.tiers[0].name, tier_since=None
-        )
-    return AccountType(
-        customer_id=root.id,
-        balance=account.balance,
-        tier=account.tier,
-        tier_since=account.tier_since,
-    )
 
 
 def _ctx(info: crmkit.Info) -> crmkit.TenantContext:
@@ -339,7 +341,9 @@ async def resolve_summary(info: crmkit.Info, months: int = 12) -> SummaryType:
 
 def contribution() -> crmkit.GraphQLContribution:
     return crmkit.GraphQLContribution(
-        customer={"loyalty": crmkit.field(resolve_loyalty, scope=READ)},
+        customer={
+            "loyalty": crmkit.customer_field(load_accounts, scope=READ, graphql_type=AccountType)
+        },
         query={
             "loyalty_rewards": crmkit.field(resolve_rewards, scope=READ),
             "loyalty_summary": crmkit.field(resolve_summary, scope=READ),
