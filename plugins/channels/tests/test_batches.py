@@ -1,17 +1,22 @@
 """A send job sends a batch: within it each recipient's outcome is its own (one without
 consent is suppressed, one failing transiently is retried alone, the rest are sent
 once, and a repeated job sends nothing), and the statements a batch costs do not grow
-with its size."""
+with its size. A gateway's HTTP clients go to one send at a time, at most
+``HTTP_CONNECTIONS`` at once."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 
+import httpx
 from channels_helpers import START, campaign, grant, messages, ok, progress, template
 from channels_loopback import Loopback, unique_number
 from crmkit.testing import Env, StatementCounter
 
 from crmkit_channels import service
+from crmkit_channels.providers import HTTP_CONNECTIONS, gateway_client
 
 
 def e164(national: str) -> str:
@@ -99,3 +104,24 @@ async def test_a_batch_costs_the_same_statements_for_3_and_12_recipients(
         counts[size] = sql_statements.count
         assert (await progress(env, tenant, campaign_id))["progress"]["sent"] == size
     assert counts[3] == counts[12], counts
+
+
+async def test_a_gateway_lends_its_clients_one_send_at_a_time() -> None:
+    url = "https://gateway.example/lent"
+
+    async def one_more() -> httpx.AsyncClient:
+        async with gateway_client(url) as client:
+            return client
+
+    async with contextlib.AsyncExitStack() as stack:
+        lent = [
+            await stack.enter_async_context(gateway_client(url)) for _ in range(HTTP_CONNECTIONS)
+        ]
+        assert len({id(client) for client in lent}) == HTTP_CONNECTIONS
+        waiting = asyncio.create_task(one_more())
+        await asyncio.sleep(0)
+        assert not waiting.done()  # every client is out: the next send waits for one
+    # the stack gave them back last to first: the one returned last goes out first
+    assert await waiting is lent[0]
+    async with gateway_client(url) as client:
+        assert client in lent  # no new client once they are back

@@ -12,7 +12,7 @@ from channels_loopback import Loopback
 from crmkit.testing import StatementCounter
 from sqlalchemy import text
 
-from crmkit_channels.providers import http_client
+from crmkit_channels.providers import gateway_client
 
 SECRET = "Zweistein, your mortgage offer"
 
@@ -98,12 +98,12 @@ async def test_messages_of_a_page_cost_the_same_statements_for_5_and_50_customer
     assert counts[5] == counts[50], counts
 
 
-async def test_the_shared_gateway_client_keeps_no_cookie() -> None:
-    """One client serves every tenant's sends to a gateway: a cookie set in answer to
-    one tenant's send must not travel with the next tenant's."""
+async def test_the_shared_gateway_clients_keep_no_cookie() -> None:
+    """The clients of a gateway serve every tenant's sends to it: a cookie set in answer
+    to one tenant's send must not travel with the next tenant's."""
     url = "https://gateway.example/sms"
-    client = http_client(url)
-    request = httpx.Request("POST", url)
-    answer = httpx.Response(200, headers={"set-cookie": "session=tenant-a"}, request=request)
-    client.cookies.extract_cookies(answer)
-    assert len(client.cookies.jar) == 0
+    async with gateway_client(url) as client:
+        request = httpx.Request("POST", url)
+        answer = httpx.Response(200, headers={"set-cookie": "session=tenant-a"}, request=request)
+        client.cookies.extract_cookies(answer)
+        assert len(client.cookies.jar) == 0
