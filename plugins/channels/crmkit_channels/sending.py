@@ -116,6 +116,10 @@ async def send_batch(ctx: crmkit.TenantContext, message_ids: list[str]) -> None:
         outgoing.append((message, provider, outbound))
     outcomes = await _send_all(ctx, outgoing, settings.send_concurrency)
     _record(ctx, [m for m, _, _ in outgoing], outcomes, settings, now)
+    # Flushed while ``customers`` holds their data keys: the session keeps loaded rows
+    # only while they are referenced, so at commit the texts' encryption would load and
+    # unwrap every key of the batch again.
+    await ctx.session.flush()
 
 
 async def _lock_due(

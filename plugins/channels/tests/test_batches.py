@@ -103,6 +103,9 @@ async def test_a_batch_costs_the_same_statements_for_3_and_12_recipients(
         await env.drain()
         counts[size] = sql_statements.count
         assert (await progress(env, tenant, campaign_id))["progress"]["sent"] == size
+        # the texts are encrypted with the data keys loaded with the customers
+        reloaded = [s for s in sql_statements.statements if s.startswith("SELECT customer_keys.")]
+        assert reloaded == []
     assert counts[3] == counts[12], counts
 
 
