@@ -151,12 +151,12 @@ async def test_abuse_limits(env: Env) -> None:
 
 
 async def test_internal_errors_are_masked(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    from crmkit.core.customers import service
+    from crmkit.core.customers import pages
 
     async def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("secret stack detail")
 
-    monkeypatch.setattr(service, "list_customers", boom)
+    monkeypatch.setattr(pages, "customer_page", boom)
     tenant = await env.tenant()
     body = await env.gql(PAGE, tenant=tenant)
     error = body["errors"][0]

@@ -6,6 +6,7 @@ is loaded once for a whole page of customers."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any, cast
 
@@ -133,16 +134,28 @@ class Row:
     note: str | None
 
 
+ROWS = [
+    Row(name="fine", count=1, tags=["a", "b"], note=None),
+    Row(name=None, count=2, tags=["c"], note="x"),  # type: ignore[arg-type]  # null for String!
+    Row(name="big", count=2**40, tags=["d"], note="y"),  # beyond GraphQL's Int
+    Row(name="bad tags", count=3, tags=["e", None], note="z"),  # type: ignore[list-item]
+]
+
+
 @strawberry.type
 class Query:
     @strawberry.field
     def rows(self) -> list[Row]:
-        return [
-            Row(name="fine", count=1, tags=["a", "b"], note=None),
-            Row(name=None, count=2, tags=["c"], note="x"),  # type: ignore[arg-type]  # null for String!
-            Row(name="big", count=2**40, tags=["d"], note="y"),  # beyond GraphQL's Int
-            Row(name="bad tags", count=3, tags=["e", None], note="z"),  # type: ignore[list-item]
-        ]
+        return ROWS
+
+    @strawberry.field
+    def maybe_rows(self) -> list[Row | None] | None:
+        """Nullable rows: an error nulls its row, not the list."""
+        return [*ROWS, None]
+
+    @strawberry.field
+    async def later_rows(self) -> list[Row | None]:
+        return [*ROWS, None]
 
 
 def _direct_rows_schema(executor: type | None) -> strawberry.Schema:
@@ -157,9 +170,13 @@ def _direct_rows_schema(executor: type | None) -> strawberry.Schema:
 def test_the_short_path_answers_what_graphql_core_answers_good_values_and_bad() -> None:
     """Values the types refuse are handed back to graphql-core: the same data and the
     same errors, at the same paths, with the short path and without it."""
-    query = "{ rows { name count tags note } }"
-    plain = _direct_rows_schema(None).execute_sync(query)
-    short = _direct_rows_schema(DirectExecutor).execute_sync(query)
-    assert plain.errors and short.errors
-    assert short.data == plain.data
-    assert [(e.message, e.path) for e in short.errors] == [(e.message, e.path) for e in plain.errors]
+    for query in (
+        "{ rows { name count tags note } }",
+        "{ maybeRows { name count tags note } }",
+        "{ laterRows { name count } good: maybeRows { note } }",
+    ):
+        plain = asyncio.run(_direct_rows_schema(None).execute(query))
+        short = asyncio.run(_direct_rows_schema(DirectExecutor).execute(query))
+        assert plain.errors and short.errors
+        assert short.data == plain.data, query
+        assert [(e.message, e.path) for e in short.errors] == [(e.message, e.path) for e in plain.errors]

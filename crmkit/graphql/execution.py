@@ -161,11 +161,9 @@ class DirectExecutor(StrawberryGraphQLCoreExecutionContext):
     ) -> AwaitableOrValue[list[Any]]:
         loads = self._batches(item_type, field_details_list)
         if not loads:
-            return super().complete_iterable_value(
-                item_type, field_details_list, info, path, items, position_context
-            )
+            return self._complete_rows(item_type, field_details_list, info, path, items, position_context)
         rows = list(items)
-        complete = super().complete_iterable_value
+        complete = self._complete_rows
 
         async def prefetched() -> list[Any]:
             keys = [row.id for row in rows]
@@ -182,6 +180,71 @@ class DirectExecutor(StrawberryGraphQLCoreExecutionContext):
             if rows
             else complete(item_type, field_details_list, info, path, rows, position_context)
         )
+
+    def _complete_rows(
+        self,
+        item_type: GraphQLOutputType,
+        field_details_list: FieldDetailsList,
+        info: GraphQLResolveInfo,
+        path: Path,
+        items: Iterable[Any],
+        position_context: Any,
+    ) -> AwaitableOrValue[list[Any]]:
+        """A list of objects completed by executing each row's fields directly: what
+        graphql-core does per row (two complete_value calls for a non-null item, the
+        object's completion, the memoized subfield lookup) decided once for the list.
+        Anything else — null or awaitable items, a type check, @defer or @stream — takes
+        graphql-core's way."""
+        row_type = item_type.of_type if is_non_null_type(item_type) else item_type
+        if (
+            position_context is not None
+            or not isinstance(items, list)
+            or not isinstance(row_type, GraphQLObjectType)
+            or row_type.is_type_of is not None
+            or self.get_stream_usage(field_details_list, path) is not None
+            or any(item is None or self.is_awaitable(item) for item in items)
+        ):
+            return super().complete_iterable_value(
+                item_type, field_details_list, info, path, items, position_context
+            )
+        grouped_field_set, new_defer_usages, _ = self.collect_subfields(row_type, field_details_list)
+        if new_defer_usages:
+            return super().complete_iterable_value(
+                item_type, field_details_list, info, path, items, position_context
+            )
+        completed: list[Any] = []
+        awaited: list[int] = []
+        for index, item in enumerate(items):
+            item_path = path.add_key(index, None)
+            try:
+                row = self.execute_fields(row_type, item, item_path, grouped_field_set, None)
+            except Exception as raw_error:  # as complete_list_item_value handles it
+                self.handle_field_error(raw_error, item_type, field_details_list, item_path)
+                row = None
+            else:
+                if self.is_awaitable(row):
+                    row = self._settled(row, item_type, field_details_list, item_path)
+                    awaited.append(index)
+            completed.append(row)
+        if not awaited:
+            return completed
+
+        async def gathered() -> list[Any]:
+            values = await gather_with_cancel(*(completed[index] for index in awaited))
+            for index, value in zip(awaited, values, strict=True):
+                completed[index] = value
+            return completed
+
+        return gathered()
+
+    async def _settled(
+        self, row: Awaitable[Any], item_type: GraphQLOutputType, field_details: FieldDetailsList, path: Path
+    ) -> Any:
+        try:
+            return await row
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, item_type, field_details, path)
+            return None
 
     def _plan(self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet) -> dict[str, _Leaf]:
         """The fields of ``grouped_field_set`` on the short path, planned once: graphql-core
