@@ -363,9 +363,9 @@ RAW_SQL = {
         " target_ids, fields, request_id, prev_hash, hash) VALUES {rows}"
     ),
 }
-_APPEND = trail._statements("postgresql").try_append.compile(dialect=asyncpg_dialect.dialect())
-RAW_SQL["append"] = _APPEND.string
-APPEND_ORDER = list(_APPEND.positiontup or ())
+_APPEND = trail._statements(asyncpg_dialect.dialect()).try_append
+RAW_SQL["append"] = _APPEND.sql
+APPEND_ORDER = list(_APPEND.names or ())
 """crmkit's own one-statement access-log append on PostgreSQL, as asyncpg receives it."""
 """The raw endpoint's statements on PostgreSQL (``$n`` parameters); on SQLite the same
 with ``?`` and SQLite's types (:func:`_sqlite_sql`)."""
