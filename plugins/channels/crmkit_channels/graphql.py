@@ -153,15 +153,11 @@ async def load_counts(
 async def load_messages(
     context: crmkit.RequestContext, customer_ids: Sequence[uuid.UUID]
 ) -> list[list[Message]]:
-    """A page of customers' messages in one query, newest first."""
+    """``Customer.messages``: a page of customers' messages in one query, newest first."""
     rows = await context.session.scalars(
         select(Message).where(Message.customer_id.in_(customer_ids)).order_by(Message.id.desc())
     )
     return crmkit.rows_by_key(rows, lambda message: message.customer_id, customer_ids)
-
-
-async def resolve_customer_messages(root: crmkit.Customer, info: crmkit.Info) -> list[MessageType]:
-    return await info.context.load(load_messages, root.id)
 
 
 async def resolve_templates(info: crmkit.Info, key: str | None = None) -> list[TemplateType]:
@@ -323,7 +319,11 @@ async def resolve_stats(info: crmkit.Info, since: datetime, until: datetime) -> 
 
 def contribution() -> crmkit.GraphQLContribution:
     return crmkit.GraphQLContribution(
-        customer={"messages": crmkit.field(resolve_customer_messages, scope=READ)},
+        customer={
+            "messages": crmkit.customer_field(
+                load_messages, scope=READ, graphql_type=list[MessageType]
+            )
+        },
         query={
             "channel_templates": crmkit.field(resolve_templates, scope=READ),
             "campaign": crmkit.field(resolve_campaign, scope=READ),
