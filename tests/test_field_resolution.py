@@ -67,7 +67,9 @@ async def _customers_with_notes(env: Env, tenant: uuid.UUID, count: int) -> list
         customer = await env.create_customer(tenant, givenName=f"Ada{i}")
         for body in (f"first {i}", f"second {i}")[: i % 3]:
             mutation = "mutation($id: UUID!, $body: String!) { addNote(customerId: $id, body: $body) { id } }"
-            assert "errors" not in await env.gql(mutation, {"id": customer["id"], "body": body}, tenant=tenant)
+            assert "errors" not in await env.gql(
+                mutation, {"id": customer["id"], "body": body}, tenant=tenant
+            )
         ids.append(customer["id"])
     return ids
 
@@ -103,7 +105,12 @@ async def test_a_customer_field_is_loaded_once_for_a_page_and_not_per_row(
     assert "errors" not in body, body
     nodes = body["data"]["customers"]["nodes"]
     assert [n["id"] for n in nodes] == ids
-    assert [[note["body"] for note in n["notes"]] for n in nodes] == [[], ["first 1"], ["first 2", "second 2"], []]
+    assert [[note["body"] for note in n["notes"]] for n in nodes] == [
+        [],
+        ["first 1"],
+        ["first 2", "second 2"],
+        [],
+    ]
     assert (calls.prefetched, calls.loaded) == ([4], 0)
 
     single = "query($id: UUID!) { customer(id: $id) { notes { body } } }"
@@ -161,7 +168,9 @@ class Query:
 def _direct_rows_schema(executor: type | None) -> strawberry.Schema:
     schema = strawberry.Schema(Query, execution_context_class=executor)
     for graphql_field in cast(GraphQLObjectType, schema._schema.type_map["Row"]).fields.values():
-        name = graphql_field.extensions[strawberry.schema.schema_converter.GraphQLCoreConverter.DEFINITION_BACKREF]
+        name = graphql_field.extensions[
+            strawberry.schema.schema_converter.GraphQLCoreConverter.DEFINITION_BACKREF
+        ]
         graphql_field.resolve = lambda source, _, attribute=name.python_name: getattr(source, attribute)
         graphql_field.extensions[DIRECT_FIELD] = True
     return schema
