@@ -229,6 +229,9 @@ class TenantSession(AsyncSession):
         run_sync = _serialised(AsyncSession.run_sync)
 
 
+_TENANT_CRITERIA = "crmkit_tenant_criteria"
+
+
 def _add_tenant_criteria(state: ORMExecuteState) -> None:
     if not (state.is_select or state.is_update or state.is_delete):
         return
@@ -239,14 +242,16 @@ def _add_tenant_criteria(state: ORMExecuteState) -> None:
         if any(isinstance(m.class_, type) and issubclass(m.class_, TenantOwned) for m in state.all_mappers):
             raise UnscopedQuery("tenant-owned data queried outside a tenant scope")
         return
-    state.statement = state.statement.options(
-        with_loader_criteria(
+    criteria = state.session.info.get(_TENANT_CRITERIA)
+    if criteria is None or criteria[0] != tenant_id:  # made once per session, not per statement
+        option = with_loader_criteria(
             TenantOwned,
             lambda cls: cls.tenant_id == tenant_id,
             include_aliases=True,
             track_closure_variables=False,
         )
-    )
+        criteria = state.session.info[_TENANT_CRITERIA] = (tenant_id, option)
+    state.statement = state.statement.options(criteria[1])
 
 
 def _check_tenant_writes(session: Session, flush_context: UOWTransaction, instances: Any) -> None:

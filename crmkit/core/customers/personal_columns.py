@@ -259,7 +259,11 @@ def _open_loaded(state: ORMExecuteState) -> Any:
         return None
     result = state.invoke_statement()  # an AsyncSession's result has loaded every row
     session = state.session
-    if _TO_OPEN not in session.info and any(personal_columns(m) for m in state.all_mappers):
+    if (
+        _TO_OPEN not in session.info
+        and not state.execution_options.get("prebuffer_rows")  # an AsyncSession's: all loaded
+        and any(personal_columns(m) for m in state.all_mappers)
+    ):
         result = result.freeze()()  # a plain Session loads rows as they are read: read them now
     rows: list[Any] = session.info.pop(_TO_OPEN, [])
     if rows and TENANT_KEYS in session.info:
