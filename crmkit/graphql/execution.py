@@ -128,6 +128,7 @@ class DirectExecutor(StrawberryGraphQLCoreExecutionContext):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._plans: dict[int, tuple[GroupedFieldSet, dict[str, _Leaf]]] = {}
+        self._loads: dict[int, tuple[FieldDetailsList, list[BatchLoad]]] = {}
         self._info = _ContextOnly(self.context_value)
 
     def _batches(self, item_type: GraphQLOutputType, field_details: FieldDetailsList) -> list[BatchLoad]:
@@ -137,6 +138,9 @@ class DirectExecutor(StrawberryGraphQLCoreExecutionContext):
             item_type = item_type.of_type
         if not isinstance(item_type, GraphQLObjectType):
             return []
+        cached = self._loads.get(id(field_details))
+        if cached is not None and cached[0] is field_details:  # a nested list's rows share it
+            return cached[1]
         grouped_field_set = self.collect_subfields(item_type, field_details).grouped_field_set
         loads: list[BatchLoad] = []
         for details in grouped_field_set.values():
@@ -148,6 +152,7 @@ class DirectExecutor(StrawberryGraphQLCoreExecutionContext):
                 and batch[1] in self.context_value.principal.scopes
             ):
                 loads.append(batch[0])
+        self._loads[id(field_details)] = (field_details, loads)  # kept alive: ids stay unique
         return loads
 
     def complete_iterable_value(
@@ -166,7 +171,7 @@ class DirectExecutor(StrawberryGraphQLCoreExecutionContext):
         complete = self._complete_rows
 
         async def prefetched() -> list[Any]:
-            keys = [row.id for row in rows]
+            keys = [row.id for row in rows if row is not None]
             for load in loads:
                 with contextlib.suppress(Exception):  # each row's field loads it again and reports it
                     await self.context_value.prefetch(load, keys)
