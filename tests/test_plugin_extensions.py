@@ -4,8 +4,9 @@ the demo's sample data (``seed_demo``), and calls to hooks another plugin declar
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
-from crmkit.testing import Env
+from crmkit.testing import Env, FrozenClock
 from tests import recorder_plugin
 
 
@@ -34,6 +35,25 @@ async def test_a_plugin_route_answers_crmkit_errors_as_json_and_is_rate_limited(
     assert [a.status_code for a in answers] == [200, 200, 200, 429]
     assert answers[-1].json()["error"] == "RATE_LIMITED"
     assert 1 <= int(answers[-1].headers["Retry-After"]) <= 60
+
+
+async def test_a_plugin_routes_rate_limit_slides_across_the_turn_of_a_minute(
+    env: Env, clock: FrozenClock
+) -> None:
+    """Three a minute means three in any sixty seconds, not three more at hh:mm:00."""
+    tenant = await env.tenant("recorder")
+    path = f"/plugins/recorder/hello/{tenant}"
+    clock.set(datetime(2025, 1, 6, 9, 0, 58, tzinfo=UTC))
+    assert [(await env.client.get(path)).status_code for _ in range(3)] == [200] * 3
+
+    clock.advance(seconds=3)  # 09:01:01, a new minute on the wall
+    refused = await env.client.get(path)
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "57"
+
+    clock.advance(seconds=56)  # 09:01:57: one second short, and the refusal did not count
+    assert (await env.client.get(path)).status_code == 429
+    clock.advance(seconds=1)
+    assert (await env.client.get(path)).status_code == 200
 
 
 async def test_a_hook_no_installed_plugin_declares_calls_nothing(env: Env) -> None:

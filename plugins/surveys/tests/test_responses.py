@@ -128,7 +128,7 @@ async def test_expired_and_forged_tokens_are_refused(env: Env, clock: FrozenCloc
     assert await count(env, tenant, Response) == 0
 
 
-async def test_requests_are_rate_limited_per_token(env: Env) -> None:
+async def test_requests_are_rate_limited_per_token(env: Env, clock: FrozenClock) -> None:
     _, path, _ = await setup(env)
     statuses = [(await env.client.get(path)).status_code for _ in range(21)]
     assert statuses == [200] * 20 + [429]  # TOKEN_PER_MINUTE
