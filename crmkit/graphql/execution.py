@@ -12,8 +12,10 @@ take the short path) and resolves those fields with the resolver and the type's 
 ``coerce_output_value`` only. Anything out of the ordinary on that path — the resolver
 raising, a null where the type forbids it, a value the type refuses, an awaitable —
 hands the field back to graphql-core, which resolves it again and reports it as it
-always does. The other fields (arguments, scope checks, objects, asynchronous
-resolvers) take graphql-core's path unchanged.
+always does. A direct field whose value is a list of objects (a customer's notes) has
+its rows executed the same way, row by row, without graphql-core's per-field steps. The
+other fields (arguments, scope checks, single objects, asynchronous resolvers) take
+graphql-core's path unchanged.
 
 A list of objects whose selection has ``crmkit.customer_field`` fields has them loaded
 for all its rows at once before the rows are completed
@@ -26,6 +28,7 @@ reports its error where graphql-core locates it.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, NamedTuple, cast
 
@@ -35,11 +38,13 @@ from graphql import (
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLResolveInfo,
+    GraphQLResolveInfoHelpers,
     is_leaf_type,
     is_list_type,
     is_non_null_type,
 )
 from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
+from graphql.execution.executor import to_nodes
 from graphql.pyutils import AwaitableOrValue, Path, Undefined, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
@@ -74,7 +79,20 @@ class _Leaf(NamedTuple):
     items_non_null: bool
 
 
-def _short_path(field: GraphQLField, field_details: FieldDetailsList) -> _Leaf | None:
+class _Rows(NamedTuple):
+    """A field on the short path whose value is a list of objects (a customer's notes):
+    resolved directly, its rows completed by :meth:`DirectExecutor._execute_rows`."""
+
+    field: GraphQLField
+    resolve: Callable[[Any, Any], Any]
+    field_type: GraphQLOutputType
+    item_type: GraphQLOutputType
+    """The list's item type as declared (non-null or not)."""
+    row_type: GraphQLObjectType
+    non_null: bool
+
+
+def _short_path(field: GraphQLField, field_details: FieldDetailsList) -> _Leaf | _Rows | None:
     """The plan for ``field`` if it takes the short path, else None."""
     if not field.extensions.get(DIRECT_FIELD) or field.resolve is None:
         return None
@@ -87,10 +105,12 @@ def _short_path(field: GraphQLField, field_details: FieldDetailsList) -> _Leaf |
     listed = items_non_null = False
     if is_list_type(graphql_type):
         listed = True
-        graphql_type = graphql_type.of_type
+        item_type = graphql_type = graphql_type.of_type
         items_non_null = is_non_null_type(graphql_type)
         if items_non_null:
             graphql_type = graphql_type.of_type  # type: ignore[union-attr]
+        if isinstance(graphql_type, GraphQLObjectType) and graphql_type.is_type_of is None:
+            return _Rows(field, field.resolve, field.type, item_type, graphql_type, non_null)
     if not is_leaf_type(graphql_type):
         return None
     return _Leaf(field.resolve, graphql_type, non_null, listed, items_non_null)
@@ -122,14 +142,33 @@ def _resolve(plan: _Leaf, source: Any, info: _ContextOnly) -> Any:
     return _REFUSED if _REFUSED in items else items
 
 
+def _weakly(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` called through a weak reference to its object: graphql-core's helpers
+    for resolvers hold the executor's own bound methods, a cycle that kept each
+    request's whole object graph (its context, session, loaded rows) alive until the
+    garbage collector's next pass."""
+    ref = weakref.WeakMethod(method)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        bound = ref()
+        if bound is None:
+            raise RuntimeError("the execution has ended")
+        return bound(*args, **kwargs)
+
+    return call
+
+
 class DirectExecutor(StrawberryGraphQLCoreExecutionContext):
     """graphql-core's executor, with the short path for direct leaf fields."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._plans: dict[int, tuple[GroupedFieldSet, dict[str, _Leaf]]] = {}
+        self._plans: dict[int, tuple[GroupedFieldSet, dict[str, _Leaf | _Rows]]] = {}
         self._loads: dict[int, tuple[FieldDetailsList, list[BatchLoad]]] = {}
         self._info = _ContextOnly(self.context_value)
+        self.async_helpers = GraphQLResolveInfoHelpers(
+            gather=_weakly(self.gather_async_work), track=_weakly(self.track_async_work)
+        )
 
     def _batches(self, item_type: GraphQLOutputType, field_details: FieldDetailsList) -> list[BatchLoad]:
         """The batch loads of the fields selected on the rows of a list of ``item_type``
@@ -195,19 +234,15 @@ class DirectExecutor(StrawberryGraphQLCoreExecutionContext):
         items: Iterable[Any],
         position_context: Any,
     ) -> AwaitableOrValue[list[Any]]:
-        """A list of objects completed by executing each row's fields directly: what
-        graphql-core does per row (two complete_value calls for a non-null item, the
-        object's completion, the memoized subfield lookup) decided once for the list.
-        Anything else — null or awaitable items, a type check, @defer or @stream — takes
-        graphql-core's way."""
+        """A list of objects completed by executing each row's fields directly
+        (:meth:`_execute_rows`), or graphql-core's way where that does not apply."""
         row_type = item_type.of_type if is_non_null_type(item_type) else item_type
         if (
             position_context is not None
             or not isinstance(items, list)
             or not isinstance(row_type, GraphQLObjectType)
             or row_type.is_type_of is not None
-            or self.get_stream_usage(field_details_list, path) is not None
-            or any(item is None or self.is_awaitable(item) for item in items)
+            or not self._rows_completable(field_details_list, path, items)
         ):
             return super().complete_iterable_value(
                 item_type, field_details_list, info, path, items, position_context
@@ -217,6 +252,25 @@ class DirectExecutor(StrawberryGraphQLCoreExecutionContext):
             return super().complete_iterable_value(
                 item_type, field_details_list, info, path, items, position_context
             )
+        return self._execute_rows(item_type, row_type, field_details_list, grouped_field_set, path, items)
+
+    def _rows_completable(self, field_details_list: FieldDetailsList, path: Path, items: list[Any]) -> bool:
+        """Whether rows can be executed directly: no @stream, no null or awaitable row."""
+        return self.get_stream_usage(field_details_list, path) is None and not any(
+            item is None or self.is_awaitable(item) for item in items
+        )
+
+    def _execute_rows(
+        self,
+        item_type: GraphQLOutputType,
+        row_type: GraphQLObjectType,
+        field_details_list: FieldDetailsList,
+        grouped_field_set: GroupedFieldSet,
+        path: Path,
+        items: list[Any],
+    ) -> AwaitableOrValue[list[Any]]:
+        """What graphql-core does per row (two complete_value calls for a non-null item,
+        the object's completion, the memoized subfield lookup), decided once for the list."""
         completed: list[Any] = []
         awaited: list[int] = []
         for index, item in enumerate(items):
@@ -242,6 +296,47 @@ class DirectExecutor(StrawberryGraphQLCoreExecutionContext):
 
         return gathered()
 
+    def _direct_rows(
+        self,
+        plan: _Rows,
+        parent_type: GraphQLObjectType,
+        source: Any,
+        field_details: FieldDetailsList,
+        path: Path | None,
+        response_name: str,
+    ) -> Any:
+        """A list-of-objects field on the short path, as :meth:`execute_field` would
+        complete it; :data:`_REFUSED` where graphql-core must resolve it itself (a
+        resolver error, a null it forbids, rows it must check, batch fields to load first).
+        An awaitable value (a data loader's) is resolved once and completed by graphql-core."""
+        try:
+            rows = plan.resolve(source, self._info)
+        except Exception:  # graphql-core resolves it again and locates the error
+            return _REFUSED
+        field_path = Path(path, response_name, parent_type.name)
+        if self.is_awaitable(rows):  # through the data loader: graphql-core completes it
+            info = self.build_resolve_info(plan.field, to_nodes(field_details), parent_type, field_path)
+            return self.complete_awaitable_value(plan.field_type, field_details, info, field_path, rows, None)
+        if rows is None:
+            return _REFUSED if plan.non_null else None
+        if not isinstance(rows, list) or self._batches(plan.item_type, field_details):
+            return _REFUSED
+        if not self._rows_completable(field_details, field_path, rows):
+            return _REFUSED
+        grouped_field_set, new_defer_usages, _ = self.collect_subfields(plan.row_type, field_details)
+        if new_defer_usages:
+            return _REFUSED
+        try:
+            completed = self._execute_rows(
+                plan.item_type, plan.row_type, field_details, grouped_field_set, field_path, rows
+            )
+        except Exception as raw_error:  # a null row the list forbids: as execute_field does
+            self.handle_field_error(raw_error, plan.field_type, field_details, field_path)
+            return None
+        if self.is_awaitable(completed):
+            return self._settled(completed, plan.field_type, field_details, field_path)
+        return completed
+
     async def _settled(
         self, row: Awaitable[Any], item_type: GraphQLOutputType, field_details: FieldDetailsList, path: Path
     ) -> Any:
@@ -251,13 +346,15 @@ class DirectExecutor(StrawberryGraphQLCoreExecutionContext):
             self.handle_field_error(raw_error, item_type, field_details, path)
             return None
 
-    def _plan(self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet) -> dict[str, _Leaf]:
+    def _plan(
+        self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet
+    ) -> dict[str, _Leaf | _Rows]:
         """The fields of ``grouped_field_set`` on the short path, planned once: graphql-core
         collects one grouped field set per selection and type, shared by every row."""
         cached = self._plans.get(id(grouped_field_set))
         if cached is not None and cached[0] is grouped_field_set:
             return cached[1]
-        plan: dict[str, _Leaf] = {}
+        plan: dict[str, _Leaf | _Rows] = {}
         middleware = self.middleware_manager
         if middleware is None or not middleware.middlewares:  # a schema extension's resolve() wraps all
             for response_name, field_details in grouped_field_set.items():
@@ -286,8 +383,17 @@ class DirectExecutor(StrawberryGraphQLCoreExecutionContext):
         awaited: list[str] = []
         try:
             for response_name, field_details in grouped_field_set.items():
-                leaf = plan.get(response_name)
-                value = _REFUSED if leaf is None else _resolve(leaf, source_value, self._info)
+                step = plan.get(response_name)
+                if step is None:
+                    value = _REFUSED
+                elif type(step) is _Leaf:
+                    value = _resolve(step, source_value, self._info)
+                else:
+                    value = self._direct_rows(
+                        cast(_Rows, step), parent_type, source_value, field_details, path, response_name
+                    )
+                    if self.is_awaitable(value):
+                        awaited.append(response_name)
                 if value is _REFUSED:
                     field_path = Path(path, response_name, parent_type.name)
                     value = self.execute_field(
