@@ -13,8 +13,7 @@ from typing import Any
 from litestar import Litestar, Request, Response, get
 from litestar.datastructures import State
 from litestar.exceptions import TooManyRequestsException
-from litestar.middleware.base import DefineMiddleware
-from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
+from litestar.middleware.rate_limit import get_remote_address
 from litestar.stores.base import Store
 from litestar.stores.memory import MemoryStore
 from litestar.stores.redis import RedisStore
@@ -32,7 +31,8 @@ from crmkit.http.graphql import (
 from crmkit.http.oauth import AUTHORIZE, INTROSPECT, REVOKE, TOKEN, rate_limited_page
 from crmkit.http.oauth import ROUTES as OAUTH_ROUTES
 from crmkit.http.operator import OperatorEndpoint, operator_graphql
-from crmkit.http.plugin_routes import RATE_LIMIT_STORE, hide_plugin_paths, plugin_routers
+from crmkit.http.plugin_routes import hide_plugin_paths, plugin_routers
+from crmkit.http.rate_limits import RATE_LIMIT_STORE, Limit, RateLimits
 from crmkit.jobs.backends import InlineQueue
 from crmkit.platform import Platform
 from crmkit.platform.operator_tokens import OperatorTokens
@@ -56,30 +56,22 @@ def rate_limit_store(settings: Settings) -> Store:
     return MemoryStore()
 
 
-def rate_limits(settings: Settings) -> list[DefineMiddleware]:
-    """litestar's rate-limit middleware, once per limit: each counts only its own
-    requests (``check_throttle_handler``) under a key of its own (the identifier's
-    prefix: litestar names every count after its middleware class alone)."""
-
-    def limit(name: str, per_minute: int, paths: frozenset[str], caller: Any) -> DefineMiddleware:
-        return RateLimitConfig(
-            rate_limit=("minute", per_minute),
-            identifier_for_request=lambda request: f"{name}:{caller(request)}",
-            check_throttle_handler=lambda request: request.method == "POST" and request.url.path in paths,
-            store=RATE_LIMIT_STORE,
-        ).middleware
-
-    return [
-        limit("login", settings.rate_limit_login_per_minute, frozenset({AUTHORIZE}), get_remote_address),
-        limit("token", settings.rate_limit_token_per_minute, TOKEN_PATHS, get_remote_address),
-        limit("graphql", settings.rate_limit_graphql_per_minute, GRAPHQL_PATHS, rate_limit_caller),
-    ]
+def rate_limits(settings: Settings) -> RateLimits:
+    """The platform's limits: login and token endpoints per client address, GraphQL per
+    token subject."""
+    return RateLimits(
+        [
+            Limit("login", settings.rate_limit_login_per_minute, frozenset({AUTHORIZE}), get_remote_address),
+            Limit("token", settings.rate_limit_token_per_minute, TOKEN_PATHS, get_remote_address),
+            Limit("graphql", settings.rate_limit_graphql_per_minute, GRAPHQL_PATHS, rate_limit_caller),
+        ]
+    )
 
 
 def rate_limited(request: Request[Any, Any, Any], exc: TooManyRequestsException) -> Response[Any]:
     """A request over its limit, answered in its endpoint's own error shape with
-    ``Retry-After`` (the seconds until litestar's window resets)."""
-    seconds = max(1, int((exc.headers or {}).get("RateLimit-Reset", "60")))
+    ``Retry-After`` (the seconds until enough of the caller's requests age out)."""
+    seconds = max(1, int((exc.headers or {}).get("Retry-After", "60")))
     headers = {"Retry-After": str(seconds), "Cache-Control": "no-store"}
     message = f"too many requests: try again in {seconds} seconds"
     path = request.url.path
@@ -151,7 +143,7 @@ def create_app(platform: Platform | None = None) -> Litestar:
         lifespan=[lifespan],
         state=State(state),
         stores={RATE_LIMIT_STORE: store},
-        middleware=rate_limits(platform.settings),
+        middleware=[rate_limits(platform.settings)],
         exception_handlers={TooManyRequestsException: rate_limited},
         openapi_config=None,
     )

@@ -1,12 +1,14 @@
-"""Rate limits (litestar's middleware and stores): per client address on the login and
-token endpoints, per token subject on the GraphQL endpoints; a request over its limit
+"""Rate limits (crmkit.http.rate_limits): per client address on the login and token
+endpoints, per token subject on the GraphQL endpoints; a request over its limit
 is answered 429 in its endpoint's error shape with ``Retry-After``. Each test builds
 apps of its own with small limits and counts requests: nothing depends on timing."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -16,7 +18,7 @@ from litestar import Litestar
 from crmkit.app import RATE_LIMIT_STORE, create_app
 from crmkit.platform.operator_tokens import OperatorTokens
 from crmkit.settings import ConfigurationError, Settings
-from crmkit.testing import Env
+from crmkit.testing import Env, FrozenClock
 
 CUSTOMERS = "{ customers(first: 1) { nodes { id } } }"
 BASE = "https://crmkit.test"
@@ -161,3 +163,28 @@ async def test_outside_development_mode_the_server_needs_an_https_issuer(
             Settings(dev_mode=False, issuer=issuer).check_issuer()
     Settings(dev_mode=False, issuer="https://crm.example.com").check_issuer()
     Settings(dev_mode=True).check_issuer()  # development: the request's host is fine
+
+
+async def test_a_limit_slides_and_keeps_at_most_a_minute_of_counts(
+    env: Env, monkeypatch: pytest.MonkeyPatch, clock: FrozenClock
+) -> None:
+    """Two a minute is two in any sixty seconds, not two more at hh:mm:00; what is stored
+    per caller is one count per second of the last minute, whatever the limit."""
+    app = limited_app(env, monkeypatch, 2)
+    tenant = await env.tenant()
+    token = env.tokens.issue(tenant_id=tenant, subject="user:a", scopes=["customers:read"])
+    clock.set(datetime(2025, 1, 6, 9, 0, 59, tzinfo=UTC))
+    assert [(await graphql(app, token)).status_code for _ in range(2)] == [200, 200]
+    clock.advance(seconds=2)  # 09:01:01
+    refused = await graphql(app, token)
+    assert_rate_limited(refused)
+    assert refused.headers["retry-after"] == "58"
+    clock.advance(seconds=58)
+    assert (await graphql(app, token)).status_code == 200
+
+    generous = limited_app(env, monkeypatch, 10_000)
+    for _ in range(90):
+        clock.advance(seconds=1)
+        assert (await graphql(generous, token)).status_code == 200
+    stored = await generous.stores.get(RATE_LIMIT_STORE).get(f"graphql:{tenant}/user:a")
+    assert stored is not None and len(json.loads(stored)) == 60

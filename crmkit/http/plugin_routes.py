@@ -4,9 +4,7 @@ plugin invisible where it is not enabled, and a rate limit."""
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -15,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 from litestar import Request, Response, Router
 from litestar.stores.base import Store
 
-from crmkit.clock import utcnow
 from crmkit.errors import CrmError, NotFound, RateLimited, Unauthenticated
+from crmkit.http.rate_limits import RATE_LIMIT_STORE, count_request
 from crmkit.plugins.info import CORE, TenantContext
 
 if TYPE_CHECKING:
@@ -25,9 +23,6 @@ if TYPE_CHECKING:
 PLUGIN_OPT = "crmkit_plugin"
 """The ``opt`` key naming the plugin a route belongs to: set by crmkit on the plugin's
 router, so a handler cannot act as another plugin."""
-RATE_LIMIT_STORE = "rate_limit"
-"""The litestar store rate limits count in: Redis when configured, else memory."""
-WINDOW_SECONDS = 60
 
 STATUS = {
     "UNAUTHENTICATED": 401,
@@ -131,33 +126,7 @@ async def plugin_scope(request: Request[Any, Any, Any], tenant_id: uuid.UUID) ->
 async def rate_limit(request: Request[Any, Any, Any], key: str, *, per_minute: int) -> None:
     """Count one request under ``key`` (a token, ``request.client.host``) for the calling
     plugin; :class:`crmkit.RateLimited` once ``per_minute`` requests passed in the last
-    sixty seconds.
-
-    The window slides (counted per second of the platform's clock), so a caller cannot
-    double its allowance across the turn of a minute, and a refused request does not
-    count. Counts live in the platform's rate-limit store (Redis when configured, so
-    every server process counts together). They are read and written, not incremented
-    atomically: concurrent requests may pass a few over the limit, never fewer.
-    """
+    sixty seconds (:mod:`crmkit.http.rate_limits`: a sliding window, refused requests
+    not counted, every server process counting together where Redis is configured)."""
     store: Store = request.app.stores.get(RATE_LIMIT_STORE)
-    name = f"plugin:{_plugin_of(request)}:{key}"
-    now = utcnow().timestamp()
-    second = int(now)
-    stored = await store.get(name)
-    per_second = {int(at): n for at, n in json.loads(stored).items()} if stored else {}
-    recent = {at: n for at, n in per_second.items() if at > second - WINDOW_SECONDS}
-    if sum(recent.values()) >= per_minute:
-        retry_after = _seconds_until_allowed(recent, per_minute, now)
-        raise RateLimited(f"too many requests: try again in {retry_after} seconds", retry_after=retry_after)
-    recent[second] = recent.get(second, 0) + 1
-    await store.set(name, json.dumps(recent), expires_in=WINDOW_SECONDS)
-
-
-def _seconds_until_allowed(per_second: dict[int, int], per_minute: int, now: float) -> int:
-    """Whole seconds until enough of the window's requests have aged out of it."""
-    in_window = sum(per_second.values())
-    for at in sorted(per_second):
-        in_window -= per_second[at]
-        if in_window < per_minute:
-            return max(1, math.ceil(at + WINDOW_SECONDS - now))
-    return WINDOW_SECONDS
+    await count_request(store, f"plugin:{_plugin_of(request)}:{key}", per_minute)
