@@ -4,12 +4,13 @@ ceiling measured in the same run.
 The receiver is a loopback HTTP server in a process of its own (uvicorn), playing the
 SMS gateway: it accepts each message once per ``Idempotency-Key`` and counts them.
 
-1. **Ceiling**: a plain client (httpx, this process, as many requests in flight as
-   the workers run jobs at once) posts the same 10,000 messages, same payloads, to a fresh
-   count: messages/s, twice: through one client's pool, then with a client of one
-   connection per sender (httpx's shared pool spends more CPU per request than the
-   requests do at 20 in flight, so the first is the client's limit, not the receiver's).
-   The faster of the two is the ceiling.
+1. **Ceiling**: a plain client (this process, as many requests in flight as the
+   workers run jobs at once) posts the same 10,000 messages, same payloads, to a fresh
+   count: messages/s, three times: httpx through one client's pool, httpx with a client
+   of one connection per sender, and aiohttp through one session (the client the
+   plugin sends with). A client's own CPU per request can be its limit rather than the
+   receiver's (httpx's shared pool at 20 in flight is), so the fastest of the three is
+   the ceiling.
 2. **Campaign**: PostgreSQL as the app role under row-level security (bench/
    postgres_setup.py), Redis, and ``crmkit worker`` processes (``--workers``, default
    2: one per core; :data:`MAX_JOBS` jobs each, polling every :data:`POLL_SECONDS`).
@@ -27,7 +28,7 @@ SMS gateway: it accepts each message once per ``Idempotency-Key`` and counts the
    each text rendered and encrypted, provider calls ``send_concurrency`` at a time, the
    statuses committed together).
 
-Printed: the rates, the ratio to the one-pool client and the ratio campaign/ceiling
+Printed: the rates, the ratio to httpx's one-pool client and the ratio campaign/ceiling
 (the goal: 0.5 or better). Skips,
 with a message, without PostgreSQL or Redis. The database, the role and the Redis
 database's keys are removed after the run.
@@ -50,6 +51,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import postgres_setup
 from redis_setup import claim_redis, release_redis
@@ -113,35 +115,43 @@ async def count(client: httpx.AsyncClient) -> int:
 # --- the ceiling ---------------------------------------------------------------------
 
 
-async def ceiling(client: httpx.AsyncClient, numbers: list[str], in_flight: int, *, own: bool) -> float:
+def plain_message(index: int, number: str) -> tuple[str, dict[str, str]]:
+    """The body and headers the plain client posts for message ``index``."""
+    payload = json.dumps({"to": number, "text": f"News for C{index}", "reference": str(index)})
+    return payload, {"Idempotency-Key": f"plain-{index}", "Authorization": "k"}
+
+
+async def ceiling(client: httpx.AsyncClient, numbers: list[str], in_flight: int, how: str) -> float:
     """Messages/s of a plain client posting the same messages, ``in_flight`` at a time:
-    through ``client``'s one pool, or (``own``) each sender with a client of one
-    connection of its own. httpx's shared pool looks over every idle connection
+    ``shared``, through ``client``'s one pool; ``own``, each sender with an httpx client
+    of one connection of its own (httpx's shared pool looks over every idle connection
     whenever a request starts or ends, which costs it more CPU per request than the
-    requests themselves at 20 in flight; a connection per sender is what the receiver
-    takes at its fastest, so the campaign is judged against the faster of the two."""
+    requests themselves at 20 in flight); ``aiohttp``, through one aiohttp session of
+    as many connections, the plugin's client, a quarter of httpx's CPU per request. The
+    campaign is judged against the fastest: what the receiver takes."""
     await client.post("/reset")
     queue = list(enumerate(numbers))
+    url = str(client.base_url.join("/sms"))
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     senders = [
-        httpx.AsyncClient(base_url=client.base_url, timeout=30, limits=limits) if own else client
+        httpx.AsyncClient(base_url=client.base_url, timeout=30, limits=limits) if how == "own" else client
         for _ in range(in_flight)
     ]
 
     async def sender(through: httpx.AsyncClient) -> None:
         while queue:
-            index, number = queue.pop()
-            payload = json.dumps({"to": number, "text": f"News for C{index}", "reference": str(index)})
-            await through.post(
-                "/sms",
-                content=payload,
-                headers={"Idempotency-Key": f"plain-{index}", "Authorization": "k"},
-            )
+            payload, headers = plain_message(*queue.pop())
+            if how == "aiohttp":
+                async with session.post(url, data=payload.encode(), headers=headers) as answer:
+                    await answer.read()
+            else:
+                (await through.post("/sms", content=payload, headers=headers)).read()
 
-    start = time.perf_counter()
-    await asyncio.gather(*(sender(through) for through in senders))
-    elapsed = time.perf_counter() - start
-    if own:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=in_flight)) as session:
+        start = time.perf_counter()
+        await asyncio.gather(*(sender(through) for through in senders))
+        elapsed = time.perf_counter() - start
+    if how == "own":
         await asyncio.gather(*(through.aclose() for through in senders))
     assert await count(client) == len(numbers)
     return len(numbers) / elapsed
@@ -263,9 +273,10 @@ async def main(messages: int, workers: int) -> None:
             async with owner.connect() as conn:
                 await conn.execute(text("ANALYZE"))
             in_flight = workers * MAX_JOBS
-            shared = await ceiling(client, numbers, in_flight, own=False)
-            own = await ceiling(client, numbers, in_flight, own=True)
-            plain = max(shared, own)
+            shared, own, session = [
+                await ceiling(client, numbers, in_flight, how) for how in ("shared", "own", "aiohttp")
+            ]
+            plain = max(shared, own, session)
             environment = {
                 **os.environ,
                 "CRMKIT_DEV_MODE": "1",
@@ -286,8 +297,9 @@ async def main(messages: int, workers: int) -> None:
             rate = await campaign_rate(platform, tenant, campaign, client, messages)
         print(f"ceiling, plain client, {in_flight} in flight over one pool:  {shared:8.0f} messages/s")
         print(f"ceiling, plain client, {in_flight} in flight, a connection each: {own:8.0f} messages/s")
+        print(f"ceiling, plain aiohttp session, {in_flight} in flight: {session:8.0f} messages/s")
         print(f"campaign through arq ({workers} workers x {MAX_JOBS} jobs): {rate:8.0f} messages/s")
-        print(f"ratio campaign/one pool: {rate / shared:.3f}")
+        print(f"ratio campaign/httpx one pool: {rate / shared:.3f}")
         print(f"ratio campaign/ceiling (the faster): {rate / plain:.3f} (goal: 0.5 or better)")
         await platform.close()
     finally:

@@ -68,6 +68,11 @@ class Gateway:
     delay: float = 0.0
     """Seconds between accepting a message and answering: a sender killed meanwhile
     never learns that it was accepted."""
+    in_flight: int = 0
+    most_in_flight: int = 0
+    """The most requests the server held at once (one per connection: HTTP/1.1)."""
+    cookies_sent: list[str | None] = field(default_factory=list)
+    """The ``Cookie`` header of each ``POST /cookie``, which answers with a cookie."""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -79,11 +84,20 @@ class Gateway:
             if not message.get("more_body"):
                 break
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        status, answer = self.handle(scope["path"], headers, body)
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            status, answer = self.handle(scope["path"], headers, body)
+            if self.delay:
+                await asyncio.sleep(self.delay)
+        finally:
+            self.in_flight -= 1
         data = b"" if status == 204 else json.dumps(answer).encode()
-        await send({"type": "http.response.start", "status": status, "headers": []})
+        extra = []
+        if scope["path"] == "/cookie":
+            self.cookies_sent.append(headers.get("cookie"))
+            extra = [(b"set-cookie", b"session=tenant-a; Path=/")]
+        await send({"type": "http.response.start", "status": status, "headers": extra})
         await send({"type": "http.response.body", "body": data})
 
     def handle(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
@@ -107,6 +121,8 @@ class Gateway:
                 return 401, {}
             self.webhooks.setdefault(headers["webhook-id"], json.loads(body))
             return 204, None
+        if path == "/cookie":
+            return 200, {}
         return 404, {}
 
     def sms_to(self, number: str) -> list[str]:

@@ -1,22 +1,20 @@
 """A send job sends a batch: within it each recipient's outcome is its own (one without
 consent is suppressed, one failing transiently is retried alone, the rest are sent
 once, and a repeated job sends nothing), and the statements a batch costs do not grow
-with its size. A gateway's HTTP clients go to one send at a time, at most
-``HTTP_CONNECTIONS`` at once."""
+with its size. A gateway gets at most ``HTTP_CONNECTIONS`` requests of a process at
+once."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 
-import httpx
 from channels_helpers import START, campaign, grant, messages, ok, progress, template
-from channels_loopback import Loopback, unique_number
+from channels_loopback import Gateway, Loopback, unique_number
 from crmkit.testing import Env, StatementCounter
 
 from crmkit_channels import service
-from crmkit_channels.providers import HTTP_CONNECTIONS, gateway_client
+from crmkit_channels.providers import HTTP_CONNECTIONS, http_post
 
 
 def e164(national: str) -> str:
@@ -109,22 +107,16 @@ async def test_a_batch_costs_the_same_statements_for_3_and_12_recipients(
     assert counts[3] == counts[12], counts
 
 
-async def test_a_gateway_lends_its_clients_one_send_at_a_time() -> None:
-    url = "https://gateway.example/lent"
-
-    async def one_more() -> httpx.AsyncClient:
-        async with gateway_client(url) as client:
-            return client
-
-    async with contextlib.AsyncExitStack() as stack:
-        lent = [
-            await stack.enter_async_context(gateway_client(url)) for _ in range(HTTP_CONNECTIONS)
-        ]
-        assert len({id(client) for client in lent}) == HTTP_CONNECTIONS
-        waiting = asyncio.create_task(one_more())
-        await asyncio.sleep(0)
-        assert not waiting.done()  # every client is out: the next send waits for one
-    # the stack gave them back last to first: the one returned last goes out first
-    assert await waiting is lent[0]
-    async with gateway_client(url) as client:
-        assert client in lent  # no new client once they are back
+async def test_a_gateway_gets_at_most_its_connections_at_once(
+    gateway: tuple[Gateway, int],
+) -> None:
+    app, port = gateway
+    app.delay, app.most_in_flight = 0.2, 0  # each request held: the senders pile up
+    try:
+        answers = await asyncio.gather(
+            *(http_post(f"http://127.0.0.1:{port}/held", "{}", {}) for _ in range(25))
+        )
+    finally:
+        app.delay = 0.0
+    assert [a.status for a in answers] == [404] * 25  # every one answered, in turn
+    assert 1 < app.most_in_flight <= HTTP_CONNECTIONS
