@@ -165,6 +165,7 @@ class DirectExecutor(StrawberryGraphQLCoreExecutionContext):
         super().__init__(*args, **kwargs)
         self._plans: dict[int, tuple[GroupedFieldSet, dict[str, _Leaf | _Rows]]] = {}
         self._loads: dict[int, tuple[FieldDetailsList, list[BatchLoad]]] = {}
+        self._selections: dict[int, tuple[FieldDetailsList, GroupedFieldSet | None]] = {}
         self._info = _ContextOnly(self.context_value)
         self.async_helpers = GraphQLResolveInfoHelpers(
             gather=_weakly(self.gather_async_work), track=_weakly(self.track_async_work)
@@ -271,12 +272,17 @@ class DirectExecutor(StrawberryGraphQLCoreExecutionContext):
     ) -> AwaitableOrValue[list[Any]]:
         """What graphql-core does per row (two complete_value calls for a non-null item,
         the object's completion, the memoized subfield lookup), decided once for the list."""
+        plan = self._plan(row_type, grouped_field_set)
         completed: list[Any] = []
         awaited: list[int] = []
         for index, item in enumerate(items):
             item_path = path.add_key(index, None)
             try:
-                row = self.execute_fields(row_type, item, item_path, grouped_field_set, None)
+                row = (
+                    self._execute_planned(row_type, item, item_path, grouped_field_set, plan, None)
+                    if plan
+                    else super().execute_fields(row_type, item, item_path, grouped_field_set, None)
+                )
             except Exception as raw_error:  # as complete_list_item_value handles it
                 self.handle_field_error(raw_error, item_type, field_details_list, item_path)
                 row = None
@@ -319,12 +325,10 @@ class DirectExecutor(StrawberryGraphQLCoreExecutionContext):
             return self.complete_awaitable_value(plan.field_type, field_details, info, field_path, rows, None)
         if rows is None:
             return _REFUSED if plan.non_null else None
-        if not isinstance(rows, list) or self._batches(plan.item_type, field_details):
+        if not isinstance(rows, list) or any(row is None or self.is_awaitable(row) for row in rows):
             return _REFUSED
-        if not self._rows_completable(field_details, field_path, rows):
-            return _REFUSED
-        grouped_field_set, new_defer_usages, _ = self.collect_subfields(plan.row_type, field_details)
-        if new_defer_usages:
+        grouped_field_set = self._rows_selection(plan, field_details, field_path)
+        if grouped_field_set is None:
             return _REFUSED
         try:
             completed = self._execute_rows(
@@ -336,6 +340,25 @@ class DirectExecutor(StrawberryGraphQLCoreExecutionContext):
         if self.is_awaitable(completed):
             return self._settled(completed, plan.field_type, field_details, field_path)
         return completed
+
+    def _rows_selection(
+        self, plan: _Rows, field_details: FieldDetailsList, field_path: Path
+    ) -> GroupedFieldSet | None:
+        """The selection on a direct list field's rows, decided once per selection (every
+        row of the parent list shares it); None where graphql-core must complete the
+        list: batch fields to load first, ``@stream`` or ``@defer``."""
+        cached = self._selections.get(id(field_details))
+        if cached is not None and cached[0] is field_details:
+            return cached[1]
+        selection = None
+        if not self._batches(plan.item_type, field_details) and not self.get_stream_usage(
+            field_details, field_path
+        ):
+            grouped_field_set, new_defer_usages, _ = self.collect_subfields(plan.row_type, field_details)
+            if not new_defer_usages:
+                selection = grouped_field_set
+        self._selections[id(field_details)] = (field_details, selection)  # kept alive: ids stay unique
+        return selection
 
     async def _settled(
         self, row: Awaitable[Any], item_type: GraphQLOutputType, field_details: FieldDetailsList, path: Path
@@ -378,7 +401,20 @@ class DirectExecutor(StrawberryGraphQLCoreExecutionContext):
             return super().execute_fields(
                 parent_type, source_value, path, grouped_field_set, position_context
             )
-        # graphql-core's loop, with the short path first
+        return self._execute_planned(
+            parent_type, source_value, path, grouped_field_set, plan, position_context
+        )
+
+    def _execute_planned(
+        self,
+        parent_type: GraphQLObjectType,
+        source_value: Any,
+        path: Path | None,
+        grouped_field_set: GroupedFieldSet,
+        plan: dict[str, _Leaf | _Rows],
+        position_context: Any,
+    ) -> AwaitableOrValue[dict[str, Any]]:
+        """graphql-core's loop over an object's fields, with the short path first."""
         results: dict[str, Any] = {}
         awaited: list[str] = []
         try:
