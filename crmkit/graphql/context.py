@@ -65,7 +65,10 @@ class RequestContext:
     def record_disclosure(self, target_type: str, target_id: uuid.UUID, field_name: str) -> None:
         """Note that ``field_name`` of ``target_id`` goes out unmasked; the request leaves
         one access-log event for all it disclosed."""
-        ids, names = self.disclosures.setdefault(target_type, (set(), set()))
+        shown = self.disclosures.get(target_type)
+        if shown is None:
+            shown = self.disclosures[target_type] = (set(), set())
+        ids, names = shown
         ids.add(target_id)
         names.add(field_name)
 

@@ -33,12 +33,15 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, NamedTuple, cast
 
 from graphql import (
+    GraphQLBoolean,
     GraphQLField,
+    GraphQLID,
     GraphQLLeafType,
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLResolveInfo,
     GraphQLResolveInfoHelpers,
+    GraphQLString,
     is_leaf_type,
     is_list_type,
     is_non_null_type,
@@ -77,6 +80,8 @@ class _Leaf(NamedTuple):
     listed: bool
     """The type is a list of ``leaf``."""
     items_non_null: bool
+    passes: type | None
+    """The Python type whose values ``leaf`` returns unchanged (``str`` for a String)."""
 
 
 class _Rows(NamedTuple):
@@ -113,8 +118,13 @@ def _short_path(field: GraphQLField, field_details: FieldDetailsList) -> _Leaf |
             return _Rows(field, field.resolve, field.type, item_type, graphql_type, non_null)
     if not is_leaf_type(graphql_type):
         return None
-    return _Leaf(field.resolve, graphql_type, non_null, listed, items_non_null)
+    passes = _PASSES.get(graphql_type.name) if graphql_type is _BUILT_IN.get(graphql_type.name) else None
+    return _Leaf(field.resolve, graphql_type, non_null, listed, items_non_null, passes)
 
+
+_BUILT_IN = {scalar.name: scalar for scalar in (GraphQLString, GraphQLID, GraphQLBoolean)}
+_PASSES = {"String": str, "ID": str, "Boolean": bool}
+"""What graphql-core's own scalars serialise as themselves: such a value needs no call."""
 
 _REFUSED = object()
 """What the short path answers when graphql-core must resolve the field itself."""
@@ -130,13 +140,17 @@ def _complete(leaf: GraphQLLeafType, value: Any, non_null: bool) -> Any:
 def _resolve(plan: _Leaf, source: Any, info: _ContextOnly) -> Any:
     try:
         value = plan.resolve(source, info)
+        passes = plan.passes
         if not plan.listed:
-            return _complete(plan.leaf, value, plan.non_null)
+            return value if type(value) is passes else _complete(plan.leaf, value, plan.non_null)
         if value is None:
             return _REFUSED if plan.non_null else None
         if isinstance(value, (str, bytes, dict)):
             return _REFUSED
-        items = [_complete(plan.leaf, item, plan.items_non_null) for item in value]
+        items = [
+            item if type(item) is passes else _complete(plan.leaf, item, plan.items_non_null)
+            for item in value
+        ]
     except Exception:  # graphql-core resolves it again and locates the error
         return _REFUSED
     return _REFUSED if _REFUSED in items else items
@@ -287,7 +301,7 @@ class DirectExecutor(StrawberryGraphQLCoreExecutionContext):
                 self.handle_field_error(raw_error, item_type, field_details_list, item_path)
                 row = None
             else:
-                if self.is_awaitable(row):
+                if type(row) is not dict and self.is_awaitable(row):
                     row = self._settled(row, item_type, field_details_list, item_path)
                     awaited.append(index)
             completed.append(row)

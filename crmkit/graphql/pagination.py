@@ -56,9 +56,15 @@ class Edge(Generic[T]):
 
 @strawberry.type
 class Connection(Generic[T]):
-    edges: list[Edge[T]]
     nodes: list[T]
     page_info: PageInfo
+    cursor_of: strawberry.Private[Callable[[T], str]]
+
+    @strawberry.field
+    def edges(self) -> list[Edge[T]]:
+        """Each node with its cursor, made only when asked for (a page read as ``nodes``
+        encodes one cursor, its end's)."""
+        return [Edge(cursor=self.cursor_of(n), node=n) for n in self.nodes]
 
 
 def id_cursor(node: Any) -> str:
@@ -71,12 +77,11 @@ def connection(rows: Sequence[T], size: int, cursor_of: Callable[[T], str] = id_
     Rows are keyed by their UUIDv7 ``id`` unless ``cursor_of`` says otherwise.
     """
     nodes = list(rows[:size])
-    edges = [Edge(cursor=cursor_of(n), node=n) for n in nodes]
     return Connection(
-        edges=edges,
         nodes=nodes,
         page_info=PageInfo(
             has_next_page=len(rows) > size,
-            end_cursor=edges[-1].cursor if edges else None,
+            end_cursor=cursor_of(nodes[-1]) if nodes else None,
         ),
+        cursor_of=cursor_of,
     )
