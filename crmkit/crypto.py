@@ -100,8 +100,10 @@ _BLIND_INDEX_INFO = b"crmkit blind index v1 "
 _SETTING_INFO = b"crmkit tenant setting v1"
 _SETTING_AAD = b"crmkit setting v1"
 
-IndexKind = Literal["email", "phone", "national_id"]
-"""The kinds of exact-match blind index; names are indexed word by word (name_tokens)."""
+IndexKind = Literal["email", "phone", "national_id", "external_ref"]
+"""The kinds of exact-match blind index; names are indexed word by word (name_tokens).
+``external_ref`` keeps an erased customer's reference as an index only, so the record
+it came from cannot create the customer again."""
 
 RowId = uuid.UUID | str
 
@@ -303,6 +305,7 @@ _NORMALISERS: dict[str, Callable[[str], str]] = {
     "email": normalise_email,
     "phone": normalise_phone,
     "national_id": normalise_national_id,
+    "external_ref": str.strip,
 }
 
 

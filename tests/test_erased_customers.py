@@ -75,3 +75,38 @@ async def test_get_customers_leaves_erased_ones_out_and_loads_the_rest_at_once(
         assert sql_statements.count == 2  # the customers with their data keys, their tags
         assert await crmkit.get_customers(scope.ctx, []) == {}
     assert names == {ids[0]: "G0", ids[1]: "G1"}
+
+
+async def test_an_erased_customers_reference_can_neither_create_nor_import_them_again(env: Env) -> None:
+    """The bank's record of an erased customer, sent again by a retried create or a re-run
+    import, is refused: the erasure kept the reference as a blind index only."""
+    from crmkit.core.customers.models import Customer
+    from crmkit.core.imports.models import ImportKind
+    from crmkit.core.imports.service import import_rows
+
+    tenant = await env.tenant()
+    create = "mutation($input: CreateCustomerInput!) { createCustomer(input: $input) { id } }"
+    ida = {"kind": "PERSON", "givenName": "Ida", "externalRef": "core-17"}
+    customer = (await env.gql(create, {"input": ida}, tenant=tenant))["data"]["createCustomer"]["id"]
+    assert "errors" not in await env.gql(ERASE, {"id": customer}, tenant=tenant)
+    await env.drain()
+
+    again = await env.gql(create, {"input": ida}, tenant=tenant)
+    assert again["errors"][0]["extensions"]["code"] == "CONFLICT", again
+    assert again["errors"][0]["extensions"]["field"] == "externalRef"
+    assert "erased" in again["errors"][0]["message"]
+
+    rows = [
+        (1, {"externalRef": "core-17", "givenName": "Ida"}),
+        (2, {"externalRef": "core-18", "givenName": "Jo"}),
+    ]
+    for _ in range(2):  # a re-run refuses it again
+        async with env.platform.tenant_scope(tenant) as scope:
+            result = await import_rows(scope.ctx, ImportKind.CUSTOMERS, rows, captured_by="operator:test")
+        assert [(r.line, r.field) for r in result.refused] == [(1, "externalRef")]
+        assert "erased" in result.refused[0].reason
+    async with env.platform.db.tenant_session(tenant) as session:
+        stored = (await session.execute(select(Customer.external_ref, Customer.erased_ref_index))).all()
+    assert len(stored) == 2  # the erased one and core-18, imported once
+    erased = [index for ref, index in stored if ref is None]
+    assert len(erased) == 1 and erased[0] is not None and b"core-17" not in erased[0]

@@ -64,6 +64,7 @@ class Customer(TenantOwned, Model):
         Index("ix_customers_tenant_id_email_index", "tenant_id", "email_index"),
         Index("ix_customers_tenant_id_phone_index", "tenant_id", "phone_index"),
         Index("ix_customers_tenant_id_national_id_index", "tenant_id", "national_id_index"),
+        Index("ix_customers_tenant_id_erased_ref_index", "tenant_id", "erased_ref_index"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid7)
@@ -82,6 +83,9 @@ class Customer(TenantOwned, Model):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     archived_at: Mapped[datetime | None] = mapped_column()
     erased_at: Mapped[datetime | None] = mapped_column()
+    erased_ref_index: Mapped[bytes | None] = mapped_column(LargeBinary(16))
+    """An erased customer's ``external_ref``, kept as a blind index only: creating or
+    importing that reference again is refused (``service.erased_ref_index``)."""
     version: Mapped[int] = mapped_column(default=1)
 
     tags: Mapped[list[CustomerTag]] = relationship(

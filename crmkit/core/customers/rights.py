@@ -20,8 +20,8 @@ from crmkit.clock import utcnow
 from crmkit.core.audit.trail import note
 from crmkit.core.consent.models import ConsentRecord
 from crmkit.core.customers.models import Activity, Customer, CustomerNameToken, CustomerTag
-from crmkit.core.customers.personal import FIELDS
-from crmkit.core.customers.service import get_customer
+from crmkit.core.customers.personal import FIELDS, TENANT_KEYS
+from crmkit.core.customers.service import erased_ref_index, get_customer
 from crmkit.core.events import emit
 from crmkit.plugins.info import TenantContext
 
@@ -82,6 +82,8 @@ async def erase_customer(ctx: TenantContext, customer_id: uuid.UUID) -> Customer
     session.expire(customer, ["tags"])
     customer.key = None  # the data key goes: no copy of the ciphertext can be read again
     customer.pii = customer.email_index = customer.phone_index = customer.national_id_index = None
+    if customer.external_ref is not None:
+        customer.erased_ref_index = erased_ref_index(session.info[TENANT_KEYS], customer.external_ref)
     customer.external_ref = None
     customer.relationship_manager = None
     customer.erased_at = customer.updated_at = utcnow()

@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from iso4217 import Currency
-from sqlalchemy import Numeric, exists, func, select
+from sqlalchemy import Numeric, exists, func, or_, select
 
 from crmkit.clock import utcnow
 from crmkit.core.customers.models import (
@@ -140,6 +140,20 @@ async def lock_external_ref(session: TenantSession, kind: str, external_ref: str
         await session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
 
 
+ERASED_REF = (
+    "externalRef names a customer who was erased: their record may not create them again "
+    "(a customer who returns gets a new externalRef)"
+)
+
+
+def erased_ref_index(keys: TenantKeys, external_ref: str) -> bytes:
+    """How an erasure keeps a customer's ``external_ref``: as a blind index only
+    (``Customer.erased_ref_index``), so that a retried create or a re-run import of the
+    bank's old record is refused (:data:`ERASED_REF`) instead of bringing the customer's
+    data back."""
+    return keys.blind_index("external_ref", external_ref)
+
+
 def _same_customer(
     existing: Customer,
     kind: CustomerKind,
@@ -151,7 +165,7 @@ def _same_customer(
     """``existing`` if it is what the create asks for; else a CONFLICT naming the first
     field that differs (the API's camelCase name)."""
     if existing.erased_at is not None:
-        raise Conflict("externalRef names a customer that was erased", field="externalRef")
+        raise Conflict(ERASED_REF, field="externalRef")
     differing = [
         name
         for name, same in (
@@ -249,7 +263,12 @@ async def create_customer(
     )
     if new.external_ref is not None:
         await lock_external_ref(session, "customer", new.external_ref)
-        existing = await session.scalar(select(Customer).where(Customer.external_ref == new.external_ref))
+        erased = erased_ref_index(session.info[TENANT_KEYS], new.external_ref)
+        existing = await session.scalar(
+            select(Customer).where(
+                or_(Customer.external_ref == new.external_ref, Customer.erased_ref_index == erased)
+            )
+        )
         if existing is not None:
             return _same_customer(
                 existing, new.kind, new.lifecycle_stage, new.relationship_manager, new.tags, new.data

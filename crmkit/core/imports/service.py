@@ -51,9 +51,11 @@ from crmkit.core.customers.models import (
 from crmkit.core.customers.personal import FIELDS, TENANT_KEYS
 from crmkit.core.customers.protection import Protected, protect
 from crmkit.core.customers.service import (
+    ERASED_REF,
     NewCustomer,
     clean_activity,
     clean_customer,
+    erased_ref_index,
     lock_external_ref,
     validate_new_customer,
 )
@@ -62,7 +64,7 @@ from crmkit.core.imports.models import ImportKind
 from crmkit.core.imports.writes import insert_all, insert_new, table_of
 from crmkit.crypto import TenantKeys
 from crmkit.db import TenantSession, uuid7
-from crmkit.errors import BadUserInput, CrmError
+from crmkit.errors import BadUserInput, Conflict, CrmError
 from crmkit.inputs import enum_value
 from crmkit.plugins.info import TenantContext
 
@@ -288,17 +290,31 @@ async def import_customers(ctx: TenantContext, rows: Sequence[Row]) -> BatchResu
         except CrmError as exc:
             result.refuse(line, exc)
     refs = [c.external_ref for _, c in cleaned]
-    present = set(await session.scalars(select(Customer.external_ref).where(Customer.external_ref.in_(refs))))
+    keys: TenantKeys = session.info[TENANT_KEYS]
+    by_index = {erased_ref_index(keys, ref): ref for ref in refs if ref is not None}
+    known = await session.execute(
+        select(Customer.external_ref, Customer.erased_ref_index).where(
+            or_(Customer.external_ref.in_(refs), Customer.erased_ref_index.in_(by_index))
+        )
+    )
+    present: set[str | None] = set()
+    erased: set[str] = set()
+    for external_ref, index in known:
+        if index is None:
+            present.add(external_ref)
+        else:
+            erased.add(by_index[index])
     fresh: list[tuple[int, NewCustomer]] = []
     for line, new in cleaned:
         if new.external_ref in present:
             result.skipped.append(line)
+        elif new.external_ref in erased:
+            result.refuse(line, Conflict(ERASED_REF, field="externalRef"))
         else:
             present.add(new.external_ref)
             fresh.append((line, new))
     if _has_hook(ctx, "validate_customer"):
         fresh = await _plugin_checks(fresh, result, lambda new: validate_new_customer(ctx, new.customer()))
-    keys: TenantKeys = session.info[TENANT_KEYS]
     now = utcnow()
     customers: list[dict[str, Any]] = []
     customer_id: uuid.UUID
