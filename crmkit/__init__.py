@@ -26,7 +26,7 @@ from crmkit.core.customers.models import (
     CustomerKind,
     LifecycleStage,
 )
-from crmkit.core.customers.pages import CustomerRow
+from crmkit.core.customers.pages import CustomerRow, customer_ids, customer_rows
 from crmkit.core.customers.personal import InformationClass
 from crmkit.core.customers.personal_columns import PersonalText
 from crmkit.core.customers.service import (
@@ -114,7 +114,9 @@ __all__ = [
     "consent_allows_many",
     "create_customer",
     "customer_field",
+    "customer_ids",
     "customer_key",
+    "customer_rows",
     "decode_cursor",
     "disable_tenant_rls",
     "disclose",

@@ -1,5 +1,7 @@
 """A page of ``customers`` is read as plain rows (``crmkit.CustomerRow``), not ORM
-entities: the same statements, the same walls between tenants, the same data."""
+entities: the same statements, the same walls between tenants, the same data. So are
+customers by id (``crmkit.customer_rows``), and ``crmkit.customer_ids`` pages ids
+alone."""
 
 from __future__ import annotations
 
@@ -7,10 +9,11 @@ import uuid
 
 from sqlalchemy import select
 
+import crmkit
 from crmkit.core.customers import pages, rights
 from crmkit.core.customers.personal import PAGE_KEYS
 from crmkit.core.customers.service import CustomerFilter
-from crmkit.testing import Env
+from crmkit.testing import Env, StatementCounter
 
 PAGE = "{ customers(first: 10) { nodes { id displayName email tags notes { body } } } }"
 ADD_NOTE = "mutation($id: UUID!, $body: String!) { addNote(customerId: $id, body: $body) { id } }"
@@ -50,3 +53,42 @@ async def test_an_erasure_after_a_page_in_the_same_transaction_opens_nothing_mor
         await rights.erase_customer(ctx, customer_id)
         assert customer_id not in ctx.session.info[PAGE_KEYS]
         assert (await ctx.session.scalars(select(Note.body))).all() == []  # the plugin erased them
+
+
+async def test_rows_by_id_are_the_tenants_own_living_customers(
+    env: Env, sql_statements: StatementCounter
+) -> None:
+    """``crmkit.customer_rows`` reads what ``crmkit.get_customers`` does, as rows, in
+    the same two statements (customers with their data keys, then their tags)."""
+    mine, theirs = await env.tenant(), await env.tenant()
+    ada = await env.create_customer(mine, givenName="Ada", phone="+447400123456", tags=["vip"])
+    bob = await env.create_customer(mine, givenName="Bob")
+    eve = await env.create_customer(theirs, givenName="Eve")
+    ids = [uuid.UUID(c["id"]) for c in (ada, bob, eve)] + [uuid.uuid4()]
+    async with env.platform.tenant_scope(mine) as scope:
+        await rights.erase_customer(scope.hooks.ctx, ids[1])
+    async with env.platform.tenant_scope(mine) as scope:
+        expected = await crmkit.get_customers(scope.hooks.ctx, ids)
+        sql_statements.clear()
+        rows = await crmkit.customer_rows(scope.hooks.ctx, ids)
+        assert sql_statements.count == 2
+        assert list(rows) == list(expected) == [ids[0]]  # Bob erased, Eve another tenant's, one unknown
+        row = rows[ids[0]]
+        assert (row.display_name, row.personal.phone, row.tag_names) == ("Ada", "+447400123456", ["vip"])
+        assert row.personal == expected[ids[0]].personal
+
+
+async def test_ids_are_those_of_list_customers_page_by_page(env: Env) -> None:
+    mine, theirs = await env.tenant(), await env.tenant()
+    for name in ("Ada", "Bob", "Cy"):
+        await env.create_customer(mine, givenName=name, tags=["news"])
+    await env.create_customer(mine, givenName="Dee")
+    await env.create_customer(theirs, givenName="Eve", tags=["news"])
+    wanted = CustomerFilter(tag="news")
+    async with env.platform.tenant_scope(mine) as scope:
+        ctx = scope.hooks.ctx
+        listed = [c.id for c in await crmkit.list_customers(ctx, wanted, after=None, limit=10)]
+        assert len(listed) == 3
+        first = await crmkit.customer_ids(ctx, wanted, after=None, limit=2)
+        rest = await crmkit.customer_ids(ctx, wanted, after=first[-1], limit=2)
+        assert first + rest == listed

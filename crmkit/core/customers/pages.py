@@ -6,13 +6,15 @@ twice what the same two statements cost as plain rows (50 customers on PostgreSQ
 5.8 ms of CPU against 2.8). :func:`customer_page` sends the same statements as
 :func:`~crmkit.core.customers.service.list_customers` (the customers with their data
 keys, then their tags) and returns :class:`CustomerRow` objects, which have the
-attributes a ``Customer`` has for reading.
+attributes a ``Customer`` has for reading. Jobs that only read customers take the same
+way: :func:`customer_rows` by id, :func:`customer_ids` when only the ids matter.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -94,6 +96,36 @@ async def customer_page(
     ctx: TenantContext, filter: CustomerFilter, *, after: uuid.UUID | None, limit: int
 ) -> list[CustomerRow]:
     """Up to ``limit`` customers after ``after`` matching ``filter``, by id, as rows."""
+    keys: TenantKeys = ctx.session.info[TENANT_KEYS]
+    return await _rows(ctx, matching(keys, filter, after), limit)
+
+
+async def customer_rows(ctx: TenantContext, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, CustomerRow]:
+    """:func:`~crmkit.core.customers.service.get_customers` as rows, for a job that only
+    reads its batch's customers (a send job renders their names and numbers): the same
+    two statements without the ORM's work per row, and their data keys serve the
+    transaction's other personal rows. Erased customers, another tenant's and unknown
+    ids are left out."""
+    wanted = list(set(ids))
+    if not wanted:
+        return {}
+    rows = await _rows(ctx, [Customer.id.in_(wanted), Customer.erased_at.is_(None)], None)
+    return {row.id: row for row in rows}
+
+
+async def customer_ids(
+    ctx: TenantContext, filter: CustomerFilter, *, after: uuid.UUID | None, limit: int
+) -> list[uuid.UUID]:
+    """The ids of :func:`~crmkit.core.customers.service.list_customers`'s customers,
+    without reading the customers: for a job that only needs to know whom (a campaign
+    turning its customers into messages)."""
+    keys: TenantKeys = ctx.session.info[TENANT_KEYS]
+    query = select(Customer.id).where(*matching(keys, filter, after)).order_by(Customer.id).limit(limit)
+    return list(await ctx.session.scalars(query))
+
+
+async def _rows(ctx: TenantContext, conditions: list[Any], limit: int | None) -> list[CustomerRow]:
+    """The customers meeting ``conditions``, by id, with their data keys and tags."""
     session = ctx.session
     keys: TenantKeys = session.info[TENANT_KEYS]
     query = (
@@ -102,7 +134,7 @@ async def customer_page(
             CustomerKey,
             (CustomerKey.tenant_id == Customer.tenant_id) & (CustomerKey.customer_id == Customer.id),
         )
-        .where(*matching(keys, filter, after))
+        .where(*conditions)
         .order_by(Customer.id)
         .limit(limit)
     )
