@@ -3,13 +3,14 @@
 A job gets up to ``send_batch_size`` message ids (a chunk of one
 ``channels_messages_queued`` event). It locks those still ``queued`` and due, skipping
 rows another job holds (that job sends them), and asks each question once for the
-whole batch, not once per message: the customers with their data keys, consent at this
-moment, the frequency caps, the templates (compiled once per process). The provider
-calls run concurrently, at most ``send_concurrency`` at a time, and each message's
-outcome is its own: sent, failed, or queued again with backoff for a transient
-failure (the others of the batch are not resent). Every outcome commits together, so a
-message is sent only from ``queued`` and only by the job holding its row lock. The
-README says what a crash in between costs.
+whole batch, not once per message: the customers with their data keys (read as rows:
+their keys then encrypt the texts at commit), consent at this moment, the frequency
+caps, the templates (compiled once per process). The provider calls run concurrently,
+at most ``send_concurrency`` at a time, and each message's outcome is its own: sent,
+failed, or queued again with backoff for a transient failure (the others of the batch
+are not resent). Every outcome commits together, so a message is sent only from
+``queued`` and only by the job holding its row lock. The README says what a crash in
+between costs.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ async def send_batch(ctx: crmkit.TenantContext, message_ids: list[str]) -> None:
     messages = await _lock_due(ctx, message_ids, now)
     if not messages:
         return
-    customers = await crmkit.get_customers(ctx, {m.customer_id for m in messages})
+    customers = await crmkit.customer_rows(ctx, {m.customer_id for m in messages})
     providers = await service.all_providers(ctx)
     allowed = await _allowed(ctx, messages, providers)
     until = quiet_until(now, settings)
@@ -116,10 +117,6 @@ async def send_batch(ctx: crmkit.TenantContext, message_ids: list[str]) -> None:
         outgoing.append((message, provider, outbound))
     outcomes = await _send_all(ctx, outgoing, settings.send_concurrency)
     _record(ctx, [m for m, _, _ in outgoing], outcomes, settings, now)
-    # Flushed while ``customers`` holds their data keys: the session keeps loaded rows
-    # only while they are referenced, so at commit the texts' encryption would load and
-    # unwrap every key of the batch again.
-    await ctx.session.flush()
 
 
 async def _lock_due(

@@ -171,7 +171,9 @@ async def existing_template(
 # --- addresses --------------------------------------------------------------------------
 
 
-def address_of(customer: crmkit.Customer, channel: str, settings: ChannelsSettings) -> str:
+def address_of(
+    customer: crmkit.Customer | crmkit.CustomerRow, channel: str, settings: ChannelsSettings
+) -> str:
     """Where ``channel`` reaches the customer: a checked e-mail address, an E.164 number
     (in the tenant's default region), or the customer's id for the inbox and webhooks.
     ``PermanentError`` when the customer has none that works."""
@@ -421,13 +423,13 @@ async def expand_campaign(ctx: crmkit.TenantContext, campaign_id: str, after: st
     campaign = await ctx.session.get(Campaign, (ctx.tenant_id, uuid.UUID(campaign_id)))
     if campaign is None:
         raise NotYetCommitted(f"campaign {campaign_id} is not committed yet")
-    customers = await crmkit.list_customers(
+    customer_ids = await crmkit.customer_ids(
         ctx,
         crmkit.CustomerFilter(**campaign.filter),
         after=uuid.UUID(after) if after else None,
         limit=BATCH,
     )
-    keys = {f"campaign:{campaign.id}:{c.id}:{campaign.channel}": c.id for c in customers}
+    keys = {f"campaign:{campaign.id}:{i}:{campaign.channel}": i for i in customer_ids}
     taken = set(
         await ctx.session.scalars(
             select(Message.idempotency_key).where(Message.idempotency_key.in_(list(keys)))
@@ -452,12 +454,12 @@ async def expand_campaign(ctx: crmkit.TenantContext, campaign_id: str, after: st
     ctx.session.add_all(new)
     await ctx.session.flush()
     queued(ctx, new)
-    if len(customers) == BATCH:
+    if len(customer_ids) == BATCH:
         await ctx.jobs.enqueue(
             "channels.expand_campaign",
             tenant_id=ctx.tenant_id,
-            payload={"campaign_id": campaign_id, "after": str(customers[-1].id)},
-            job_id=f"channels:expand:{campaign_id}:{customers[-1].id}",
+            payload={"campaign_id": campaign_id, "after": str(customer_ids[-1])},
+            job_id=f"channels:expand:{campaign_id}:{customer_ids[-1]}",
         )
     else:
         campaign.expanded_at = campaign.expanded_at or crmkit.utcnow()

@@ -80,7 +80,9 @@ def check(text: str, field: str) -> None:
         ) from None
 
 
-def customer_variables(customer: crmkit.Customer, unmask: list[str]) -> dict[str, str]:
+def customer_variables(
+    customer: crmkit.Customer | crmkit.CustomerRow, unmask: list[str]
+) -> dict[str, str]:
     """The customer's fields, each in clear only if ``unmask`` holds its class's scope."""
     personal = customer.personal
     values = {
@@ -105,7 +107,7 @@ def compiled(text: str) -> Template:
 
 def render(
     text: str,
-    customer: crmkit.Customer,
+    customer: crmkit.Customer | crmkit.CustomerRow,
     unmask: list[str],
     event: dict[str, Any],
     settings: ChannelsSettings,
