@@ -20,7 +20,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
@@ -29,6 +29,7 @@ from sqlalchemy import (
     JSON,
     DateTime,
     Enum,
+    Executable,
     ForeignKeyConstraint,
     MetaData,
     Table,
@@ -37,7 +38,7 @@ from sqlalchemy import (
     event,
     text,
 )
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -214,6 +215,19 @@ class TenantSession(AsyncSession):
     def tenant_id(self) -> uuid.UUID | None:
         return self.sync_session.info.get("tenant_id")
 
+    async def execute_core(
+        self, statement: Executable, params: Mapping[str, Any]
+    ) -> CursorResult[*tuple[Any, ...]]:
+        """Run a Core ``statement`` built once (a module constant) on this session's
+        connection, in its transaction, in turn with its other operations.
+
+        Without the ORM's work per execution: no tenant criteria (the statement must
+        name its tenant itself; row-level security still applies on PostgreSQL), no
+        loading, and the statement's cache key, computed once, is reused. For the
+        kernel's hot reads of plain rows (a page of customers)."""
+        connection = await self.connection()
+        return await connection.execute(statement, params)
+
     if not TYPE_CHECKING:  # same signatures as AsyncSession's (overloads included)
         execute = _serialised(AsyncSession.execute)
         scalar = _serialised(AsyncSession.scalar)
@@ -227,6 +241,7 @@ class TenantSession(AsyncSession):
         commit = _serialised(AsyncSession.commit)
         rollback = _serialised(AsyncSession.rollback)
         run_sync = _serialised(AsyncSession.run_sync)
+        execute_core = _serialised(execute_core)
 
 
 _TENANT_CRITERIA = "crmkit_tenant_criteria"

@@ -92,3 +92,18 @@ async def test_ids_are_those_of_list_customers_page_by_page(env: Env) -> None:
         first = await crmkit.customer_ids(ctx, wanted, after=None, limit=2)
         rest = await crmkit.customer_ids(ctx, wanted, after=first[-1], limit=2)
         assert first + rest == listed
+
+
+async def test_a_pages_statement_is_built_once_per_shape_of_filter(env: Env) -> None:
+    """Building a statement and its cache key cost more than running it: pages of any
+    tenant with the same kind of filter share one statement, its values sent apart."""
+    mine, theirs = await env.tenant(), await env.tenant()
+    for tenant in (mine, theirs):
+        await env.create_customer(tenant, givenName="Ada", tags=["vip"])
+    pages._statement.cache_clear()
+    for tenant in (mine, theirs):
+        for tag in ("vip", "gold"):
+            async with env.platform.tenant_scope(tenant) as scope:
+                rows = await pages.customer_page(scope.ctx, CustomerFilter(tag=tag), after=None, limit=5)
+            assert len(rows) == (tag == "vip")
+    assert (pages._statement.cache_info().misses, pages._statement.cache_info().hits) == (1, 3)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, or_, select
+from sqlalchemy import BindParameter, ColumnElement, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -388,7 +388,7 @@ class ConsentCriterion:
     channel: ConsentChannel
     state: ConsentState
 
-    def where(self, *, at: datetime | None = None) -> ColumnElement[bool]:
+    def where(self, *, at: datetime | BindParameter[datetime] | None = None) -> ColumnElement[bool]:
         return consent_state_criterion(self.purpose, self.channel, self.state, at=at)
 
 
@@ -397,13 +397,14 @@ def consent_state_criterion(
     channel: ConsentChannel | str,
     state: ConsentState | str,
     *,
-    at: datetime | None = None,
+    at: datetime | BindParameter[datetime] | None = None,
 ) -> ColumnElement[bool]:
     """A WHERE criterion on ``Customer``: the customer's current consent for
     ``purpose``/``channel`` is ``state``.
 
     ``granted`` means what :func:`allows` means (latest record granted and unexpired at
-    ``at``, default now); ``denied`` and ``withdrawn`` match the latest record's state.
+    ``at``, default now; a bound parameter where the statement is built once and sent
+    with the time as a value); ``denied`` and ``withdrawn`` match the latest record's state.
     An expired grant matches none of them. Use it in ``select(Customer).where(...)``.
     """
     channel = enum_value(ConsentChannel, channel, "channel")
@@ -424,6 +425,6 @@ def consent_state_criterion(
         ),
     ]
     if state is ConsentState.GRANTED:
-        now = (at or utcnow()).astimezone(UTC)  # stored times are UTC
+        now = at if isinstance(at, BindParameter) else (at or utcnow()).astimezone(UTC)  # stored: UTC
         conditions.append(or_(record.expires_at.is_(None), record.expires_at > now))
     return exists().where(*conditions)

@@ -12,6 +12,7 @@ way: :func:`customer_rows` by id, :func:`customer_ids` when only the ids matter.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
@@ -19,11 +20,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Executable, bindparam, select
 
 from crmkit.core.customers.models import Customer, CustomerKey, CustomerKind, CustomerTag, LifecycleStage
 from crmkit.core.customers.personal import PAGE_KEYS, TENANT_KEYS, PersonalData, open_sealed
-from crmkit.core.customers.service import CustomerFilter, matching
+from crmkit.core.customers.service import CustomerFilter, Matching, matching, with_ids
 from crmkit.crypto import TenantKeys
 from crmkit.plugins.info import TenantContext
 
@@ -85,19 +86,36 @@ COLUMNS = (
 
 TAGS = (
     select(CustomerTag.customer_id, CustomerTag.tag)
-    .where(CustomerTag.customer_id.in_(bindparam("ids", expanding=True)))
+    .where(
+        CustomerTag.tenant_id == bindparam("tenant"),
+        CustomerTag.customer_id.in_(bindparam("ids", expanding=True)),
+    )
     .order_by(CustomerTag.customer_id, CustomerTag.tag)
 )
-"""The tags of a page's customers: built once (an ``IN`` of fifty literals costs more to
-build than to run)."""
+"""The tags of a page's customers."""
+
+
+@functools.lru_cache(maxsize=512)
+def _statement(shape: tuple[tuple[Any, ...], ...], limited: bool) -> Executable:
+    """The customers of a :class:`Matching` shape with their data keys, by id: built
+    once per shape, and run as a Core statement (``TenantSession.execute_core``)."""
+    query = (
+        select(*COLUMNS)
+        .outerjoin(
+            CustomerKey,
+            (CustomerKey.tenant_id == Customer.tenant_id) & (CustomerKey.customer_id == Customer.id),
+        )
+        .where(*Matching(shape, {}).conditions())
+        .order_by(Customer.id)
+    )
+    return query.limit(bindparam("limit")) if limited else query
 
 
 async def customer_page(
     ctx: TenantContext, filter: CustomerFilter, *, after: uuid.UUID | None, limit: int
 ) -> list[CustomerRow]:
     """Up to ``limit`` customers after ``after`` matching ``filter``, by id, as rows."""
-    keys: TenantKeys = ctx.session.info[TENANT_KEYS]
-    return await _rows(ctx, matching(keys, filter, after), limit)
+    return await _rows(ctx, matching(ctx, filter, after), limit)
 
 
 async def customer_rows(ctx: TenantContext, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, CustomerRow]:
@@ -109,7 +127,7 @@ async def customer_rows(ctx: TenantContext, ids: Iterable[uuid.UUID]) -> dict[uu
     wanted = list(set(ids))
     if not wanted:
         return {}
-    rows = await _rows(ctx, [Customer.id.in_(wanted), Customer.erased_at.is_(None)], None)
+    rows = await _rows(ctx, with_ids(ctx, wanted), None)
     return {row.id: row for row in rows}
 
 
@@ -119,31 +137,24 @@ async def customer_ids(
     """The ids of :func:`~crmkit.core.customers.service.list_customers`'s customers,
     without reading the customers: for a job that only needs to know whom (a campaign
     turning its customers into messages)."""
-    keys: TenantKeys = ctx.session.info[TENANT_KEYS]
-    query = select(Customer.id).where(*matching(keys, filter, after)).order_by(Customer.id).limit(limit)
-    return list(await ctx.session.scalars(query))
+    found = matching(ctx, filter, after)
+    query = select(Customer.id).where(*found.conditions()).order_by(Customer.id).limit(limit)
+    return list(await ctx.session.scalars(query, found.params))
 
 
-async def _rows(ctx: TenantContext, conditions: list[Any], limit: int | None) -> list[CustomerRow]:
-    """The customers meeting ``conditions``, by id, with their data keys and tags."""
+async def _rows(ctx: TenantContext, found: Matching, limit: int | None) -> list[CustomerRow]:
+    """The customers ``found`` names, by id, with their data keys and tags."""
     session = ctx.session
     keys: TenantKeys = session.info[TENANT_KEYS]
-    query = (
-        select(*COLUMNS)
-        .outerjoin(
-            CustomerKey,
-            (CustomerKey.tenant_id == Customer.tenant_id) & (CustomerKey.customer_id == Customer.id),
-        )
-        .where(*conditions)
-        .order_by(Customer.id)
-        .limit(limit)
-    )
-    rows = [CustomerRow(keys, *cast(tuple[Any, ...], values)) for values in await session.execute(query)]
+    params = found.params if limit is None else {**found.params, "limit": limit}
+    result = await session.execute_core(_statement(found.shape, limit is not None), params)
+    rows = [CustomerRow(keys, *cast(tuple[Any, ...], values)) for values in result]
     page_keys = session.info.setdefault(PAGE_KEYS, {})
     page_keys.update((row.id, row.wrapped_key) for row in rows if row.wrapped_key is not None)
     if rows:
         tags: defaultdict[uuid.UUID, list[str]] = defaultdict(list)
-        for customer_id, tag in await session.execute(TAGS, {"ids": [row.id for row in rows]}):
+        ids = [row.id for row in rows]
+        for customer_id, tag in await session.execute_core(TAGS, {"tenant": ctx.tenant_id, "ids": ids}):
             tags[customer_id].append(tag)
         for row in rows:
             row.tag_names = tags[row.id]

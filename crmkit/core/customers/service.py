@@ -7,17 +7,18 @@ together.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from iso4217 import Currency
-from sqlalchemy import Numeric, exists, func, or_, select
+from sqlalchemy import ColumnElement, Numeric, and_, bindparam, exists, func, or_, select
 
 from crmkit.clock import utcnow
 from crmkit.core.customers.models import (
@@ -32,7 +33,7 @@ from crmkit.core.customers.models import (
 )
 from crmkit.core.customers.personal import FIELDS, TENANT_KEYS, PersonalData
 from crmkit.core.events import emit
-from crmkit.crypto import TenantKeys
+from crmkit.crypto import IndexKind, TenantKeys
 from crmkit.db import TenantSession
 from crmkit.errors import BadUserInput, Conflict, NotFound
 from crmkit.inputs import decimal_digits, optional_text
@@ -373,65 +374,114 @@ async def archive_customer(ctx: TenantContext, customer_id: uuid.UUID) -> Custom
     return customer
 
 
-def _exact(keys: TenantKeys, kind: Any, column: Any, value: str, field: str) -> Any:
-    try:
-        return column == keys.blind_index(kind, value)
-    except ValueError:
-        raise BadUserInput(f"{field} has nothing to search for", field=field) from None
-
-
 async def list_customers(
     ctx: TenantContext, filter: CustomerFilter, *, after: uuid.UUID | None, limit: int
 ) -> Sequence[Customer]:
     """Customers by id, matching ``filter`` (:func:`matching`)."""
-    query = select(Customer).where(*matching(ctx.session.info[TENANT_KEYS], filter, after))
-    return (await ctx.session.scalars(query.order_by(Customer.id).limit(limit))).all()
+    found = matching(ctx, filter, after)
+    query = select(Customer).where(*found.conditions()).order_by(Customer.id).limit(limit)
+    return (await ctx.session.scalars(query, found.params)).all()
 
 
-def matching(keys: TenantKeys, filter: CustomerFilter, after: uuid.UUID | None) -> list[Any]:
-    """The conditions on ``customers`` of a page after ``after`` matching ``filter``;
-    exact e-mail, phone and national id and whole name words are matched through blind
-    indexes, since the values themselves are encrypted."""
-    conditions: list[Any] = [Customer.erased_at.is_(None)]
+class Matching(NamedTuple):
+    """Which customers a read asks for, split so its statement is built once per shape:
+    ``shape`` names the conditions that apply, ``params`` the values they compare with.
+    Building a statement and its cache key costs more than running it."""
+
+    shape: tuple[tuple[Any, ...], ...]
+    params: dict[str, Any]
+
+    def conditions(self) -> tuple[ColumnElement[bool], ...]:
+        """The conditions on ``customers``, with bound parameters named as in ``params``;
+        the tenant's own among them, so they hold without the ORM's tenant criteria."""
+        return _conditions(self.shape)
+
+
+def matching(ctx: TenantContext, filter: CustomerFilter, after: uuid.UUID | None) -> Matching:
+    """A page of the tenant's customers after ``after`` matching ``filter``; exact e-mail,
+    phone and national id and whole name words are matched through blind indexes, since
+    the values themselves are encrypted."""
+    keys: TenantKeys = ctx.session.info[TENANT_KEYS]
+    shape: list[tuple[Any, ...]] = [("tenant",), ("not_erased",)]
+    params: dict[str, Any] = {"tenant": ctx.tenant_id}
     if after is not None:
-        conditions.append(Customer.id > after)
+        shape.append(("after",))
+        params["after"] = after
     if not filter.include_archived:
-        conditions.append(Customer.archived_at.is_(None))
+        shape.append(("not_archived",))
     if filter.consent is not None:
-        conditions.append(filter.consent.where())
+        shape.append(("consent", filter.consent))
+        params["consent_at"] = utcnow()
     if filter.stage is not None:
-        conditions.append(Customer.lifecycle_stage == filter.stage)
+        shape.append(("stage",))
+        params["stage"] = filter.stage
     if filter.tag is not None:
-        conditions.append(
-            exists().where(
-                CustomerTag.tenant_id == Customer.tenant_id,
-                CustomerTag.customer_id == Customer.id,
-                CustomerTag.tag == filter.tag.strip().lower(),
-            )
-        )
-    if filter.email:
-        conditions.append(_exact(keys, "email", Customer.email_index, filter.email, "email"))
-    if filter.phone:
-        conditions.append(_exact(keys, "phone", Customer.phone_index, filter.phone, "phone"))
-    if filter.national_id:
-        conditions.append(
-            _exact(keys, "national_id", Customer.national_id_index, filter.national_id, "nationalId")
-        )
+        shape.append(("tag",))
+        params["tag"] = filter.tag.strip().lower()
+    indexed: tuple[tuple[IndexKind, str | None, str], ...] = (
+        ("email", filter.email, "email"),
+        ("phone", filter.phone, "phone"),
+        ("national_id", filter.national_id, "nationalId"),
+    )
+    for kind, value, field in indexed:
+        if value:
+            shape.append((kind,))
+            params[kind] = _index(keys, kind, value, field)
     if filter.text:
         if len(filter.text) > 100:
             raise BadUserInput("text filter is longer than 100 characters", field="text")
-        tokens = keys.name_tokens(filter.text)
+        tokens = sorted(keys.name_tokens(filter.text))
         if not tokens:
             raise BadUserInput("text has no words to search for", field="text")
-        conditions.extend(
-            exists().where(
-                CustomerNameToken.tenant_id == Customer.tenant_id,
-                CustomerNameToken.customer_id == Customer.id,
-                CustomerNameToken.token == token,
-            )
-            for token in tokens
-        )
-    return conditions
+        shape.append(("text", len(tokens)))
+        params.update((f"token_{i}", token) for i, token in enumerate(tokens))
+    return Matching(tuple(shape), params)
+
+
+def with_ids(ctx: TenantContext, ids: Sequence[uuid.UUID]) -> Matching:
+    """The tenant's customers of ``ids`` that are not erased."""
+    return Matching((("tenant",), ("not_erased",), ("ids",)), {"tenant": ctx.tenant_id, "ids": list(ids)})
+
+
+def _index(keys: TenantKeys, kind: IndexKind, value: str, field: str) -> bytes:
+    try:
+        return keys.blind_index(kind, value)
+    except ValueError:
+        raise BadUserInput(f"{field} has nothing to search for", field=field) from None
+
+
+def _name_word(i: int) -> ColumnElement[bool]:
+    return exists().where(
+        CustomerNameToken.tenant_id == Customer.tenant_id,
+        CustomerNameToken.customer_id == Customer.id,
+        CustomerNameToken.token == bindparam(f"token_{i}"),
+    )
+
+
+_CONDITION: dict[str, Callable[..., ColumnElement[bool]]] = {
+    "tenant": lambda: Customer.tenant_id == bindparam("tenant"),
+    "not_erased": lambda: Customer.erased_at.is_(None),
+    "not_archived": lambda: Customer.archived_at.is_(None),
+    "after": lambda: Customer.id > bindparam("after"),
+    "ids": lambda: Customer.id.in_(bindparam("ids", expanding=True)),
+    "consent": lambda criterion: criterion.where(at=bindparam("consent_at")),
+    "stage": lambda: Customer.lifecycle_stage == bindparam("stage"),
+    "tag": lambda: exists().where(
+        CustomerTag.tenant_id == Customer.tenant_id,
+        CustomerTag.customer_id == Customer.id,
+        CustomerTag.tag == bindparam("tag"),
+    ),
+    "email": lambda: Customer.email_index == bindparam("email"),
+    "phone": lambda: Customer.phone_index == bindparam("phone"),
+    "national_id": lambda: Customer.national_id_index == bindparam("national_id"),
+    "text": lambda words: and_(*(_name_word(i) for i in range(words))),
+}
+"""Each condition a :class:`Matching` shape may name, built from its parameters' names."""
+
+
+@functools.lru_cache(maxsize=512)  # shapes vary by filter and consent purpose: bounded
+def _conditions(shape: tuple[tuple[Any, ...], ...]) -> tuple[ColumnElement[bool], ...]:
+    return tuple(_CONDITION[name](*arguments) for name, *arguments in shape)
 
 
 def _amount(session: TenantSession, amount: str | Decimal, currency: str | None) -> Decimal:
