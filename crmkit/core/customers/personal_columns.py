@@ -144,6 +144,18 @@ def personal_columns(mapper: Mapper[Any]) -> tuple[PersonalColumn, ...]:
     return found
 
 
+_of_class: dict[type, tuple[PersonalColumn, ...]] = {}
+
+
+def _of_row(row: Any) -> tuple[PersonalColumn, ...]:
+    """:func:`personal_columns` of the row's class, without inspecting the row: asked
+    for every row a query loads."""
+    found = _of_class.get(type(row))
+    if found is None:
+        found = _of_class[type(row)] = personal_columns(inspect(row).mapper)
+    return found
+
+
 def _find(mapper: Mapper[Any]) -> Iterable[PersonalColumn]:
     for prop in mapper.column_attrs:
         column = prop.columns[0]
@@ -224,7 +236,7 @@ def _seal(session: Session, flush_context: UOWTransaction, instances: Any) -> No
     """Encrypt every personal value set since the last flush, for its place."""
     todo: list[tuple[Any, PersonalColumn, str]] = []
     for row in (*session.new, *session.dirty):
-        for column in personal_columns(inspect(row).mapper):
+        for column in _of_row(row):
             value = row.__dict__.get(column.key)
             if value is None or _unopened(row, column.key, value):
                 continue
@@ -249,7 +261,7 @@ def _seal(session: Session, flush_context: UOWTransaction, instances: Any) -> No
 
 def _loaded(row: Any, context: QueryContext, attrs: Iterable[str] | None = None) -> None:
     """A row with personal columns came from the database: open it after the query."""
-    if personal_columns(inspect(row).mapper):
+    if _of_row(row):
         context.session.info.setdefault(_TO_OPEN, []).append(row)
 
 
@@ -276,7 +288,7 @@ def _open(session: Session, rows: list[Any]) -> None:
     todo = [
         (row, column, row.__dict__[column.key])
         for row in rows
-        for column in personal_columns(inspect(row).mapper)
+        for column in _of_row(row)
         if isinstance(row.__dict__.get(column.key), bytes)
     ]
     keys = _data_keys(session, {column.place(row)[:2] for row, column, _ in todo})
