@@ -115,15 +115,15 @@ from typing import Any, cast
 
 import httpx
 import postgres_setup
+from crmkit_notes.graphql import NOTES
 from crmkit_notes.graphql import READ as NOTES_READ
-from crmkit_notes.models import Note
 from crmkit_notes.service import add_note
 from litestar import Litestar, Request, Response, get
 from litestar.types import ASGIApp, Receive, Scope, Send
 from sqlalchemy import event, select
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 
-from crmkit import migrations
+from crmkit import migrations, read_rows
 from crmkit.app import create_app
 from crmkit.clock import utcnow
 from crmkit.core.audit import chain, trail
@@ -260,7 +260,7 @@ def _personal_value(
     return value
 
 
-def _note_body(note_: Note, scopes: frozenset[str], disclosed: tuple[set[uuid.UUID], set[str]]) -> str | None:
+def _note_body(note_: Any, scopes: frozenset[str], disclosed: tuple[set[uuid.UUID], set[str]]) -> str | None:
     """What ``Note.body`` (``crmkit.personal_field`` of class contact) answers: the value
     opened with the customer's data key, masked or noted as disclosed like the above."""
     if note_.body is None or unmask_scope(InformationClass.CONTACT) not in scopes:
@@ -300,10 +300,10 @@ async def bare(request: Request[Any, Any, Any]) -> Response[bytes]:
         ctx = TenantContext(tenant_id=tenant_id, session=session, jobs=platform.queue)
         page = await pages.customer_page(ctx, service.CustomerFilter(), after=None, limit=CUSTOMERS + 1)
         customers = page[:CUSTOMERS]
-        # crmkit_notes' load_notes batch
-        notes: defaultdict[uuid.UUID, list[Note]] = defaultdict(list)
+        # crmkit_notes' load_notes batch: its statement, read as plain rows
+        notes: defaultdict[uuid.UUID, list[Any]] = defaultdict(list)
         ids = [c.id for c in customers]
-        for note_ in await session.scalars(select(Note).where(Note.customer_id.in_(ids)).order_by(Note.id)):
+        for note_ in await read_rows(session, NOTES, {"ids": ids}):
             notes[note_.customer_id].append(note_)
         disclosed: tuple[set[uuid.UUID], set[str]] = (set(), set())
         notes_disclosed: tuple[set[uuid.UUID], set[str]] = (set(), set())

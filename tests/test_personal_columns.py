@@ -154,3 +154,29 @@ async def test_a_session_without_the_keys_sees_the_ciphertext_and_can_delete(env
         await session.delete(letter)
     async with env.platform.tenant_scope(tenant) as scope:
         assert list(await scope.session.scalars(select(Letter))) == []
+
+
+@pytest.mark.usefixtures("letters")
+async def test_read_rows_gives_plain_rows_opened_inside_the_tenants_walls(env: Env) -> None:
+    """``crmkit.read_rows``: a select of columns as plain rows named after the model, the
+    personal columns opened (``None`` for an erased customer), another tenant's rows
+    unseen, and a personal column without what opens it refused."""
+    tenant, other = await env.tenant(), await env.tenant()
+    holder = (await env.create_customer(tenant, familyName="Zweistein"))["id"]
+    erased = (await env.create_customer(tenant, familyName="Gone"))["id"]
+    stranger = (await env.create_customer(other, familyName="Else"))["id"]
+    mine, gone = await write(env, tenant, holder), await write(env, tenant, erased, "Bye.")
+    await write(env, other, stranger, "Not yours.")
+    erase = "mutation($id: UUID!) { eraseCustomer(id: $id) { id } }"
+    assert "errors" not in await env.gql(erase, {"id": erased}, tenant=tenant)
+
+    letters = select(Letter.id, Letter.holder_id, Letter.text).order_by(Letter.id)
+    async with env.platform.tenant_scope(tenant) as scope:
+        rows = await crmkit.read_rows(scope.session, letters)
+        assert [(type(row).__name__, row.id, row.text) for row in rows] == [
+            ("Letter", mine, SECRET),
+            ("Letter", gone, None),
+        ]
+        assert not scope.session.identity_map  # no entity was loaded
+        with pytest.raises(TypeError, match=r"select test_personal_letters\.holder_id too"):
+            await crmkit.read_rows(scope.session, select(Letter.id, Letter.text))

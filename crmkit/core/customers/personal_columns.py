@@ -16,21 +16,23 @@ query (:func:`_open_loaded`), with one query for the data keys of the customers
 not already in the session. Plaintext never reaches the database: the column type
 binds a value sealed for its place, or bytes taken from the column as they are (a
 restore), and refuses text: a bulk ``insert()`` or ``update()`` with text, or a
-``WHERE`` on the column, is an error rather than a leak. Load rows
-as ORM entities (``select(Note)``): ``select(Note.body)`` gives the ciphertext, and so
-does a session without the tenant's keys (``Database.tenant_session``, unlike the
-platform's tenant scope): it can read, change and delete such rows, but not set a
-personal value.
+``WHERE`` on the column, is an error rather than a leak. Load rows as ORM entities
+(``select(Note)``), or, to only read them, as plain rows with :func:`read_rows`
+(``select(Note.id, Note.customer_id, Note.body)``): a plain ``session.execute`` of
+columns gives the ciphertext, and so does a session without the tenant's keys
+(``Database.tenant_session``, unlike the platform's tenant scope): it can read, change
+and delete such rows, but not set a personal value.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, cast
 
-from sqlalchemy import LargeBinary, Table, TypeDecorator, event, inspect, select
+from sqlalchemy import LargeBinary, Select, Table, TypeDecorator, event, inspect, select
 from sqlalchemy.orm import (
     Mapper,
     ORMExecuteState,
@@ -44,7 +46,7 @@ from sqlalchemy.orm.util import identity_key
 from crmkit.core.customers.models import CustomerKey
 from crmkit.core.customers.personal import PAGE_KEYS, TENANT_KEYS
 from crmkit.crypto import DataKey, TenantKeys
-from crmkit.db import TenantOwned
+from crmkit.db import TenantOwned, TenantSession
 from crmkit.errors import NotFound
 
 Place = tuple[uuid.UUID, uuid.UUID, str, str, str]
@@ -300,6 +302,74 @@ def _open(session: Session, rows: list[Any]) -> None:
             text = key.decrypt(ciphertext, table=table, column=name, row_id=row_id)
             value = Sealed(text, ciphertext, place)
         attributes.set_committed_value(row, column.key, value)
+
+
+async def read_rows(
+    session: TenantSession, statement: Select[*tuple[Any, ...]], params: Mapping[str, Any] | None = None
+) -> list[Any]:
+    """The rows of ``statement``, a select of a model's columns, as plain read-only
+    objects named after the model (an attribute per column), personal columns opened
+    (``None`` once their customer is erased).
+
+    For reading a batch (a ``crmkit.customer_field``'s loader): no entity, identity map
+    or load event per row, which cost more than the query. It runs as any query of the
+    session does, inside the tenant's walls. A personal column needs its row's customer
+    and row id columns selected too (``Note.customer_id``, ``Note.id``).
+    """
+    personal = _selected_personal(statement)
+    row_class = _row_class(statement.column_descriptions[0]["entity"])
+    result = await session.execute(statement, params)
+    names = tuple(result.keys())
+    rows = [row_class(**dict(zip(names, values, strict=True))) for values in result]
+    if personal and rows:
+        await session.run_sync(_open_plain, rows, personal)
+    return rows
+
+
+_ROW_CLASSES: dict[Any, type[SimpleNamespace]] = {}
+
+
+def _row_class(model: Any) -> type[SimpleNamespace]:
+    """A plain row class named after ``model``: the access log names what a personal
+    field showed by its row's class (``Note``)."""
+    row_class = _ROW_CLASSES.get(model)
+    if row_class is None:
+        row_class = _ROW_CLASSES[model] = type(model.__name__, (SimpleNamespace,), {})
+    return row_class
+
+
+def _selected_personal(statement: Select[*tuple[Any, ...]]) -> list[PersonalColumn]:
+    """The personal columns ``statement`` selects, checked to come with what opens them."""
+    selected = statement.selected_columns
+    names = set(selected.keys())
+    found = []
+    for key, column in zip(selected.keys(), selected, strict=True):
+        if not isinstance(column.type, PersonalText):
+            continue
+        table = cast(Table, column.table).name
+        for attribute in (column.type.customer_attribute, column.type.row_attribute):
+            if attribute not in names:
+                raise TypeError(f"read_rows: select {table}.{attribute} too, to open {table}.{column.name}")
+        found.append(
+            PersonalColumn(key, table, column.name, column.type.customer_attribute, column.type.row_attribute)
+        )
+    return found
+
+
+def _open_plain(session: Session, rows: list[Any], personal: list[PersonalColumn]) -> None:
+    """Replace the plain rows' ciphertexts by their text, as :func:`_open` does."""
+    tenant_id = session.info["tenant_id"]
+    wanted = {(tenant_id, getattr(row, column.customer_attribute)) for row in rows for column in personal}
+    keys = _data_keys(session, wanted)
+    for row in rows:
+        for column in personal:
+            ciphertext = getattr(row, column.key)
+            if ciphertext is None:
+                continue
+            key = keys.get(getattr(row, column.customer_attribute))
+            row_id = str(getattr(row, column.row_attribute))
+            text = key and key.decrypt(ciphertext, table=column.table, column=column.column, row_id=row_id)
+            setattr(row, column.key, text)  # None: the customer was erased
 
 
 def install() -> None:
