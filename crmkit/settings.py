@@ -130,8 +130,8 @@ class Settings(BaseSettings):
         default=50_000,
         ge=100,
         description="Allocations between two young-generation garbage collections in a server "
-        "process (Python's default 700): a GraphQL page allocates tens of thousands of objects, "
-        "so at 700 the collector runs dozens of times per request.",
+        "or worker process (Python's default 700): a GraphQL page allocates tens of thousands of "
+        "objects, so at 700 the collector runs dozens of times per request.",
     )
 
     graphql_max_depth: int = 10

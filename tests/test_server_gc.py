@@ -1,12 +1,17 @@
-"""The serving process tunes the garbage collector once started (crmkit.app)."""
+"""The serving and worker processes tune the garbage collector once started
+(crmkit.app's settle_collector)."""
 
 from __future__ import annotations
 
 import gc
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from crmkit.app import create_app
+from crmkit.cli import app as cli
+from crmkit.settings import get_settings
 from crmkit.testing import Env
 
 
@@ -25,6 +30,41 @@ async def test_once_started_the_server_freezes_start_up_and_collects_less_often(
             assert gc.get_freeze_count() > 0
     finally:
         gc.set_threshold(*before)
+
+
+def test_a_worker_freezes_start_up_and_collects_less_often(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``crmkit worker`` settles the collector before it runs its first job."""
+    for name, value in {
+        "CRMKIT_DATA_DIR": str(tmp_path),
+        "CRMKIT_DEV_MODE": "true",
+        "CRMKIT_REDIS_URL": "redis://127.0.0.1:6379/15",
+        "CRMKIT_GC_GEN0_THRESHOLD": "12345",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("CRMKIT_DATABASE_URL", raising=False)
+    seen: dict[str, int] = {}
+
+    class Worker:
+        def __init__(self, **settings: object) -> None:
+            pass
+
+        def run(self) -> None:
+            seen.update(threshold=gc.get_threshold()[0], frozen=gc.get_freeze_count())
+
+    monkeypatch.setattr("arq.worker.Worker", Worker)
+    get_settings.cache_clear()
+    before = gc.get_threshold()
+    gc.unfreeze()
+    try:
+        result = CliRunner().invoke(cli, ["worker"])
+    finally:
+        gc.set_threshold(*before)
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert seen["threshold"] == 12_345
+    assert seen["frozen"] > 0
 
 
 async def test_a_graphql_request_leaves_its_executor_and_context_to_reference_counting(env: Env) -> None:
