@@ -253,3 +253,31 @@ async def test_purging_a_disabled_plugin_deletes_its_data_for_one_tenant(env: En
             assert await session.scalar(select(func.count()).select_from(Note)) == left
     async with env.platform.db.tenant_session(a) as session:
         assert "plugin.purge" in list(await session.scalars(select(AuditEvent.action)))
+
+
+async def test_a_tenant_scope_leaves_its_transaction_to_reference_counting(env: Env) -> None:
+    """Contexts hold their hook caller and the caller holds them: released when the scope
+    ends, so its session and rows are freed at once, not at the collector's next pass."""
+    import gc
+
+    from crmkit.db import TenantSession
+    from crmkit.plugins.caller import TenantHooks
+    from crmkit.plugins.info import TenantContext
+
+    tenant = await env.tenant("notes")
+    await env.create_customer(tenant, givenName="Ada")
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        async with env.platform.tenant_scope(tenant) as scope:
+            scope.hooks.context_for("notes")
+            await crmkit.list_customers(scope.ctx, crmkit.CustomerFilter(), after=None, limit=5)
+        del scope
+        gc.collect()
+        kept = {type(o) for o in gc.garbage} & {TenantContext, TenantHooks, TenantSession}
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert kept == set()

@@ -287,6 +287,7 @@ class TenantEndpoint:
             else:
                 _log_disclosures(session, context)
                 await session.commit()
+        scope.hooks.release()
         if not result.errors:
             await platform.db.committed(session)
         return result

@@ -103,8 +103,14 @@ class Platform:
         self, tenant_id: uuid.UUID, *, require_active: bool = True
     ) -> AsyncIterator[TenantScope]:
         """Open a transaction for ``tenant_id``; commits on success, relays its events."""
-        async with self.db.tenant_session(tenant_id) as session:
-            yield await self.bind(session, tenant_id, require_active=require_active)
+        scope: TenantScope | None = None
+        try:
+            async with self.db.tenant_session(tenant_id) as session:
+                scope = await self.bind(session, tenant_id, require_active=require_active)
+                yield scope
+        finally:
+            if scope is not None:
+                scope.hooks.release()
 
     async def bind(
         self, session: TenantSession, tenant_id: uuid.UUID, *, require_active: bool = True

@@ -83,6 +83,13 @@ class TenantHooks:
     def enabled(self) -> frozenset[str]:
         return self.plugin_set.plugins
 
+    def release(self) -> None:
+        """Let go of the contexts once their transaction is over. Each context holds this
+        caller as ``hooks`` and the caller holds them: a cycle that kept the transaction's
+        session and every row it loaded alive until the garbage collector's next pass."""
+        self._contexts.clear()
+        del self.ctx.hooks
+
     def context_for(self, plugin: str) -> TenantContext:
         ctx = self._contexts.get(plugin)
         if ctx is None:
