@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Executable, bindparam, select
+from sqlalchemy import ColumnElement, Executable, Uuid, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from crmkit.core.customers.models import Customer, CustomerKey, CustomerKind, CustomerTag, LifecycleStage
 from crmkit.core.customers.personal import PAGE_KEYS, TENANT_KEYS, PersonalData, open_sealed
@@ -84,15 +85,19 @@ COLUMNS = (
 )
 
 
-TAGS = (
-    select(CustomerTag.customer_id, CustomerTag.tag)
-    .where(
-        CustomerTag.tenant_id == bindparam("tenant"),
-        CustomerTag.customer_id.in_(bindparam("ids", expanding=True)),
+def _tags(of_ids: ColumnElement[bool]) -> Executable:
+    return (
+        select(CustomerTag.customer_id, CustomerTag.tag)
+        .where(CustomerTag.tenant_id == bindparam("tenant"), of_ids)
+        .order_by(CustomerTag.customer_id, CustomerTag.tag)
     )
-    .order_by(CustomerTag.customer_id, CustomerTag.tag)
-)
+
+
+TAGS = _tags(CustomerTag.customer_id.in_(bindparam("ids", expanding=True)))
 """The tags of a page's customers."""
+TAGS_BY_DIALECT = {"postgresql": _tags(CustomerTag.customer_id == any_(bindparam("ids", type_=ARRAY(Uuid))))}
+"""PostgreSQL takes the ids as one array: an ``IN`` of fifty parameters is written out
+again for every execution (~0.1 ms)."""
 
 
 @functools.lru_cache(maxsize=512)
@@ -154,7 +159,8 @@ async def _rows(ctx: TenantContext, found: Matching, limit: int | None) -> list[
     if rows:
         tags: defaultdict[uuid.UUID, list[str]] = defaultdict(list)
         ids = [row.id for row in rows]
-        for customer_id, tag in await session.execute_core(TAGS, {"tenant": ctx.tenant_id, "ids": ids}):
+        tags_of = TAGS_BY_DIALECT.get(session.get_bind().dialect.name, TAGS)
+        for customer_id, tag in await session.execute_core(tags_of, {"tenant": ctx.tenant_id, "ids": ids}):
             tags[customer_id].append(tag)
         for row in rows:
             row.tag_names = tags[row.id]
