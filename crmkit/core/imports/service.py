@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import LargeBinary, Result, String, literal, or_, select, union_all
 from strawberry.utils.str_converters import to_camel_case
 
 from crmkit.clock import utcnow
@@ -292,9 +292,14 @@ async def import_customers(ctx: TenantContext, rows: Sequence[Row]) -> BatchResu
     refs = [c.external_ref for _, c in cleaned]
     keys: TenantKeys = session.info[TENANT_KEYS]
     by_index = {erased_ref_index(keys, ref): ref for ref in refs if ref is not None}
-    known = await session.execute(
-        select(Customer.external_ref, Customer.erased_ref_index).where(
-            or_(Customer.external_ref.in_(refs), Customer.erased_ref_index.in_(by_index))
+    # live and erased references in one statement; a union, not an OR, so that each side
+    # finds its rows through its own index (an OR read every customer of the tenant)
+    known: Result[str | None, bytes | None] = await session.execute(
+        union_all(
+            select(Customer.external_ref, literal(None, LargeBinary)).where(Customer.external_ref.in_(refs)),
+            select(literal(None, String), Customer.erased_ref_index).where(
+                Customer.erased_ref_index.in_(by_index)
+            ),
         )
     )
     present: set[str | None] = set()
