@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -64,7 +65,13 @@ class Customer(TenantOwned, Model):
         Index("ix_customers_tenant_id_email_index", "tenant_id", "email_index"),
         Index("ix_customers_tenant_id_phone_index", "tenant_id", "phone_index"),
         Index("ix_customers_tenant_id_national_id_index", "tenant_id", "national_id_index"),
-        Index("ix_customers_tenant_id_erased_ref_index", "tenant_id", "erased_ref_index"),
+        Index(  # erased customers only: no other query of a tenant's customers reads it
+            "ix_customers_tenant_id_erased_ref_index",
+            "tenant_id",
+            "erased_ref_index",
+            postgresql_where=text("erased_ref_index IS NOT NULL"),
+            sqlite_where=text("erased_ref_index IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid7)
