@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import ipaddress
 import json
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import aiosmtplib
@@ -85,11 +87,32 @@ def _close_sessions() -> None:
             loop.run_until_complete(kept.aclose())
 
 
-async def http_post(url: str, content: str, headers: dict[str, str]) -> HttpAnswer:
-    """POST ``content`` to ``url``; a redirect is not followed (a 3xx is the answer)."""
+class Destinations(Protocol):
+    """The platform's outbound policy (``ctx.outbound``): where a request may go."""
+
+    async def resolve(self, url: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address: ...
+
+
+async def http_post(
+    destinations: Destinations, url: str, content: str, headers: dict[str, str]
+) -> HttpAnswer:
+    """POST ``content`` to ``url`` on the address ``destinations`` checked now (the
+    platform's policy: outside development mode https on a public address, so a
+    tenant's gateway URL cannot reach inside the platform's network, even through a
+    name re-pointed since it was saved); the name still names the host and its
+    certificate. A redirect is not followed (a 3xx is the answer); a refused
+    destination is :class:`crmkit.BadUserInput`."""
+    address = await destinations.resolve(url)
+    parts = urlsplit(url)
+    host = f"[{address}]" if address.version == 6 else str(address)
+    pinned = urlunsplit(parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host))
     session = await http_session()
     async with session.post(
-        url, data=content.encode(), headers=headers, allow_redirects=False
+        pinned,
+        data=content.encode(),
+        headers={**headers, "Host": parts.netloc},
+        allow_redirects=False,
+        server_hostname=parts.hostname if parts.scheme == "https" else None,
     ) as response:
         return HttpAnswer(response.status, await response.read())
 
@@ -194,7 +217,9 @@ class SmsProvider:
         if key:
             headers[settings.sms_auth_header] = key
         try:
-            answer = await http_post(settings.sms_url, payload, headers)
+            answer = await http_post(ctx.outbound, settings.sms_url, payload, headers)
+        except crmkit.BadUserInput as exc:
+            raise PermanentError(f"SMS gateway: {exc.message}") from None
         except HTTP_ERRORS as exc:
             raise TransientError(f"SMS gateway: {exc!r}") from None
         if answer.status >= 300:
@@ -249,7 +274,9 @@ class WebhookProvider:
             "webhook-signature": signature,
         }
         try:
-            answer = await http_post(settings.webhook_url, body, headers)
+            answer = await http_post(ctx.outbound, settings.webhook_url, body, headers)
+        except crmkit.BadUserInput as exc:
+            raise PermanentError(f"webhook: {exc.message}") from None
         except HTTP_ERRORS as exc:
             raise TransientError(f"webhook: {exc!r}") from None
         if answer.status >= 300:

@@ -108,13 +108,16 @@ async def test_a_batch_costs_the_same_statements_for_3_and_12_recipients(
 
 
 async def test_a_gateway_gets_at_most_its_connections_at_once(
-    gateway: tuple[Gateway, int],
+    env: Env, gateway: tuple[Gateway, int]
 ) -> None:
     app, port = gateway
     app.delay, app.most_in_flight = 0.2, 0  # each request held: the senders pile up
     try:
         answers = await asyncio.gather(
-            *(http_post(f"http://127.0.0.1:{port}/held", "{}", {}) for _ in range(25))
+            *(
+                http_post(env.platform.outbound, f"http://127.0.0.1:{port}/held", "{}", {})
+                for _ in range(25)
+            )
         )
     finally:
         app.delay = 0.0

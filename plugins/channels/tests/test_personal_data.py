@@ -8,7 +8,7 @@ from typing import Any
 
 from channels_helpers import grant, messages, ok, send, template
 from channels_loopback import Gateway, Loopback
-from crmkit.testing import StatementCounter
+from crmkit.testing import Env, StatementCounter
 from sqlalchemy import text
 
 from crmkit_channels.providers import http_post
@@ -97,11 +97,13 @@ async def test_messages_of_a_page_cost_the_same_statements_for_5_and_50_customer
     assert counts[5] == counts[50], counts
 
 
-async def test_the_shared_http_session_keeps_no_cookie(gateway: tuple[Gateway, int]) -> None:
+async def test_the_shared_http_session_keeps_no_cookie(
+    env: Env, gateway: tuple[Gateway, int]
+) -> None:
     """The HTTP session serves every tenant's sends: a cookie set in answer to one
     tenant's send must not travel with the next tenant's (a name, not an address: a
     cookie jar takes no cookie from an address anyway)."""
     app, port = gateway
     for _ in range(2):
-        await http_post(f"http://localhost:{port}/cookie", "{}", {})
+        await http_post(env.platform.outbound, f"http://localhost:{port}/cookie", "{}", {})
     assert app.cookies_sent[-2:] == [None, None]

@@ -5,14 +5,18 @@ request repeated (or delivered twice) send once; delivery reports move messages 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from datetime import UTC, datetime
 
 import crmkit
+import pytest
 from channels_helpers import START, campaign, grant, messages, ok, progress, send, template
 from channels_loopback import CALLBACK_SECRET, Loopback, unique_number
 from standardwebhooks.webhooks import Webhook
+
+ERROR = "query($id: UUID!) { customer(id: $id) { messages { error } } }"
 
 
 def e164(national: str) -> str:
@@ -52,6 +56,30 @@ async def test_a_permanent_failure_is_not_retried(loopback: Loopback) -> None:
     [message] = await messages(env, tenant, customer)
     assert (message["status"], message["attempts"]) == ("failed", 1)
     assert loopback.gateway.unauthorised - refused == 1
+
+
+async def test_a_gateway_inside_the_platforms_network_is_refused_outside_development(
+    loopback: Loopback, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Providers send through the platform's outbound policy: in production a gateway
+    URL on a private address (here the loopback gateway) fails the message for good,
+    and nothing reaches it."""
+    env = loopback.env
+    tenant = await loopback.tenant()
+    await template(env, tenant, "otp", "sms", "Your code")
+    customer, _ = await sms_customer(loopback, tenant)
+    production = dataclasses.replace(env.platform.outbound, development=False)
+    monkeypatch.setattr(env.platform, "outbound", production)
+    posts = loopback.gateway.sms_posts
+    await send(env, tenant, customerId=customer, purpose="marketing", template="otp", channel="sms")
+    await env.drain()
+    [message] = await messages(env, tenant, customer)
+    assert (message["status"], message["attempts"]) == ("failed", 1)
+    error = ok(await env.gql(ERROR, {"id": customer}, tenant=tenant))["customer"]["messages"][0][
+        "error"
+    ]
+    assert "must be an absolute https URL" in error, error
+    assert loopback.gateway.sms_posts == posts
 
 
 async def test_a_campaign_started_twice_sends_once(loopback: Loopback) -> None:
