@@ -88,7 +88,7 @@ class TenantHooks:
         caller as ``hooks`` and the caller holds them: a cycle that kept the transaction's
         session and every row it loaded alive until the garbage collector's next pass."""
         self._contexts.clear()
-        del self.ctx.hooks
+        vars(self.ctx).pop("hooks", None)  # a second release finds nothing to let go of
 
     def context_for(self, plugin: str) -> TenantContext:
         ctx = self._contexts.get(plugin)
