@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import LargeBinary, Result, String, literal, or_, select, union_all
+from sqlalchemy import LargeBinary, Result, String, literal, or_, select, text, union_all
 from strawberry.utils.str_converters import to_camel_case
 
 from crmkit.clock import utcnow
@@ -280,6 +280,36 @@ def _has_hook(ctx: TenantContext, hook: str) -> bool:
     return bool(ctx.hooks.plugin_set.impls(hook))
 
 
+_KNOWN_REFS_PG = text(
+    "SELECT c.external_ref, NULL::bytea FROM unnest(CAST(:refs AS varchar[])) AS r(ref)"
+    " JOIN customers c ON c.tenant_id = :tenant AND c.external_ref = r.ref"
+    " UNION ALL SELECT NULL, c.erased_ref_index FROM unnest(CAST(:indexes AS bytea[])) AS e(ix)"
+    " JOIN customers c ON c.tenant_id = :tenant AND c.erased_ref_index = e.ix"
+)
+
+
+async def _known_refs(
+    session: TenantSession, tenant_id: uuid.UUID, refs: list[str], by_index: dict[bytes, str]
+) -> Result[str | None, bytes | None]:
+    """The batch's references already present (external_ref, NULL) and those of erased
+    customers (NULL, erased_ref_index), in one statement, each side through its own index
+    (an OR of the two read every customer of the tenant). On PostgreSQL the references
+    go as arrays joined to the table: in a prepared statement's generic plan a list of a
+    thousand parameters was searched row by row over every customer of the tenant, so
+    each batch of an import took longer than the last (840 ms a batch at 49,000)."""
+    if session.get_bind().dialect.name == "postgresql":
+        params = {"refs": refs, "indexes": list(by_index), "tenant": tenant_id}
+        return await session.execute(_KNOWN_REFS_PG, params)
+    return await session.execute(
+        union_all(
+            select(Customer.external_ref, literal(None, LargeBinary)).where(Customer.external_ref.in_(refs)),
+            select(literal(None, String), Customer.erased_ref_index).where(
+                Customer.erased_ref_index.in_(by_index)
+            ),
+        )
+    )
+
+
 async def import_customers(ctx: TenantContext, rows: Sequence[Row]) -> BatchResult:
     session, tenant_id = ctx.session, ctx.tenant_id
     result = BatchResult()
@@ -292,16 +322,7 @@ async def import_customers(ctx: TenantContext, rows: Sequence[Row]) -> BatchResu
     refs = [c.external_ref for _, c in cleaned]
     keys: TenantKeys = session.info[TENANT_KEYS]
     by_index = {erased_ref_index(keys, ref): ref for ref in refs if ref is not None}
-    # live and erased references in one statement; a union, not an OR, so that each side
-    # finds its rows through its own index (an OR read every customer of the tenant)
-    known: Result[str | None, bytes | None] = await session.execute(
-        union_all(
-            select(Customer.external_ref, literal(None, LargeBinary)).where(Customer.external_ref.in_(refs)),
-            select(literal(None, String), Customer.erased_ref_index).where(
-                Customer.erased_ref_index.in_(by_index)
-            ),
-        )
-    )
+    known = await _known_refs(session, tenant_id, [ref for ref in refs if ref is not None], by_index)
     present: set[str | None] = set()
     erased: set[str] = set()
     for external_ref, index in known:
