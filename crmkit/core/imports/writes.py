@@ -28,7 +28,7 @@ def table_of(model: type) -> Table:
     return cast(Table, model.__table__)  # type: ignore[attr-defined]
 
 
-def _postgres(session: TenantSession) -> bool:
+def on_postgres(session: TenantSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
@@ -64,7 +64,7 @@ async def insert_new(
     ``key``) is present (a concurrent import of the same rows); the ids inserted."""
     if not rows:
         return set()
-    if _postgres(session):
+    if on_postgres(session):
         statement, params = _unnest(table, rows, f" ON CONFLICT (tenant_id, {key}) DO NOTHING RETURNING id")
         return set(await session.scalars(statement, params))
     upsert = sqlite.insert(table).on_conflict_do_nothing(index_elements=["tenant_id", key])
@@ -75,7 +75,7 @@ async def insert_all(session: TenantSession, table: Table, rows: list[dict[str, 
     """Insert ``rows`` in one statement."""
     if not rows:
         return
-    if _postgres(session):
+    if on_postgres(session):
         await session.execute(*_unnest(table, rows))
     else:
         await session.execute(insert(table), rows)
