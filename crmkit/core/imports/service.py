@@ -304,17 +304,17 @@ _KNOWN_REFS_PG = text(
 )
 
 
-async def _known_refs(
-    session: TenantSession, tenant_id: uuid.UUID, refs: list[str], by_index: dict[bytes, str]
-) -> Result[str | None, bytes | None]:
-    """The batch's references already present (external_ref, NULL) and those of erased
-    customers (NULL, erased_ref_index), in one statement, each side through its own index
-    (an OR of the two read every customer of the tenant). On PostgreSQL the references
+async def _known_refs(session: TenantSession, by_index: dict[bytes, str]) -> Result[str | None, bytes | None]:
+    """The batch's references (the values of ``by_index``, keyed by their erased index)
+    already present (external_ref, NULL) and those of erased customers (NULL,
+    erased_ref_index), in one statement, each side through its own index (an OR of the
+    two read every customer of the tenant). On PostgreSQL the references
     go as arrays joined to the table: in a prepared statement's generic plan a list of a
     thousand parameters was searched row by row over every customer of the tenant, so
     each batch of an import took longer than the last (840 ms a batch at 49,000)."""
+    refs = list(by_index.values())
     if on_postgres(session):
-        params = {"refs": refs, "indexes": list(by_index), "tenant": tenant_id}
+        params = {"refs": refs, "indexes": list(by_index), "tenant": session.tenant_id}
         return await session.execute(_KNOWN_REFS_PG, params)
     return await session.execute(
         union_all(
@@ -338,7 +338,7 @@ async def import_customers(ctx: TenantContext, rows: Sequence[Row]) -> BatchResu
     refs = [c.external_ref for _, c in cleaned]
     keys: TenantKeys = session.info[TENANT_KEYS]
     by_index = {erased_ref_index(keys, ref): ref for ref in refs if ref is not None}
-    known = await _known_refs(session, tenant_id, [ref for ref in refs if ref is not None], by_index)
+    known = await _known_refs(session, by_index)
     present: set[str | None] = set()
     erased: set[str] = set()
     for external_ref, index in known:
