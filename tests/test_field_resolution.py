@@ -7,6 +7,7 @@ is loaded once for a whole page of customers."""
 from __future__ import annotations
 
 import asyncio
+import enum
 import uuid
 from typing import Any, cast
 
@@ -133,19 +134,34 @@ async def test_a_customer_field_without_its_scope_is_forbidden_and_loads_nothing
     assert (calls.prefetched, calls.loaded) == ([], 0)
 
 
+@strawberry.enum
+class Stage(enum.Enum):
+    NEW = "new"
+    DONE = "done"
+
+
+@strawberry.type
+class Part:
+    label: str
+
+
 @strawberry.type
 class Row:
     name: str
     count: int
     tags: list[str]
     note: str | None
+    stage: Stage
+    parts: list[Part]
 
 
 ROWS = [
-    Row(name="fine", count=1, tags=["a", "b"], note=None),
-    Row(name=None, count=2, tags=["c"], note="x"),  # type: ignore[arg-type]  # null for String!
-    Row(name="big", count=2**40, tags=["d"], note="y"),  # beyond GraphQL's Int
-    Row(name="bad tags", count=3, tags=["e", None], note="z"),  # type: ignore[list-item]
+    Row(name="fine", count=1, tags=["a", "b"], note=None, stage=Stage.NEW, parts=[]),
+    Row(name=None, count=2, tags=["c"], note="x", stage=Stage.DONE, parts=[Part(label="p")]),  # type: ignore[arg-type]  # null for String!
+    Row(name="big", count=2**40, tags=["d"], note="y", stage=Stage.NEW, parts=[]),  # beyond GraphQL's Int
+    Row(name="bad tags", count=3, tags=["e", None], note="z", stage="new", parts=[]),  # type: ignore[list-item,arg-type]
+    Row(name="bad stage", count=4, tags=[], note=None, stage="later", parts=[Part(label=None)]),  # type: ignore[arg-type]
+    Row(name="text tags", count=5, tags="ab", note=None, stage=Stage.DONE, parts=[]),  # type: ignore[arg-type]
 ]
 
 
@@ -180,8 +196,8 @@ def test_the_short_path_answers_what_graphql_core_answers_good_values_and_bad() 
     """Values the types refuse are handed back to graphql-core: the same data and the
     same errors, at the same paths, with the short path and without it."""
     for query in (
-        "{ rows { name count tags note } }",
-        "{ maybeRows { name count tags note } }",
+        "{ rows { name count tags note stage parts { label } } }",
+        "{ maybeRows { name count tags note stage parts { label } } }",
         "{ laterRows { name count } good: maybeRows { note } }",
     ):
         plain = asyncio.run(_direct_rows_schema(None).execute(query))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from dataclasses import field as dc_field
+from operator import attrgetter
 from typing import Any, cast
 
 import strawberry
@@ -34,14 +35,23 @@ def direct_resolver(definition: StrawberryField) -> Callable[..., Any] | None:
         return None
     resolver = definition.base_resolver
     if resolver is None:
-        name = definition.python_name
-
-        def attribute(source: Any, _: Any) -> Any:
-            return getattr(source, name)
-
-        return attribute
+        return Attribute(definition.python_name)
     make = definition.metadata.get(DIRECT)
     return None if make is None else cast(Callable[..., Any], make(definition.python_name))
+
+
+class Attribute:
+    """A resolver reading the source's attribute ``name``; ``read`` is the same without
+    ``info``, for an executor that calls it per row (:class:`operator.attrgetter`,
+    cheaper than a Python function)."""
+
+    __slots__ = ("read",)
+
+    def __init__(self, name: str) -> None:
+        self.read = attrgetter(name)
+
+    def __call__(self, source: Any, _: Any) -> Any:
+        return self.read(source)
 
 
 BATCH = "crmkit_batch"

@@ -9,13 +9,14 @@ several times the field's own work.
 
 :class:`DirectExecutor` plans each selection set once per request (which of its fields
 take the short path) and resolves those fields with the resolver and the type's own
-``coerce_output_value`` only. Anything out of the ordinary on that path — the resolver
-raising, a null where the type forbids it, a value the type refuses, an awaitable —
-hands the field back to graphql-core, which resolves it again and reports it as it
-always does. A direct field whose value is a list of objects (a customer's notes) has
-its rows executed the same way, row by row, without graphql-core's per-field steps. The
-other fields (arguments, scope checks, single objects, asynchronous resolvers) take
-graphql-core's path unchanged.
+``coerce_output_value`` only (an attribute read without a Python call of its own, an
+enum's names looked up rather than searched). Anything out of the ordinary on that
+path — the resolver raising, a null where the type forbids it, a value the type
+refuses, an awaitable — hands the field back to graphql-core, which resolves it again
+and reports it as it always does. A direct field whose value is a list of objects (a
+customer's notes) has its rows executed the same way, row by row, without
+graphql-core's per-field steps. The other fields (arguments, scope checks, single
+objects, asynchronous resolvers) take graphql-core's path unchanged.
 
 A list of objects whose selection has ``crmkit.customer_field`` fields has them loaded
 for all its rows at once before the rows are completed
@@ -34,6 +35,7 @@ from typing import Any, NamedTuple, cast
 
 from graphql import (
     GraphQLBoolean,
+    GraphQLEnumType,
     GraphQLField,
     GraphQLID,
     GraphQLLeafType,
@@ -52,6 +54,7 @@ from graphql.pyutils import AwaitableOrValue, Path, Undefined, gather_with_cance
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from crmkit.graphql.context import BatchLoad
+from crmkit.graphql.contrib import Attribute
 
 DIRECT_FIELD = "crmkit_direct_field"
 """Set in a ``GraphQLField``'s extensions when its resolver is direct: it is synchronous
@@ -74,6 +77,8 @@ class _Leaf(NamedTuple):
     """A field on the short path: how to resolve it and how to complete its value."""
 
     resolve: Callable[[Any, Any], Any]
+    read: Callable[[Any], Any] | None
+    """The resolver without ``info``, for an attribute (:class:`Attribute`)."""
     leaf: GraphQLLeafType
     non_null: bool
     """The field's own type is non-null."""
@@ -82,6 +87,12 @@ class _Leaf(NamedTuple):
     items_non_null: bool
     passes: type | None
     """The Python type whose values ``leaf`` returns unchanged (``str`` for a String)."""
+    whole: type | None
+    """The Python type whose values complete as themselves: ``passes``, for a field that
+    is not a list."""
+    members: type | None
+    """An enum type's Python enum, whose members ``names`` maps to their GraphQL names."""
+    names: dict[Any, str]
 
 
 class _Rows(NamedTuple):
@@ -95,6 +106,11 @@ class _Rows(NamedTuple):
     """The list's item type as declared (non-null or not)."""
     row_type: GraphQLObjectType
     non_null: bool
+
+
+_Steps = tuple[tuple[str, FieldDetailsList, _Leaf | _Rows | None], ...]
+"""An object's fields in order, by response name, with their short path (None: taken
+by graphql-core)."""
 
 
 def _short_path(field: GraphQLField, field_details: FieldDetailsList) -> _Leaf | _Rows | None:
@@ -119,7 +135,32 @@ def _short_path(field: GraphQLField, field_details: FieldDetailsList) -> _Leaf |
     if not is_leaf_type(graphql_type):
         return None
     passes = _PASSES.get(graphql_type.name) if graphql_type is _BUILT_IN.get(graphql_type.name) else None
-    return _Leaf(field.resolve, graphql_type, non_null, listed, items_non_null, passes)
+    members, names = _enum_names(graphql_type)
+    read = field.resolve.read if isinstance(field.resolve, Attribute) else None
+    whole = None if listed else passes
+    return _Leaf(
+        field.resolve, read, graphql_type, non_null, listed, items_non_null, passes, whole, members, names
+    )
+
+
+def _enum_names(leaf: GraphQLLeafType) -> tuple[type | None, dict[Any, str]]:
+    """A strawberry enum's members and the names its type gives them, worked out once
+    per type: its ``coerce_output_value`` searches the enum's values for every value it
+    outputs. Each member's name is the first whose value equals the member's, as that
+    search answers."""
+    members = getattr(leaf, "wrapped_cls", None)
+    if not isinstance(leaf, GraphQLEnumType) or members is None:
+        return None, {}
+    names = _ENUM_NAMES.get(leaf)
+    if names is None:
+        names = _ENUM_NAMES[leaf] = {
+            member: next(name for name, value in leaf.values.items() if member.value == value.value)
+            for member in members
+        }
+    return members, names
+
+
+_ENUM_NAMES: weakref.WeakKeyDictionary[GraphQLEnumType, dict[Any, str]] = weakref.WeakKeyDictionary()
 
 
 _BUILT_IN = {scalar.name: scalar for scalar in (GraphQLString, GraphQLID, GraphQLBoolean)}
@@ -137,16 +178,19 @@ def _complete(leaf: GraphQLLeafType, value: Any, non_null: bool) -> Any:
     return _REFUSED if coerced is None or coerced is Undefined else coerced
 
 
-def _resolve(plan: _Leaf, source: Any, info: _ContextOnly) -> Any:
+def _leaf_value(plan: _Leaf, value: Any) -> Any:
+    """A resolved leaf's value as graphql-core completes it (the caller has passed on a
+    value of ``plan.whole``, which completes as itself)."""
     try:
-        value = plan.resolve(source, info)
-        passes = plan.passes
         if not plan.listed:
-            return value if type(value) is passes else _complete(plan.leaf, value, plan.non_null)
+            if type(value) is plan.members:
+                return plan.names[value]
+            return _complete(plan.leaf, value, plan.non_null)
         if value is None:
             return _REFUSED if plan.non_null else None
         if isinstance(value, (str, bytes, dict)):
             return _REFUSED
+        passes = plan.passes
         items = [
             item if type(item) is passes else _complete(plan.leaf, item, plan.items_non_null)
             for item in value
@@ -177,7 +221,7 @@ class DirectExecutor(StrawberryGraphQLCoreExecutionContext):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._plans: dict[int, tuple[GroupedFieldSet, dict[str, _Leaf | _Rows]]] = {}
+        self._plans: dict[int, tuple[GroupedFieldSet, _Steps | None]] = {}
         self._loads: dict[int, tuple[FieldDetailsList, list[BatchLoad]]] = {}
         self._selections: dict[int, tuple[FieldDetailsList, GroupedFieldSet | None]] = {}
         self._info = _ContextOnly(self.context_value)
@@ -286,15 +330,15 @@ class DirectExecutor(StrawberryGraphQLCoreExecutionContext):
     ) -> AwaitableOrValue[list[Any]]:
         """What graphql-core does per row (two complete_value calls for a non-null item,
         the object's completion, the memoized subfield lookup), decided once for the list."""
-        plan = self._plan(row_type, grouped_field_set)
+        steps = self._plan(row_type, grouped_field_set)
         completed: list[Any] = []
         awaited: list[int] = []
         for index, item in enumerate(items):
             item_path = path.add_key(index, None)
             try:
                 row = (
-                    self._execute_planned(row_type, item, item_path, grouped_field_set, plan, None)
-                    if plan
+                    self._execute_planned(row_type, item, item_path, steps, None)
+                    if steps is not None
                     else super().execute_fields(row_type, item, item_path, grouped_field_set, None)
                 )
             except Exception as raw_error:  # as complete_list_item_value handles it
@@ -333,6 +377,8 @@ class DirectExecutor(StrawberryGraphQLCoreExecutionContext):
             rows = plan.resolve(source, self._info)
         except Exception:  # graphql-core resolves it again and locates the error
             return _REFUSED
+        if type(rows) is list and not rows:
+            return rows
         field_path = Path(path, response_name, parent_type.name)
         if self.is_awaitable(rows):  # through the data loader: graphql-core completes it
             info = self.build_resolve_info(plan.field, to_nodes(field_details), parent_type, field_path)
@@ -383,24 +429,30 @@ class DirectExecutor(StrawberryGraphQLCoreExecutionContext):
             self.handle_field_error(raw_error, item_type, field_details, path)
             return None
 
-    def _plan(
-        self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet
-    ) -> dict[str, _Leaf | _Rows]:
-        """The fields of ``grouped_field_set`` on the short path, planned once: graphql-core
-        collects one grouped field set per selection and type, shared by every row."""
+    def _plan(self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet) -> _Steps | None:
+        """Each field of ``grouped_field_set`` in order with its short path (None for
+        graphql-core's); None when no field takes it. Planned once: graphql-core collects
+        one grouped field set per selection and type, shared by every row."""
         cached = self._plans.get(id(grouped_field_set))
         if cached is not None and cached[0] is grouped_field_set:
             return cached[1]
-        plan: dict[str, _Leaf | _Rows] = {}
+        steps: _Steps | None = None
         middleware = self.middleware_manager
         if middleware is None or not middleware.middlewares:  # a schema extension's resolve() wraps all
+            planned = []
             for response_name, field_details in grouped_field_set.items():
                 field = self.schema.get_field(parent_type, field_details[0].node.name.value)
-                leaf = None if field is None else _short_path(field, field_details)
-                if leaf is not None:
-                    plan[response_name] = leaf
-        self._plans[id(grouped_field_set)] = (grouped_field_set, plan)  # kept alive: ids stay unique
-        return plan
+                planned.append(
+                    (
+                        response_name,
+                        field_details,
+                        None if field is None else _short_path(field, field_details),
+                    )
+                )
+            if any(step is not None for _, _, step in planned):
+                steps = tuple(planned)
+        self._plans[id(grouped_field_set)] = (grouped_field_set, steps)  # kept alive: ids stay unique
+        return steps
 
     def execute_fields(
         self,
@@ -410,39 +462,43 @@ class DirectExecutor(StrawberryGraphQLCoreExecutionContext):
         grouped_field_set: GroupedFieldSet,
         position_context: Any,
     ) -> AwaitableOrValue[dict[str, Any]]:
-        plan = self._plan(parent_type, grouped_field_set)
-        if not plan:
+        steps = self._plan(parent_type, grouped_field_set)
+        if steps is None:
             return super().execute_fields(
                 parent_type, source_value, path, grouped_field_set, position_context
             )
-        return self._execute_planned(
-            parent_type, source_value, path, grouped_field_set, plan, position_context
-        )
+        return self._execute_planned(parent_type, source_value, path, steps, position_context)
 
     def _execute_planned(
         self,
         parent_type: GraphQLObjectType,
         source_value: Any,
         path: Path | None,
-        grouped_field_set: GroupedFieldSet,
-        plan: dict[str, _Leaf | _Rows],
+        steps: _Steps,
         position_context: Any,
     ) -> AwaitableOrValue[dict[str, Any]]:
         """graphql-core's loop over an object's fields, with the short path first."""
         results: dict[str, Any] = {}
         awaited: list[str] = []
+        info = self._info
         try:
-            for response_name, field_details in grouped_field_set.items():
-                step = plan.get(response_name)
-                if step is None:
+            for response_name, field_details, step in steps:
+                if type(step) is _Leaf:
+                    try:
+                        read = step.read
+                        value = read(source_value) if read is not None else step.resolve(source_value, info)
+                    except Exception:  # graphql-core resolves it again and locates the error
+                        value = _REFUSED
+                    else:
+                        if type(value) is not step.whole:
+                            value = _leaf_value(step, value)
+                elif step is None:
                     value = _REFUSED
-                elif type(step) is _Leaf:
-                    value = _resolve(step, source_value, self._info)
                 else:
                     value = self._direct_rows(
                         cast(_Rows, step), parent_type, source_value, field_details, path, response_name
                     )
-                    if self.is_awaitable(value):
+                    if type(value) is not list and self.is_awaitable(value):
                         awaited.append(response_name)
                 if value is _REFUSED:
                     field_path = Path(path, response_name, parent_type.name)

@@ -233,9 +233,10 @@ async def resolve_customers(
     size, after_id = ctx.page(first, after)
     f = filter or CustomerFilterInput()
     rows = await pages.customer_page(ctx.tenant, f.to_filter(ctx), after=after_id, limit=size + 1)
-    for customer in rows[:size]:  # a match confirms the value it was found by
-        for name in f.personal_criteria():
-            ctx.record_disclosure("Customer", customer.id, "display_name" if name == "text" else name)
+    confirmed = ["display_name" if name == "text" else name for name in f.personal_criteria()]
+    for customer in rows[:size] if confirmed else ():  # a match confirms what it was found by
+        for name in confirmed:
+            ctx.record_disclosure("Customer", customer.id, name)
     return connection(rows, size)
 
 
