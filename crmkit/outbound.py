@@ -74,18 +74,27 @@ class OutboundPolicy:
     async def resolve(self, url: str) -> Address:
         """The address to send ``url``'s request to: every address its host resolves
         to now must be allowed (one internal answer refuses the lot)."""
-        host = urlsplit(self.check_url(url, field="url")).hostname or ""
+        return await self.resolve_host(urlsplit(self.check_url(url, field="url")).hostname or "", field="url")
+
+    async def resolve_host(self, host: str, *, field: str) -> Address:
+        """The address to connect to for ``host`` (a name or an address), for a protocol
+        other than https (a tenant's SMTP server): every address the name resolves to
+        now must be allowed; a refusal is :class:`BlockedDestination` on ``field``.
+        Connect to the address returned, not to the name, so the name cannot be
+        re-pointed in between."""
         literal = _address(host)
         if literal is not None:
+            if not self.allows(literal):
+                raise BlockedDestination(f"{host} is a private or reserved address", field=field)
             return literal
         try:
             answers = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
         except OSError as exc:
-            raise BlockedDestination(f"{host} does not resolve ({exc.strerror})", field="url") from exc
+            raise BlockedDestination(f"{host} does not resolve ({exc.strerror})", field=field) from exc
         addresses = [ipaddress.ip_address(answer[4][0]) for answer in answers]
         blocked = [str(a) for a in addresses if not self.allows(a)]
         if blocked or not addresses:
-            raise BlockedDestination(f"{host} resolves to a private or reserved address", field="url")
+            raise BlockedDestination(f"{host} resolves to a private or reserved address", field=field)
         return addresses[0]
 
     async def post(

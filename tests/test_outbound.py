@@ -54,6 +54,24 @@ async def test_a_name_is_judged_by_what_it_resolves_to_now() -> None:
     assert (await development.resolve("http://localhost:8443/hooks")).is_loopback
 
 
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "localhost", "10.0.0.1", "::1", "169.254.169.254", "::ffff:10.0.0.1"]
+)
+async def test_a_host_for_another_protocol_is_held_to_the_same_policy(host: str) -> None:
+    """A tenant's SMTP server is a host, not an https URL: the same addresses are
+    refused, named by the setting they came from."""
+    with pytest.raises(BlockedDestination, match="private or reserved") as refused:
+        await PRODUCTION.resolve_host(host, field="smtp_host")
+    assert refused.value.extensions == {"field": "smtp_host"}
+    assert await PRODUCTION.resolve_host("93.184.216.34", field="smtp_host") == ipaddress.ip_address(
+        "93.184.216.34"
+    )
+    partner = OutboundPolicy.of(development=False, allowed_networks=["10.0.0.0/8"])
+    assert await partner.resolve_host("10.0.0.1", field="smtp_host") == ipaddress.ip_address("10.0.0.1")
+    with pytest.raises(BlockedDestination, match="does not resolve"):
+        await PRODUCTION.resolve_host("no-such-host.invalid", field="smtp_host")
+
+
 @pytest.mark.parametrize("url", ["https://10.0.0.1/hooks", "http://93.184.216.34/", "https://localhost/"])
 async def test_registering_an_app_refuses_an_internal_webhook_url(env: Env, url: str) -> None:
     with pytest.raises(BadUserInput) as refused:

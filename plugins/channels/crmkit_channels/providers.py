@@ -9,6 +9,7 @@ import asyncio
 import atexit
 import ipaddress
 import json
+import socket
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -92,6 +93,10 @@ class Destinations(Protocol):
 
     async def resolve(self, url: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address: ...
 
+    async def resolve_host(
+        self, host: str, *, field: str
+    ) -> ipaddress.IPv4Address | ipaddress.IPv6Address: ...
+
 
 async def http_post(
     destinations: Destinations, url: str, content: str, headers: dict[str, str]
@@ -160,6 +165,26 @@ def _http_error(answer: HttpAnswer) -> Exception:
     return PermanentError(text)
 
 
+async def smtp_socket(destinations: Destinations, host: str, port: int) -> socket.socket:
+    """A socket connected to ``host`` on the address ``destinations`` checked now: like
+    an SMS gateway's URL, a tenant's SMTP server may not be inside the platform's
+    network (an SMTP client's lines reach a Redis or an admin port as well), not even
+    through a name re-pointed since it was saved. A refusal is
+    :class:`crmkit.BadUserInput`."""
+    address = await destinations.resolve_host(host, field="smtp_host")
+    connected = socket.socket(
+        socket.AF_INET6 if address.version == 6 else socket.AF_INET, socket.SOCK_STREAM
+    )
+    connected.setblocking(False)
+    try:
+        connecting = asyncio.get_running_loop().sock_connect(connected, (str(address), port))
+        await asyncio.wait_for(connecting, HTTP_TIMEOUT)
+    except BaseException:
+        connected.close()
+        raise
+    return connected
+
+
 class EmailProvider:
     """SMTP (aiosmtplib). The ``Message-ID`` is derived from the message id, so a
     resend after a crash carries the same id and receivers can drop the copy."""
@@ -179,14 +204,17 @@ class EmailProvider:
         email["Message-ID"] = message_id
         email.set_content(outbound.body)
         try:
+            connected = await smtp_socket(ctx.outbound, settings.smtp_host, settings.smtp_port)
             await aiosmtplib.send(
                 email,
-                hostname=settings.smtp_host,
-                port=settings.smtp_port,
+                sock=connected,
+                hostname=settings.smtp_host,  # what STARTTLS checks the certificate against
                 username=settings.smtp_username,
                 password=_secret(settings.smtp_password),
                 timeout=HTTP_TIMEOUT,
             )
+        except crmkit.BadUserInput as exc:
+            raise PermanentError(f"SMTP server: {exc.message}") from None
         except aiosmtplib.SMTPRecipientsRefused as exc:
             raise PermanentError(f"recipient refused: {exc}") from None
         except aiosmtplib.SMTPResponseException as exc:

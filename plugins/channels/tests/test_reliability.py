@@ -82,6 +82,42 @@ async def test_a_gateway_inside_the_platforms_network_is_refused_outside_develop
     assert loopback.gateway.sms_posts == posts
 
 
+async def test_an_smtp_server_inside_the_platforms_network_is_refused_outside_development(
+    loopback: Loopback, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SMTP server is held to the same policy as a gateway's URL: in production the
+    loopback server (``smtp_host`` 127.0.0.1) fails the message for good, and receives
+    nothing; in development the same message is delivered."""
+    env = loopback.env
+    tenant = await loopback.tenant()
+    await template(env, tenant, "otp", "email", "Your code", subject="Code")
+    email = f"ro.{uuid.uuid4().hex[:8]}@example.com"
+    customer = (await env.create_customer(tenant, givenName="Ro", email=email))["id"]
+    await grant(env, tenant, customer, "EMAIL")
+    development = env.platform.outbound
+    monkeypatch.setattr(
+        env.platform, "outbound", dataclasses.replace(development, development=False)
+    )
+    await send(
+        env, tenant, customerId=customer, purpose="marketing", template="otp", channel="email"
+    )
+    await env.drain()
+    [message] = await messages(env, tenant, customer)
+    assert (message["status"], message["attempts"]) == ("failed", 1)
+    error = ok(await env.gql(ERROR, {"id": customer}, tenant=tenant))["customer"]["messages"][0][
+        "error"
+    ]
+    assert error == "SMTP server: 127.0.0.1 is a private or reserved address", error
+    assert loopback.mailbox.to(email) == []
+
+    monkeypatch.setattr(env.platform, "outbound", development)
+    await send(
+        env, tenant, customerId=customer, purpose="marketing", template="otp", channel="email"
+    )
+    await env.drain()
+    assert loopback.mailbox.to(email) == ["Your code"]
+
+
 async def test_a_campaign_started_twice_sends_once(loopback: Loopback) -> None:
     env = loopback.env
     tenant = await loopback.tenant()
