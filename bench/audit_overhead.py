@@ -163,6 +163,7 @@ from crmkit.core.audit import chain, trail
 from crmkit.core.audit.models import AuditEvent
 from crmkit.core.customers import service
 from crmkit.core.customers.models import Customer, CustomerKind, LifecycleStage
+from crmkit.core.events import OutboxEvent
 from crmkit.crypto import KEY_SIZE, DataKey, RowId, TenantKeys
 from crmkit.db import TenantSession, create_engine
 from crmkit.platform import Platform
@@ -403,15 +404,16 @@ async def tenant_with_customers(platform: Platform, slug: str, count: int) -> li
     return writers
 
 
-async def stored(side: Side) -> tuple[int, bytes]:
-    """The number of audit events of the side's first tenant, and its first customer's
-    ``pii`` as stored."""
+async def stored(side: Side) -> tuple[int, int, bytes]:
+    """The numbers of audit events and of outbox events of the side's first tenant, and
+    its first customer's ``pii`` as stored."""
     writer = side.writers[0]
     async with side.platform.db.tenant_session(writer.tenant_id) as session:
         events = await session.scalar(select(func.count()).select_from(AuditEvent))
+        emitted = await session.scalar(select(func.count()).select_from(OutboxEvent))
         pii = await session.scalar(select(Customer.pii).where(Customer.id == writer.customer_id))
-    assert events is not None and pii is not None
-    return events, bytes(pii)
+    assert events is not None and emitted is not None and pii is not None
+    return events, emitted, bytes(pii)
 
 
 def is_json(data: bytes) -> bool:
@@ -424,28 +426,33 @@ def is_json(data: bytes) -> bool:
 
 async def check(audited: Side, plain: Side, statements: Statements, verbose: bool) -> None:
     """One update per side (after a warm-up, so the tenant key is cached): the same SQL
-    but the audit trail's; one audit event and ciphertext on the audited side, none and
-    the clear JSON on the plain one."""
+    but the audit trail's, whose append on PostgreSQL also inserts the outbox event (the
+    plain side's INSERT of its own); one outbox event per side; one audit event and
+    ciphertext on the audited side, none and the clear JSON on the plain one."""
     sql: dict[str, list[str]] = {}
     for side in (audited, plain):
         side.switch_recorder()
         await update(side.platform, side.writers[0])
-        events_before, _ = await stored(side)
+        events_before, emitted_before, _ = await stored(side)
         statements.recorded = []
         await update(side.platform, side.writers[0])
         sql[side.name], statements.recorded = statements.recorded, None
-        events_after, pii = await stored(side)
+        events_after, emitted_after, pii = await stored(side)
         appended = events_after - events_before
         assert appended == (1 if side.audited else 0), f"{side.name}: {appended} audit events appended"
+        assert emitted_after - emitted_before == 1, f"{side.name}: {emitted_after - emitted_before} emitted"
         assert is_json(pii) != side.audited, f"{side.name}: pii stored as {pii[:40]!r}"
     trail.install()
     audit_sql = [s for s in sql[audited.name] if "audit_" in s]
-    if [s for s in sql[audited.name] if "audit_" not in s] != sql[plain.name]:
+    plain_sql = sql[plain.name]
+    if any("INSERT INTO outbox_events" in s for s in audit_sql):  # PostgreSQL's append
+        plain_sql = [s for s in plain_sql if not s.startswith("INSERT INTO outbox_events")]
+    if [s for s in sql[audited.name] if "audit_" not in s] != plain_sql:
         listing = "\n".join(f"  {name}: {s[:120]}" for name in sql for s in sql[name])
         raise AssertionError(f"the sides ran different SQL besides the audit trail's:\n{listing}")
     print(
-        f"  checked: the same {len(sql[plain.name])} SQL statements per update, plus the audit"
-        f" trail's {len(audit_sql)} on the audited side"
+        f"  checked: the same {len(plain_sql)} SQL statements per update, plus the audit trail's"
+        f" {len(audit_sql)} on the audited side (the plain side's {len(sql[plain.name])} all told)"
     )
     if verbose:
         for statement in sql[audited.name]:

@@ -19,6 +19,7 @@ from crmkit.core.audit.models import AuditEvent, AuditJournal
 from crmkit.core.audit.trail import UnauditedWrite, canonical, hashed_fields, link_hash, note, seal
 from crmkit.core.customers import service
 from crmkit.core.customers.models import Customer, CustomerKind, LifecycleStage
+from crmkit.core.events import OutboxEvent, emit
 from crmkit.testing import Env, StatementCounter
 
 ADD_NOTE = 'mutation($id: UUID!) { addNote(customerId: $id, body: "Secret plan: call on Monday") { id } }'
@@ -363,6 +364,8 @@ def trail_cost(env: Env) -> list[str]:
 
 
 async def test_an_audited_update_takes_the_head_and_inserts_once_as_its_last_statements(env: Env) -> None:
+    """On PostgreSQL the append also inserts the update's outbox event: emitting costs the
+    transaction no statement of its own (SQLite flushes the event's INSERT)."""
     tenant = await env.tenant()
     customer = uuid.UUID((await env.create_customer(tenant, givenName="Stan"))["id"])
     sent: list[tuple[int, str]] = []  # (connection, statement), COMMIT included
@@ -394,6 +397,29 @@ async def test_an_audited_update_takes_the_head_and_inserts_once_as_its_last_sta
     last = update[-1 - len(cost) : -1]
     assert all(sql.startswith(start) for sql, start in zip(last, cost, strict=True)), last
     assert [e.action for e in await events(env, tenant)][-1] == "customers.update"
+    own = [sql for sql in update if sql.startswith("INSERT INTO outbox_events")]
+    assert len(own) == {"postgresql": 0, "sqlite": 1}[env.backend], own
+    # postgresql: the tenant set for row-level security, the customer, its tags, UPDATE, append
+    assert len(update) - 1 == {"postgresql": 5, "sqlite": 6}[env.backend], update
+    [emitted] = (await env.events(tenant, "customer_updated"))[-1:]
+    assert emitted.subject_id == str(customer) and emitted.data == {"changed": ["email"]}
+
+
+async def test_an_emitted_event_is_written_once_whether_or_not_the_append_writes_it(env: Env) -> None:
+    tenant = await env.tenant()
+    customer = uuid.UUID((await env.create_customer(tenant, givenName="Otto"))["id"])
+    updated = select(func.count()).select_from(OutboxEvent).where(OutboxEvent.type == "customer_updated")
+    async with env.platform.tenant_scope(tenant) as scope:
+        await service.update_customer(scope.ctx, customer, email="otto@example.com")
+        row = emit(scope.ctx, "customer_updated", "Customer", customer, changed=["phone"])
+        assert await scope.session.scalar(updated) == 2  # its own transaction sees them (autoflush)
+        emit(scope.ctx, "customer_updated", "Customer", customer, changed=["notes"])  # by the append
+    async with env.platform.tenant_scope(tenant) as scope:  # no audit event: by commit's flush
+        emit(scope.ctx, "customer_updated", "Customer", customer, changed=["tags"])
+    written = await env.events(tenant, "customer_updated")
+    assert [e.data["changed"] for e in written] == [["email"], ["phone"], ["notes"], ["tags"]]
+    assert (written[1].id, written[1].occurred_at) == (row.id, row.created_at)  # set by emit
+    assert (await verify(env.platform.db, tenant, env.platform.audit_signer)).ok
 
 
 async def test_a_read_showing_personal_data_costs_one_append(
@@ -466,6 +492,7 @@ async def test_reads_and_writes_do_not_wait_for_a_transaction_holding_the_head(e
     )
     assert "errors" not in written, written
     assert await journaled(env, tenant) == 2  # the read's record and the update's
+    assert len(await env.events(tenant, "customer_updated")) == 1  # its event all the same
     await holder.commit()
     await holder.close()
     # chained by the next holder of the head (here the next write) before its own events,

@@ -1,7 +1,8 @@
 """Domain events and the transactional outbox they are written to.
 
 :func:`emit` adds the event to the current transaction, so the change and its events
-commit together or not at all. After commit the relay hands them to the job queue
+commit together or not at all. A flush inserts it, or on PostgreSQL, if none did before
+commit, the audit trail's append (:func:`take_unflushed`). After commit the relay hands them to the job queue
 (:meth:`crmkit.jobs.runner.JobRunner.relay_committed`). An event that can never be
 dispatched (its type is no longer declared, its data is not an object) is marked dead
 once, with ``dead_at``, and never queued again.
@@ -15,8 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, FromClause, Index, String, Uuid, column, func, select, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import ColumnElement, FromClause, Index, String, Uuid, column, func, inspect, select, text
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from crmkit.clock import utcnow
 from crmkit.db import Model, TenantOwned, uuid7
@@ -89,7 +90,15 @@ def emit(ctx: TenantContext, type: str, subject_type: str, subject_id: Any, **da
     installed event hookspec declares raises :class:`UndeclaredEvent` here, at the call.
     """
     check_declared(ctx, type)
-    row = OutboxEvent(type=type, subject_type=subject_type, subject_id=str(subject_id), data=data)
+    row = OutboxEvent(
+        tenant_id=ctx.tenant_id,
+        id=uuid7(),
+        type=type,
+        subject_type=subject_type,
+        subject_id=str(subject_id),
+        data=data,
+        created_at=utcnow(),
+    )
     ctx.session.add(row)
     relay_after_commit(ctx.session, [row])
     return row
@@ -109,6 +118,24 @@ def relay_after_commit(session: Any, rows: Iterable[OutboxEvent]) -> None:
     """Hand events written in ``session`` to the relay once it commits (rows carrying at
     least ``id``, ``tenant_id`` and ``type``)."""
     session.info.setdefault(PENDING_EVENTS, []).extend(rows)
+
+
+def take_unflushed(session: Session) -> list[OutboxEvent]:
+    """The events :func:`emit` wrote in ``session``'s tenant that no flush has sent yet,
+    in the order they were emitted, taken out of the session for a statement of the
+    caller's to insert: on PostgreSQL the audit append inserts them, so that emitting
+    costs no round trip of its own. A query before commit still finds them, its
+    autoflush having inserted them. Whatever the caller does not insert it must add
+    back to the session (``session.add_all``), for commit's flush to insert."""
+    tenant_id = session.info.get("tenant_id")
+    rows = [
+        row
+        for row in session.info.get(PENDING_EVENTS, ())
+        if row.tenant_id == tenant_id and inspect(row).pending
+    ]
+    for row in rows:
+        session.expunge(row)
+    return rows
 
 
 def unrelayed(cutoff: datetime) -> ColumnElement[bool]:

@@ -9,8 +9,10 @@ the last flush, appends them (and any reads of personal data the request noted) 
 the tenant's hash chain as the transaction's last statement: it takes the chain
 head's row lock and inserts every event of the transaction (a trigger advances the
 head), and holds the lock only until COMMIT, which follows at once. On PostgreSQL
-that is one statement, the database computing the hashes; on SQLite two (the head's
-upsert, then the INSERT).
+that is one statement, the database computing the hashes, which also inserts the
+transaction's outbox events that no flush has sent
+(:func:`crmkit.core.events.take_unflushed`): emitting costs an audited transaction no
+round trip of its own. On SQLite two (the head's upsert, then the INSERT).
 
 No transaction waits for the head on PostgreSQL: one that finds it taken
 (``SKIP LOCKED``) writes its events to the tenant's journal (``audit_journal``), in
@@ -57,6 +59,7 @@ from sqlalchemy.sql.elements import BindParameter, TextClause
 
 from crmkit.clock import utcnow
 from crmkit.core.audit.models import GENESIS, AuditEvent, AuditHead
+from crmkit.core.events import OutboxEvent, take_unflushed
 from crmkit.db import Model, TenantOwned, UTCDateTime, uuid7
 
 PENDING = "crmkit_audit_pending"
@@ -337,6 +340,11 @@ _APPEND = """WITH RECURSIVE head AS (
     DELETE FROM audit_journal WHERE tenant_id = :tenant AND EXISTS (SELECT FROM head)
     RETURNING occurred_at, id, actor_type, actor_id, action, target_type, target_ids, fields,
         request_id, before_seq, after_seq
+), emitted AS (
+    INSERT INTO outbox_events (tenant_id, id, type, subject_type, subject_id, data, created_at)
+    SELECT :tenant, id, type, subject_type, subject_id, CAST(data AS json), created_at
+    FROM unnest(:event_ids, :event_types, :event_subject_types, :event_subject_ids, :event_data,
+        :event_created_at) AS emitted (id, type, subject_type, subject_id, data, created_at)
 ), given AS (
     SELECT * FROM unnest(:ids, :actions, :target_types, :target_ids, :fields, :before_seq, :after_seq)
         WITH ORDINALITY AS given (id, action, target_type, target_ids, fields, before_seq, after_seq, n)
@@ -375,7 +383,10 @@ SELECT EXISTS (SELECT FROM head) OR (SELECT known FROM known) AS known,
     (SELECT count(*) FROM added) AS added, (SELECT count(*) FROM journaled) AS journaled"""
 """PostgreSQL: a whole append in one statement. Take the tenant's head (without waiting,
 for a transaction's own events); if taken, put the events in the journal; else chain
-the journal's events, oldest first, then the given ones. Each event's hash is
+the journal's events, oldest first, then the given ones. Whichever it does, insert the
+transaction's unflushed outbox events (``emitted``; a data-modifying CTE runs whether
+or not the query reads it), so that emitting costs an audited transaction no statement
+of its own. Each event's hash is
 :func:`link_hash`'s, computed by the database from the bytes of the event's canonical
 JSON before and after its ``seq`` (:func:`_around_seq`). A tenant without a head yet
 (``known`` false) gets it from :func:`_wait_for_head`. ``known`` looks the head up a
@@ -429,6 +440,9 @@ class _Statements:
             *(bindparam(name, type_=ARRAY(String())) for name in _GIVEN_TEXT),
             bindparam("before_seq", type_=ARRAY(LargeBinary())),
             bindparam("after_seq", type_=ARRAY(LargeBinary())),
+            bindparam("event_ids", type_=ARRAY(Uuid())),
+            *(bindparam(name, type_=ARRAY(String())) for name in _EMITTED_TEXT),
+            bindparam("event_created_at", type_=ARRAY(UTCDateTime())),
         ]
         scalars: list[BindParameter[Any]] = [tenant, bindparam("occurred_at", type_=UTCDateTime())]
         self.try_append = _DriverStatement.compile(
@@ -440,6 +454,7 @@ class _Statements:
 
 
 _GIVEN_TEXT = ("actions", "target_types", "target_ids", "fields")
+_EMITTED_TEXT = ("event_types", "event_subject_types", "event_subject_ids", "event_data")
 _BUILT: dict[tuple[str, str], _Statements] = {}
 
 
@@ -461,9 +476,12 @@ def _around_seq(record: dict[str, Any]) -> tuple[bytes, bytes]:
     return data[:at], data[at + 1 :]
 
 
-def _append_parameters(tenant_id: uuid.UUID, records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The parameters of :data:`_APPEND`: what the transaction's events share, once, and
-    the rest as arrays, one element per event."""
+def _append_parameters(
+    tenant_id: uuid.UUID, records: list[dict[str, Any]], emitted: Sequence[OutboxEvent] = ()
+) -> dict[str, Any]:
+    """The parameters of :data:`_APPEND`: what the transaction's audit events share, once,
+    and the rest as arrays, one element per event; the outbox events ``emitted`` as
+    arrays too (their ``data`` as the JSON the ORM would send)."""
     first = records[0] if records else {"occurred_at": utcnow(), "actor_type": "", "actor_id": ""}
     around = [_around_seq(record) for record in records]
     return {
@@ -479,6 +497,12 @@ def _append_parameters(tenant_id: uuid.UUID, records: list[dict[str, Any]]) -> d
         "fields": [json.dumps(record["fields"]) for record in records],
         "before_seq": [before for before, _ in around],
         "after_seq": [after for _, after in around],
+        "event_ids": [row.id for row in emitted],
+        "event_types": [row.type for row in emitted],
+        "event_subject_types": [row.subject_type for row in emitted],
+        "event_subject_ids": [row.subject_id for row in emitted],
+        "event_data": [json.dumps(row.data) for row in emitted],
+        "event_created_at": [row.created_at for row in emitted],
     }
 
 
@@ -501,13 +525,16 @@ def _chain(conn: Connection, head: _Head, records: list[dict[str, Any]]) -> None
     conn.execute(_statements(conn.dialect).insert_events, records)
 
 
-def _append_records(conn: Connection, tenant_id: uuid.UUID, records: list[dict[str, Any]]) -> None:
+def _append_records(
+    conn: Connection, tenant_id: uuid.UUID, records: list[dict[str, Any]], emitted: list[OutboxEvent]
+) -> None:
     """One tenant's events: on PostgreSQL in one statement (chained, or journaled if the
-    head is taken); on SQLite, which runs one writing transaction at a time and so
-    never finds the head taken, the head's upsert and the INSERT."""
+    head is taken), which also inserts the outbox events ``emitted``; on SQLite, which
+    runs one writing transaction at a time and so never finds the head taken, the
+    head's upsert and the INSERT (``emitted`` is empty there: the flush inserted them)."""
     if conn.dialect.name == "postgresql":
         append = _statements(conn.dialect).try_append
-        if append.execute(conn, _append_parameters(tenant_id, records)).one().known:
+        if append.execute(conn, _append_parameters(tenant_id, records, emitted)).one().known:
             return
     _chain(conn, _wait_for_head(conn, tenant_id), records)
 
@@ -516,10 +543,16 @@ def _append(session: Session) -> None:
     """``before_commit``: the transaction's events onto each tenant's chain, as the last
     statements before COMMIT, so the head is held for as short a time as can be. A
     tenant whose head another transaction holds gets the events in its journal instead,
-    committed with this transaction, for the head's next holder to chain."""
+    committed with this transaction, for the head's next holder to chain.
+
+    On PostgreSQL the append's statement also inserts the outbox events still unflushed
+    (:func:`take_unflushed`): taken out of the session before the last flush, put back
+    for commit's flush if the transaction has no audit event of their tenant."""
+    emitted = take_unflushed(session) if session.get_bind().dialect.name == "postgresql" else []
     session.flush()  # before_commit runs before commit's own flush: collect everything first
     pending: list[Entry] = session.info.pop(PENDING, [])
     if not pending:
+        session.add_all(emitted)
         return
     actor: Actor = session.info.get(ACTOR) or _ACTING.get()
     request_id = session.info.get(REQUEST_ID)
@@ -544,7 +577,8 @@ def _append(session: Session) -> None:
         )
     conn = session.connection()
     for tenant_id, records in by_tenant.items():
-        _append_records(conn, tenant_id, records)
+        _append_records(conn, tenant_id, records, [row for row in emitted if row.tenant_id == tenant_id])
+    session.add_all(row for row in emitted if row.tenant_id not in by_tenant)
 
 
 def seal(session: Session, tenant_id: uuid.UUID) -> None:
