@@ -28,7 +28,7 @@ from crmkit.core.customers.models import (
 )
 from crmkit.core.customers.pages import CustomerRow, customer_ids, customer_rows
 from crmkit.core.customers.personal import InformationClass
-from crmkit.core.customers.personal_columns import PersonalText, read_rows
+from crmkit.core.customers.personal_columns import PersonalText, read_rows, sealed_rows
 from crmkit.core.customers.service import (
     CustomerFilter,
     create_customer,
@@ -138,6 +138,7 @@ __all__ = [
     "record_activity",
     "record_consent",
     "rows_by_key",
+    "sealed_rows",
     "update_customer",
     "utcnow",
     "uuid7",

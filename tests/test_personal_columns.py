@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
-from sqlalchemy import LargeBinary, MetaData, Uuid, insert, literal, select
+from sqlalchemy import LargeBinary, MetaData, Uuid, insert, literal, select, update
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -180,3 +181,35 @@ async def test_read_rows_gives_plain_rows_opened_inside_the_tenants_walls(env: E
         assert not scope.session.identity_map  # no entity was loaded
         with pytest.raises(TypeError, match=r"select test_personal_letters\.holder_id too"):
             await crmkit.read_rows(scope.session, select(Letter.id, Letter.text))
+
+
+@pytest.mark.usefixtures("letters")
+async def test_sealed_rows_write_personal_values_in_one_bulk_statement(env: Env) -> None:
+    """``crmkit.sealed_rows``: texts sealed for their rows, written by one bulk UPDATE,
+    read back in clear, each only in its own row; a value for an erased customer refused."""
+    tenant = await env.tenant()
+    holder = (await env.create_customer(tenant, familyName="Zweistein"))["id"]
+    erased = (await env.create_customer(tenant, familyName="Gone"))["id"]
+    first, second = await write(env, tenant, holder), await write(env, tenant, holder)
+    erase = "mutation($id: UUID!) { eraseCustomer(id: $id) { id } }"
+    assert "errors" not in await env.gql(erase, {"id": erased}, tenant=tenant)
+    async with env.platform.tenant_scope(tenant) as scope:
+        rows: list[dict[str, Any]] = [
+            {"id": first, "holder_id": uuid.UUID(holder), "text": "One."},
+            {"id": second, "text": None},
+        ]
+        sealed = await crmkit.sealed_rows(scope.session, Letter, rows)
+        assert rows[0]["text"] == "One."  # the caller's rows are left as they are
+        assert isinstance(sealed[0]["text"], bytes) and b"One." not in sealed[0]["text"]
+        assert sealed[1] == {"id": second, "text": None}  # nothing to seal, no customer needed
+        await scope.session.execute(update(Letter).where(Letter.id == first).values(text=sealed[0]["text"]))
+        with pytest.raises(crmkit.NotFound):
+            await crmkit.sealed_rows(
+                scope.session, Letter, [{"id": second, "holder_id": uuid.UUID(erased), "text": "No."}]
+            )
+    assert await read(env, tenant, first) == "One."
+    assert await read(env, tenant, second) == SECRET
+    async with env.owner_engine.begin() as conn:  # copied to the other row, it does not open
+        await conn.execute(update(Letter).where(Letter.id == second).values(text=sealed[0]["text"]))
+    with pytest.raises(DecryptionError):
+        await read(env, tenant, second)

@@ -326,6 +326,39 @@ async def read_rows(
     return rows
 
 
+async def sealed_rows(
+    session: TenantSession, model: type[Any], rows: Iterable[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Copies of ``rows`` (a model's attributes by name) with each personal value
+    encrypted for its place, as a flush would seal it: for a bulk statement that writes
+    many rows at once (an ``UPDATE ... FROM (VALUES ...)``), which binds the ciphertexts
+    as they are. Each row holding a personal value names its customer and its id (the
+    column's ``customer_attribute`` and ``row_attribute``); a value for an erased or
+    unknown customer raises ``NotFound``. The data keys come from the session when its
+    customers are loaded, else in one query."""
+    copies = [dict(row) for row in rows]
+    columns = personal_columns(inspect(model))
+    if columns and copies:
+        await session.run_sync(_seal_plain, copies, columns)
+    return copies
+
+
+def _seal_plain(session: Session, rows: list[dict[str, Any]], columns: tuple[PersonalColumn, ...]) -> None:
+    """Replace the rows' personal texts by their ciphertexts, as :func:`_seal` does."""
+    tenant_id = session.info["tenant_id"]
+    todo = [(row, column) for row in rows for column in columns if row.get(column.key) is not None]
+    keys = _data_keys(session, {(tenant_id, row[column.customer_attribute]) for row, column in todo})
+    for row, column in todo:
+        customer_id = row[column.customer_attribute]
+        key = keys.get(customer_id)
+        if key is None:  # erased (or never there): nothing personal may reach them
+            raise NotFound(f"no customer {customer_id}")
+        row_id = str(row[column.row_attribute])
+        row[column.key] = key.encrypt(
+            str(row[column.key]), table=column.table, column=column.column, row_id=row_id
+        )
+
+
 _ROW_CLASSES: dict[Any, type[SimpleNamespace]] = {}
 
 
@@ -359,7 +392,12 @@ def _selected_personal(statement: Select[*tuple[Any, ...]]) -> list[PersonalColu
 def _open_plain(session: Session, rows: list[Any], personal: list[PersonalColumn]) -> None:
     """Replace the plain rows' ciphertexts by their text, as :func:`_open` does."""
     tenant_id = session.info["tenant_id"]
-    wanted = {(tenant_id, getattr(row, column.customer_attribute)) for row in rows for column in personal}
+    wanted = {
+        (tenant_id, getattr(row, column.customer_attribute))
+        for row in rows
+        for column in personal
+        if getattr(row, column.key) is not None  # a row without a value needs no key
+    }
     keys = _data_keys(session, wanted)
     for row in rows:
         for column in personal:

@@ -8,24 +8,27 @@ their keys then encrypt the texts at commit), consent at this moment, the freque
 caps, the templates (compiled once per process). The provider calls run concurrently,
 at most ``send_concurrency`` at a time, and each message's outcome is its own: sent,
 failed, or queued again with backoff for a transient failure (the others of the batch
-are not resent). Every outcome commits together, so a message is sent only from
-``queued`` and only by the job holding its row lock. The README says what a crash in
-between costs.
+are not resent). Every outcome commits together, written by one statement (the
+messages are plain rows, not ORM entities: one UPDATE and one audit event per batch),
+so a message is sent only from ``queued`` and only by the job holding its row lock.
+The README says what a crash in between costs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import crmkit
-from sqlalchemy import func, select
+from sqlalchemy import Update, bindparam, func, select, union_all, update
 
 from crmkit_channels import service, templates
 from crmkit_channels.models import Message, MessageStatus
@@ -54,6 +57,40 @@ def quiet_until(now: datetime, settings: ChannelsSettings) -> datetime | None:
     return until.astimezone(now.tzinfo)
 
 
+MessageRow = Any
+"""A batch's message as :data:`LOCK_DUE` reads it: a plain row (``crmkit.read_rows``)
+whose outcome the job sets on it and :func:`_write` stores."""
+
+WRITTEN = ("status", "reason", "provider_id", "attempts", "error", "scheduled_at", "sent_at")
+"""The columns a send job writes as they stand on its rows, besides the personal ones."""
+PERSONAL = ("address", "subject", "body")
+"""The rendered texts: set (encrypted) when the job renders them, else left as stored."""
+
+LOCK_DUE = (
+    select(
+        Message.id,
+        Message.customer_id,
+        Message.campaign_id,
+        Message.channel,
+        Message.purpose,
+        Message.template,
+        Message.locale,
+        Message.idempotency_key,
+        Message.unmask,
+        Message.variables,
+        *(getattr(Message, name) for name in WRITTEN),
+    )
+    .where(
+        Message.id.in_(bindparam("ids", expanding=True)),
+        Message.status == MessageStatus.QUEUED,
+        Message.scheduled_at.is_(None) | (Message.scheduled_at <= bindparam("now")),
+    )
+    .order_by(Message.id)
+    .with_for_update(skip_locked=True)
+)
+"""The batch's messages still queued and due, locked until commit, built once."""
+
+
 async def send_batch(ctx: crmkit.TenantContext, message_ids: list[str]) -> None:
     """The send job: see the module docstring. Runs again harmlessly: a message already
     sent, suppressed or failed is no longer ``queued``."""
@@ -70,7 +107,7 @@ async def send_batch(ctx: crmkit.TenantContext, message_ids: list[str]) -> None:
     found = await service.templates_for(
         ctx, {(m.template or "", m.channel, m.locale) for m in messages}
     )
-    outgoing: list[tuple[Message, Provider, Outbound]] = []
+    outgoing: list[tuple[MessageRow, Provider, Outbound]] = []
     for message in messages:
         customer = customers.get(message.customer_id)
         if customer is None:
@@ -117,29 +154,77 @@ async def send_batch(ctx: crmkit.TenantContext, message_ids: list[str]) -> None:
         outgoing.append((message, provider, outbound))
     outcomes = await _send_all(ctx, outgoing, settings.send_concurrency)
     _record(ctx, [m for m, _, _ in outgoing], outcomes, settings, now)
+    await _write(ctx, messages)
 
 
 async def _lock_due(
     ctx: crmkit.TenantContext, message_ids: Sequence[str], now: datetime
-) -> list[Message]:
+) -> list[MessageRow]:
     """The batch's messages still queued and due, locked until commit (in id order;
-    rows another job holds are skipped: that job sends them). A message waiting for
-    its time is left to the job of that time, or to the sweep."""
-    rows = await ctx.session.scalars(
-        select(Message)
-        .where(
-            Message.id.in_([uuid.UUID(i) for i in message_ids]),
-            Message.status == MessageStatus.QUEUED,
-            Message.scheduled_at.is_(None) | (Message.scheduled_at <= now),
-        )
-        .order_by(Message.id)
-        .with_for_update(skip_locked=True)
+    rows another job holds are skipped: that job sends them), as plain rows: no ORM
+    entity, and so no per-row change tracking, flush or audit event. A message waiting
+    for its time is left to the job of that time, or to the sweep."""
+    rows = await crmkit.read_rows(
+        ctx.session, LOCK_DUE, {"ids": [uuid.UUID(i) for i in message_ids], "now": now}
     )
-    return list(rows)
+    for row in rows:
+        row.address = row.subject = row.body = None
+    return rows
+
+
+OUTCOME = ("id", *WRITTEN, *PERSONAL)
+"""The columns of a batch's outcomes, as :func:`_write_statement` takes them."""
+
+
+@functools.lru_cache(maxsize=32)
+def _write_statement(count: int) -> Update:
+    """``count`` messages' outcomes in one ``UPDATE ... FROM`` a ``UNION ALL`` of one
+    ``SELECT`` of parameters per row (parameter ``<column>_<n>`` is row n's), built once
+    per batch size (mostly ``send_batch_size``). Parameters, not inline values, so the
+    text stays the same from batch to batch, and with it SQLAlchemy's compiled form and
+    PostgreSQL's prepared statement; not a ``VALUES`` list, which SQLAlchemy compiles
+    afresh every time (it cannot cache it)."""
+    table = Message.__table__
+    outcomes = union_all(
+        *(
+            select(
+                *(
+                    bindparam(f"{name}_{n}", type_=table.c[name].type).label(name)
+                    for name in OUTCOME
+                )
+            )
+            for n in range(count)
+        )
+    ).cte("outcomes")
+    kept = {name: func.coalesce(outcomes.c[name], table.c[name]) for name in PERSONAL}
+    return (
+        update(Message)
+        .where(Message.id == outcomes.c.id)
+        .values({**{name: outcomes.c[name] for name in WRITTEN}, **kept})
+    )
+
+
+async def _write(ctx: crmkit.TenantContext, rows: Sequence[MessageRow]) -> None:
+    """Every row's outcome in one statement (:func:`_write_statement`): one statement
+    and one audit event (naming the rows and the fields set) per batch, where the ORM
+    wrote and audited each message alone. The rendered texts are sealed for their rows
+    first (``crmkit.sealed_rows``); one not rendered this time keeps what is stored."""
+    if not rows:
+        return
+    sealed = await crmkit.sealed_rows(
+        ctx.session,
+        Message,
+        [
+            {"customer_id": row.customer_id, **{name: getattr(row, name) for name in OUTCOME}}
+            for row in rows
+        ],
+    )
+    params = {f"{name}_{n}": row[name] for n, row in enumerate(sealed) for name in OUTCOME}
+    await ctx.session.execute(_write_statement(len(sealed)), params)
 
 
 async def _allowed(
-    ctx: crmkit.TenantContext, messages: Sequence[Message], providers: dict[str, Provider]
+    ctx: crmkit.TenantContext, messages: Sequence[MessageRow], providers: dict[str, Provider]
 ) -> set[tuple[uuid.UUID, str, crmkit.ConsentChannel]]:
     """(customer, purpose, consent channel) of the batch that consent allows now: one
     query per purpose and channel (a campaign's batch has one)."""
@@ -156,7 +241,7 @@ async def _allowed(
 
 
 async def _sent_today(
-    ctx: crmkit.TenantContext, messages: Sequence[Message], now: datetime
+    ctx: crmkit.TenantContext, messages: Sequence[MessageRow], now: datetime
 ) -> Counter[tuple[uuid.UUID, str]]:
     """Messages sent in the last 24 hours per (customer, channel) of the batch, for the
     frequency cap: one query."""
@@ -176,7 +261,7 @@ async def _sent_today(
 
 async def _send_all(
     ctx: crmkit.TenantContext,
-    outgoing: Sequence[tuple[Message, Provider, Outbound]],
+    outgoing: Sequence[tuple[MessageRow, Provider, Outbound]],
     concurrency: int,
 ) -> list[Outcome]:
     """Every provider call of the batch, ``concurrency`` at a time. An unexpected error
@@ -184,7 +269,7 @@ async def _send_all(
     alone: raising it would roll back the outcomes of the others, already sent."""
     gate = asyncio.Semaphore(concurrency)
 
-    async def call(message: Message, provider: Provider, outbound: Outbound) -> Outcome:
+    async def call(message: MessageRow, provider: Provider, outbound: Outbound) -> Outcome:
         async with gate:
             try:
                 return await provider.send(ctx, outbound)
@@ -199,14 +284,14 @@ async def _send_all(
 
 def _record(
     ctx: crmkit.TenantContext,
-    messages: Sequence[Message],
+    messages: Sequence[MessageRow],
     outcomes: Sequence[Outcome],
     settings: ChannelsSettings,
     now: datetime,
 ) -> None:
     """Each message's outcome; transient failures are queued again, per message, after
     their backoff (one event per delay)."""
-    retries: dict[float, list[Message]] = defaultdict(list)
+    retries: dict[float, list[MessageRow]] = defaultdict(list)
     for message, outcome in zip(messages, outcomes, strict=True):
         if isinstance(outcome, PermanentError):
             service.set_status(ctx, message, MessageStatus.FAILED, error=str(outcome)[:1000])

@@ -15,7 +15,7 @@ import json
 import uuid
 from collections.abc import Collection, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import crmkit
 import phonenumbers
@@ -277,8 +277,22 @@ async def preferred_channel(
     return "in_app"
 
 
+class MessageLike(Protocol):
+    """What announcing a message needs of it: an ORM :class:`Message`, or a send job's
+    plain row (:mod:`crmkit_channels.sending`)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def customer_id(self) -> uuid.UUID: ...
+    @property
+    def campaign_id(self) -> uuid.UUID | None: ...
+    @property
+    def idempotency_key(self) -> str: ...
+
+
 def queued(
-    ctx: crmkit.TenantContext, messages: Sequence[Message], defer_seconds: float = 0
+    ctx: crmkit.TenantContext, messages: Sequence[MessageLike], defer_seconds: float = 0
 ) -> None:
     """Announce queued messages: after commit the handler queues their send jobs."""
     if messages:
@@ -311,11 +325,10 @@ async def enqueue_sends(
 
 
 def set_status(
-    ctx: crmkit.TenantContext, message: Message, status: MessageStatus, **fields: Any
+    ctx: crmkit.TenantContext, message: MessageLike, status: MessageStatus, **fields: Any
 ) -> None:
     """Move a message on; a requested one reaching a final status tells its requester."""
-    message.status = status
-    for name, value in fields.items():
+    for name, value in {"status": status, **fields}.items():
         setattr(message, name, value)
     if status in FINAL and message.campaign_id is None:  # a campaign reports its progress
         crmkit.emit(
