@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 from enum import StrEnum
 from typing import TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from crmkit.errors import BadUserInput
 
@@ -48,6 +49,20 @@ def optional_text(value: str | None, field: str, max_len: int) -> str | None:
     if len(value) > max_len:
         raise BadUserInput(f"{field} is longer than {max_len} characters", field=field)
     return value
+
+
+def optional_time_zone(value: str | None, field: str) -> str | None:
+    """An IANA time zone name (``Europe/Paris``), None when absent or blank; refused
+    when no zone has that name."""
+    name = optional_text(value, field, 64)
+    if name is not None:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise BadUserInput(
+                f"{field} {name!r} is not a time zone: use an IANA name such as Europe/Paris", field=field
+            ) from None
+    return name
 
 
 def required_text(value: str, field: str, max_len: int) -> str:

@@ -78,6 +78,43 @@ async def test_create_is_idempotent_by_external_ref(env: Env) -> None:
     assert first["id"] == again["id"]
 
 
+async def test_a_customer_has_a_time_zone_of_their_own(env: Env) -> None:
+    """An IANA name, checked; shown on a customer and on a page; cleared by null; part of
+    what a retry by externalRef must repeat."""
+    tenant = await env.tenant()
+    created = await env.create_customer(
+        tenant, givenName="Li", externalRef="tz-1", timeZone=" Asia/Shanghai "
+    )
+    zone = "query($id: UUID!) { customer(id: $id) { timeZone } }"
+    assert (await env.gql(zone, {"id": created["id"]}, tenant=tenant))["data"]["customer"] == {
+        "timeZone": "Asia/Shanghai"
+    }
+    page = await env.gql("{ customers(first: 5) { nodes { id timeZone } } }", tenant=tenant)
+    assert page["data"]["customers"]["nodes"] == [{"id": created["id"], "timeZone": "Asia/Shanghai"}]
+
+    bad = {"kind": "PERSON", "givenName": "Mo", "timeZone": "Mars/Olympus"}
+    refused = await env.gql(CREATE_CUSTOMER, {"input": bad}, tenant=tenant)
+    assert (
+        refused["errors"][0]["extensions"] | {"field": "timeZone", "code": "BAD_USER_INPUT"}
+        == refused["errors"][0]["extensions"]
+    )
+    assert "is not a time zone" in refused["errors"][0]["message"]
+    assert (
+        len((await env.gql("{ customers { nodes { id } } }", tenant=tenant))["data"]["customers"]["nodes"])
+        == 1
+    )
+
+    retry = {"kind": "PERSON", "givenName": "Li", "externalRef": "tz-1", "timeZone": "Europe/Paris"}
+    conflict = await env.gql(CREATE_CUSTOMER, {"input": retry}, tenant=tenant)
+    assert conflict["errors"][0]["extensions"]["field"] == "timeZone"
+
+    update = "mutation($id: UUID!, $zone: String) { updateCustomer(id: $id, input: {timeZone: $zone}) { timeZone version } }"
+    moved = await env.gql(update, {"id": created["id"], "zone": "Europe/Paris"}, tenant=tenant)
+    assert moved["data"]["updateCustomer"] == {"timeZone": "Europe/Paris", "version": 2}
+    cleared = await env.gql(update, {"id": created["id"], "zone": None}, tenant=tenant)
+    assert cleared["data"]["updateCustomer"] == {"timeZone": None, "version": 3}
+
+
 async def test_pagination_walks_every_customer_once(env: Env) -> None:
     tenant = await env.tenant()
     ids = [(await env.create_customer(tenant, givenName=f"P{i}"))["id"] for i in range(7)]

@@ -29,12 +29,13 @@ from crmkit.core.imports.service import MAX_ROWS, Row, import_rows
 from crmkit.plugins.info import TenantContext
 from crmkit.testing import Env, StatementCounter
 
-CUSTOMERS_CSV = """externalRef,kind,givenName,familyName,organisationName,email,tags,lifecycleStage
-c1,person,Ada,Lovelace,,ada@example.com,"vip, gold",active
-c2,person,Bob,,,not-an-address,,
-c3,organisation,,,,,,
-c4,ORGANISATION,,,Acme Ltd,info@acme.example,,
-c5,person,Cyd,Charisse,,,,nowhere
+CUSTOMERS_CSV = """externalRef,kind,givenName,familyName,organisationName,email,tags,lifecycleStage,timeZone
+c1,person,Ada,Lovelace,,ada@example.com,"vip, gold",active,Europe/London
+c2,person,Bob,,,not-an-address,,,
+c3,organisation,,,,,,,
+c4,ORGANISATION,,,Acme Ltd,info@acme.example,,,
+c5,person,Cyd,Charisse,,,,nowhere,
+c6,person,Dee,Dale,,,,,Nowhere/Land
 """
 
 
@@ -89,17 +90,18 @@ async def test_csv_rows_refused_with_line_field_and_reason_and_the_rest_imported
     path.write_text(CUSTOMERS_CSV)
     summary = await run_file(env, tenant, ImportKind.CUSTOMERS, path)
 
-    assert (summary.imported, summary.skipped, summary.refused_count) == (2, 0, 3)
+    assert (summary.imported, summary.skipped, summary.refused_count) == (2, 0, 4)
     assert [(r.line, r.field) for r in summary.refused] == [
         (3, "email"),
         (4, "organisationName"),
         (6, "lifecycleStage"),
+        (7, "timeZone"),
     ]
     assert "not an e-mail address" in summary.refused[0].reason
     async with env.platform.tenant_scope(tenant) as scope:
         found = await list_customers(scope.ctx, CustomerFilter(email="ADA@example.com"), after=None, limit=5)
-        assert [(c.external_ref, c.personal.family_name, c.tag_names) for c in found] == [
-            ("c1", "Lovelace", ["gold", "vip"])
+        assert [(c.external_ref, c.personal.family_name, c.tag_names, c.time_zone) for c in found] == [
+            ("c1", "Lovelace", ["gold", "vip"], "Europe/London")
         ]
         named = await list_customers(scope.ctx, CustomerFilter(text="acme"), after=None, limit=5)
         assert [c.personal.organisation_name for c in named] == ["Acme Ltd"]

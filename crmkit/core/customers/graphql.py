@@ -86,6 +86,9 @@ class CustomerFields:
     tag_names: list[str] = strawberry.field(name="tags")
     lifecycle_stage: LifecycleStage
     relationship_manager: str | None
+    time_zone: str | None = strawberry.field(
+        description="The customer's IANA time zone (Europe/Paris); null: the tenant's."
+    )
     external_ref: str | None
     created_at: datetime
     updated_at: datetime
@@ -178,6 +181,9 @@ class CreateCustomerInput:
     tags: list[str] = strawberry.field(default_factory=list)
     lifecycle_stage: LifecycleStage = LifecycleStage.NEW
     relationship_manager: str | None = None
+    time_zone: str | None = strawberry.field(
+        default=None, description="An IANA time zone name (Europe/Paris); null: the tenant's."
+    )
     external_ref: str | None = strawberry.field(
         default=None,
         description="Your system's id; a retry with the same one returns the first customer.",
@@ -196,6 +202,9 @@ class UpdateCustomerInput:
     national_id: str | None = strawberry.UNSET
     date_of_birth: str | None = strawberry.UNSET
     relationship_manager: str | None = strawberry.UNSET
+    time_zone: str | None = strawberry.field(
+        default=strawberry.UNSET, description="An IANA time zone name; null: the tenant's."
+    )
     tags: list[str] | None = None
     lifecycle_stage: LifecycleStage | None = None
 
@@ -271,6 +280,7 @@ async def resolve_create_customer(info: Info, input: CreateCustomerInput) -> Cus
         lifecycle_stage=input.lifecycle_stage,
         external_ref=input.external_ref,
         relationship_manager=input.relationship_manager,
+        time_zone=input.time_zone,
         **{name: getattr(input, name) for name in FIELDS},
     )
 
@@ -291,7 +301,7 @@ async def resolve_update_customer(
         kind=input.kind,
         tags=input.tags,
         lifecycle_stage=input.lifecycle_stage,
-        **_sent(input, (*FIELDS, "relationship_manager")),
+        **_sent(input, (*FIELDS, "relationship_manager", "time_zone")),
     )
 
 

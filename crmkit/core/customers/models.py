@@ -86,6 +86,9 @@ class Customer(TenantOwned, Model):
         str_enum(LifecycleStage), default=LifecycleStage.NEW
     )
     relationship_manager: Mapped[str | None] = mapped_column(String(200))
+    time_zone: Mapped[str | None] = mapped_column(String(64))
+    """The customer's IANA time zone (``Europe/Paris``), for what must happen in their
+    local hours (a message held in quiet hours); None: the tenant's."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     archived_at: Mapped[datetime | None] = mapped_column()

@@ -47,6 +47,7 @@ class CustomerRow:
     external_ref: str | None
     lifecycle_stage: LifecycleStage
     relationship_manager: str | None
+    time_zone: str | None
     created_at: datetime
     updated_at: datetime
     archived_at: datetime | None
@@ -81,6 +82,7 @@ COLUMNS = (
     Customer.external_ref,
     Customer.lifecycle_stage,
     Customer.relationship_manager,
+    Customer.time_zone,
     Customer.created_at,
     Customer.updated_at,
     Customer.archived_at,

@@ -54,7 +54,8 @@ async def export_customer(ctx: TenantContext, customer_id: uuid.UUID) -> dict[st
     note(session, ctx.tenant_id, "customers.export", "Customer", [str(customer_id)], list(FIELDS))
     return {
         "customer": {
-            **_row(customer, ["id", "kind", "lifecycle_stage", "relationship_manager", "external_ref"]),
+            **_row(customer, ["id", "kind", "lifecycle_stage", "relationship_manager", "time_zone"]),
+            **_row(customer, ["external_ref"]),
             **_row(customer, ["created_at", "updated_at", "archived_at"]),
             **{k: v for k, v in asdict(customer.personal).items() if v is not None},
             "tags": customer.tag_names,
@@ -85,7 +86,7 @@ async def erase_customer(ctx: TenantContext, customer_id: uuid.UUID) -> Customer
     if customer.external_ref is not None:
         customer.erased_ref_index = erased_ref_index(session.info[TENANT_KEYS], customer.external_ref)
     customer.external_ref = None
-    customer.relationship_manager = None
+    customer.relationship_manager = customer.time_zone = None
     customer.erased_at = customer.updated_at = utcnow()
     await session.flush()
     note(session, ctx.tenant_id, "customers.erase", "Customer", [str(customer_id)], list(FIELDS))

@@ -36,7 +36,7 @@ from crmkit.core.events import emit
 from crmkit.crypto import IndexKind, TenantKeys
 from crmkit.db import TenantSession
 from crmkit.errors import BadUserInput, Conflict, NotFound
-from crmkit.inputs import decimal_digits, optional_text
+from crmkit.inputs import decimal_digits, optional_text, optional_time_zone
 from crmkit.plugins.info import TenantContext
 
 if TYPE_CHECKING:  # consent's service builds on this one, not the other way round
@@ -155,14 +155,7 @@ def erased_ref_index(keys: TenantKeys, external_ref: str) -> bytes:
     return keys.blind_index("external_ref", external_ref)
 
 
-def _same_customer(
-    existing: Customer,
-    kind: CustomerKind,
-    lifecycle_stage: LifecycleStage,
-    relationship_manager: str | None,
-    tags: list[str],
-    data: PersonalData,
-) -> Customer:
+def _same_customer(existing: Customer, new: NewCustomer) -> Customer:
     """``existing`` if it is what the create asks for; else a CONFLICT naming the first
     field that differs (the API's camelCase name)."""
     if existing.erased_at is not None:
@@ -170,14 +163,15 @@ def _same_customer(
     differing = [
         name
         for name, same in (
-            ("kind", existing.kind is kind),
-            ("lifecycleStage", existing.lifecycle_stage is lifecycle_stage),
-            ("relationshipManager", existing.relationship_manager == relationship_manager),
-            ("tags", existing.tag_names == tags),
+            ("kind", existing.kind is new.kind),
+            ("lifecycleStage", existing.lifecycle_stage is new.lifecycle_stage),
+            ("relationshipManager", existing.relationship_manager == new.relationship_manager),
+            ("timeZone", existing.time_zone == new.time_zone),
+            ("tags", existing.tag_names == new.tags),
         )
         if not same
     ]
-    differing += [_camel(name) for name in sorted(data.differs_from(existing.personal))]
+    differing += [_camel(name) for name in sorted(new.data.differs_from(existing.personal))]
     if differing:
         raise Conflict(
             f"externalRef names a customer whose {differing[0]} differs: a retry must send the "
@@ -200,6 +194,7 @@ class NewCustomer:
     lifecycle_stage: LifecycleStage
     external_ref: str | None
     relationship_manager: str | None
+    time_zone: str | None
     tags: list[str]
     data: PersonalData
 
@@ -210,6 +205,7 @@ class NewCustomer:
             lifecycle_stage=self.lifecycle_stage,
             external_ref=self.external_ref,
             relationship_manager=self.relationship_manager,
+            time_zone=self.time_zone,
         )
         customer.personal = self.data
         customer.tags = [CustomerTag(tag=t) for t in self.tags]
@@ -223,6 +219,7 @@ def clean_customer(
     lifecycle_stage: LifecycleStage = LifecycleStage.NEW,
     external_ref: str | None = None,
     relationship_manager: str | None = None,
+    time_zone: str | None = None,
     **personal_fields: str | None,
 ) -> NewCustomer:
     """The checks of :func:`create_customer` that need no database (bulk import runs
@@ -231,7 +228,8 @@ def clean_customer(
     data = _personal(PersonalData(), personal_fields)
     _check_names(kind, data)
     manager = optional_text(relationship_manager, "relationshipManager", 200)
-    return NewCustomer(kind, lifecycle_stage, external_ref, manager, _tags(tags), data)
+    zone = optional_time_zone(time_zone, "timeZone")
+    return NewCustomer(kind, lifecycle_stage, external_ref, manager, zone, _tags(tags), data)
 
 
 async def validate_new_customer(ctx: TenantContext, customer: Customer) -> None:
@@ -248,6 +246,7 @@ async def create_customer(
     lifecycle_stage: LifecycleStage = LifecycleStage.NEW,
     external_ref: str | None = None,
     relationship_manager: str | None = None,
+    time_zone: str | None = None,
     **personal_fields: str | None,
 ) -> Customer:
     """Create a customer. Idempotent by ``external_ref``: a retry with the same input
@@ -260,6 +259,7 @@ async def create_customer(
         lifecycle_stage=lifecycle_stage,
         external_ref=external_ref,
         relationship_manager=relationship_manager,
+        time_zone=time_zone,
         **personal_fields,
     )
     if new.external_ref is not None:
@@ -271,9 +271,7 @@ async def create_customer(
             )
         )
         if existing is not None:
-            return _same_customer(
-                existing, new.kind, new.lifecycle_stage, new.relationship_manager, new.tags, new.data
-            )
+            return _same_customer(existing, new)
     customer = new.customer()
     session.add(customer)
     await validate_new_customer(ctx, customer)
@@ -322,6 +320,7 @@ async def update_customer(
     kind: CustomerKind | None = None,
     lifecycle_stage: LifecycleStage | None = None,
     relationship_manager: str | None = UNSET,
+    time_zone: str | None = UNSET,
     **personal_fields: str | None,
 ) -> Customer:
     """Apply the fields given; with ``expected_version`` a concurrent edit is a CONFLICT."""
@@ -347,6 +346,11 @@ async def update_customer(
         if manager != customer.relationship_manager:
             customer.relationship_manager = manager
             changed.add("relationship_manager")
+    if time_zone is not UNSET:
+        zone = optional_time_zone(time_zone, "timeZone")
+        if zone != customer.time_zone:
+            customer.time_zone = zone
+            changed.add("time_zone")
     if lifecycle_stage is not None and lifecycle_stage is not customer.lifecycle_stage:
         customer.lifecycle_stage = lifecycle_stage
         changed.add("lifecycle_stage")

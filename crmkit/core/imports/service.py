@@ -95,7 +95,15 @@ class BatchResult:
 
 
 PERSONAL = {to_camel_case(name): name for name in FIELDS}
-CUSTOMER_FIELDS = {"externalRef", "kind", "lifecycleStage", "relationshipManager", "tags", *PERSONAL}
+CUSTOMER_FIELDS = {
+    "externalRef",
+    "kind",
+    "lifecycleStage",
+    "relationshipManager",
+    "timeZone",
+    "tags",
+    *PERSONAL,
+}
 CUSTOMER_REF = ("customerExternalRef", "customerId")
 ACTIVITY_FIELDS = {
     *CUSTOMER_REF,
@@ -181,6 +189,7 @@ def parse_customer(row: dict[str, Any]) -> NewCustomer:
         lifecycle_stage=_enum(values, "lifecycleStage", LifecycleStage, LifecycleStage.NEW),
         external_ref=_required(values, "externalRef", EXTERNAL_REF_WHY),
         relationship_manager=_text(values, "relationshipManager"),
+        time_zone=_text(values, "timeZone"),
         **{snake: _text(values, camel) for camel, snake in PERSONAL.items() if camel in values},
     )
 
@@ -379,6 +388,7 @@ async def import_customers(ctx: TenantContext, rows: Sequence[Row]) -> BatchResu
                 "national_id_index": national_id_index,
                 "lifecycle_stage": new.lifecycle_stage,
                 "relationship_manager": new.relationship_manager,
+                "time_zone": new.time_zone,
                 "created_at": now,
                 "updated_at": now,
                 "archived_at": None,
