@@ -17,6 +17,7 @@ from graphql import GraphQLObjectType
 
 from crmkit.graphql.context import RequestContext
 from crmkit.graphql.execution import DIRECT_FIELD, DirectExecutor
+from crmkit.platform import schema
 from crmkit.testing import Env
 
 DIRECT = [
@@ -205,3 +206,17 @@ def test_the_short_path_answers_what_graphql_core_answers_good_values_and_bad() 
         assert plain.errors and short.errors
         assert short.data == plain.data, query
         assert [(e.message, e.path) for e in short.errors] == [(e.message, e.path) for e in plain.errors]
+
+
+async def test_a_repeated_query_is_parsed_and_validated_once(env: Env) -> None:
+    """The HTTP edge and strawberry share one parsed document, and its validation (with
+    the depth and alias limits) is remembered: a query asked again costs neither."""
+    tenant = await env.tenant()
+    query = "{ customers(first: 3) { nodes { id lifecycleStage } } }"
+    await env.gql(query, tenant=tenant)
+    parsed, validated = schema.parse_document.cache_info(), schema._validated.cache_info()
+    for _ in range(3):
+        assert "errors" not in await env.gql(query, tenant=tenant)
+    assert schema.parse_document.cache_info().misses == parsed.misses
+    assert schema._validated.cache_info().misses == validated.misses
+    assert schema._validated.cache_info().hits == validated.hits + 3

@@ -1,7 +1,8 @@
 """One validation layer at the GraphQL edge, for every argument of every field.
 
 Every schema crmkit serves (``/graphql`` with any plugin set, ``/operator/graphql``)
-is built with :data:`SCALAR_OVERRIDES` and :class:`CheckArguments`, so a plugin's
+is built with :data:`SCALAR_OVERRIDES` and checks its arguments with
+:func:`check_arguments` before validation, so a plugin's
 fields are checked with no code of their own:
 
 - every text (``String``, ``ID``, and each key and string inside ``JSON``) must be
@@ -12,7 +13,7 @@ fields are checked with no code of their own:
   out; a literal is read exactly (not through a float).
 
 ``String`` is a built-in graphql-core type that cannot be replaced, hence the
-argument walk in :class:`CheckArguments`; ``DateTime`` and ``Decimal`` refuse bad
+argument walk of :func:`check_arguments`; ``DateTime`` and ``Decimal`` refuse bad
 values in their own parsers (:class:`InvalidValue`), and the walk runs them first
 so that the refusal names the field and the argument path.
 """
@@ -20,7 +21,7 @@ so that the refusal names the field and the argument path.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -47,7 +48,6 @@ from graphql import (
     visit,
 )
 from graphql.language import SKIP, FloatValueNode, IntValueNode, StringValueNode, VariableNode
-from strawberry.extensions import SchemaExtension
 from strawberry.schema.types.base_scalars import DateTimeDefinition, DecimalDefinition
 from strawberry.types.scalar import ScalarDefinition
 
@@ -246,30 +246,28 @@ def _field_of(path: Path) -> str:
     return next(p for p in reversed(path[1:]) if isinstance(p, str))
 
 
-class CheckArguments(SchemaExtension):
-    """Refuses a request whose arguments hold a value crmkit's checks refuse, before
-    validation and execution: BAD_USER_INPUT with ``extensions.field`` (the input field
-    or argument, as services name it) and ``extensions.argument`` (its path from the
-    root field, e.g. ``createCustomer.input.tags.1``)."""
-
-    def on_validate(self) -> Iterator[None]:
-        context = self.execution_context
-        document, schema = context.graphql_document, context.schema._schema
-        if document is not None and not _passed(document, schema, context.variables):
-            try:
-                visit_arguments(document, schema, context.variables or {})
-            except _Refusal as refusal:
-                field = _field_of(refusal.path)
-                argument = ".".join(map(str, refusal.path))
-                message = f"{field} {refusal.reason}"
-                raise GraphQLError(
-                    message, original_error=BadUserInput(message, field=field, argument=argument)
-                ) from None
-            if not context.variables:
-                _PASSED[id(document)] = (document, schema)
-                if len(_PASSED) > PASSED_DOCUMENTS:
-                    del _PASSED[next(iter(_PASSED))]
-        yield
+def check_arguments(document: Any, schema: Any, variables: dict[str, Any] | None) -> None:
+    """Refuse a request whose arguments hold a value crmkit's checks refuse, before
+    validation and execution: a GraphQLError whose original error is BAD_USER_INPUT with
+    ``extensions.field`` (the input field or argument, as services name it) and
+    ``extensions.argument`` (its path from the root field, e.g.
+    ``createCustomer.input.tags.1``). A document without variables that passed once
+    is not walked again."""
+    if _passed(document, schema, variables):
+        return
+    try:
+        visit_arguments(document, schema, variables or {})
+    except _Refusal as refusal:
+        field = _field_of(refusal.path)
+        argument = ".".join(map(str, refusal.path))
+        message = f"{field} {refusal.reason}"
+        raise GraphQLError(
+            message, original_error=BadUserInput(message, field=field, argument=argument)
+        ) from None
+    if not variables:
+        _PASSED[id(document)] = (document, schema)
+        if len(_PASSED) > PASSED_DOCUMENTS:
+            del _PASSED[next(iter(_PASSED))]
 
 
 PASSED_DOCUMENTS = 256

@@ -18,6 +18,7 @@ from typing import Any
 
 import strawberry
 from graphql import (
+    ASTValidationRule,
     DocumentNode,
     GraphQLError,
     GraphQLObjectType,
@@ -27,21 +28,16 @@ from graphql import (
     parse,
     visit,
 )
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxAliasesLimiter,
-    QueryDepthLimiter,
-    SchemaExtension,
-    ValidationCache,
-)
+from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema import validate_document
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
 from crmkit.graphql.contrib import BATCH, direct_resolver
 from crmkit.graphql.execution import BATCH_FIELD, DIRECT_FIELD, DirectExecutor
-from crmkit.graphql.scalars import SCALAR_OVERRIDES, CheckArguments
+from crmkit.graphql.scalars import SCALAR_OVERRIDES, check_arguments
 from crmkit.platform import core_plugin as core
 from crmkit.platform.registry import PluginRegistry
 from crmkit.plugins.info import CORE
@@ -163,8 +159,8 @@ def parse_document(query: str, max_tokens: int) -> DocumentNode:
     """The parsed ``query``; a GraphQLError past ``max_tokens`` tokens or too deep a
     nesting (graphql-core's own bound).
 
-    The HTTP edge parses once to pick the operation; :class:`ParseOnce` hands the same
-    cached document to strawberry, so a request is parsed once.
+    The HTTP edge parses once to pick the operation; :class:`RequestChecks` hands the
+    same cached document to strawberry, so a request is parsed once.
     """
     document = parse(query, max_tokens=max_tokens)
     visit(document, _NoEmptySelection())
@@ -180,11 +176,27 @@ class _NoEmptySelection(Visitor):
             raise GraphQLError("a selection set `{ }` must name at least one field", node)
 
 
-class ParseOnce(SchemaExtension):
-    """Strawberry's parse step, through :func:`parse_document` and its token limit."""
+class RequestChecks(SchemaExtension):
+    """Strawberry's parse and validation steps with crmkit's limits, in one extension
+    (strawberry makes every extension afresh per request and calls each one's hooks):
 
-    def __init__(self, max_tokens: int) -> None:
+    - parse through :func:`parse_document` and its token limit (the HTTP edge parsed
+      the same cached document to pick the operation: a request is parsed once);
+    - the arguments checked by :func:`~crmkit.graphql.scalars.check_arguments` before
+      validation;
+    - the depth and alias limits added to the validation rules, and validation cached
+      per schema, document and rules (the rules are built once per schema: made per
+      request, new rule classes would never hit the cache).
+    """
+
+    def __init__(self, max_tokens: int, limits: tuple[type[ASTValidationRule], ...]) -> None:
         self.max_tokens = max_tokens
+        self.limits = limits
+
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context
+        context.validation_rules = (*context.validation_rules, *self.limits)
+        yield
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
@@ -192,24 +204,26 @@ class ParseOnce(SchemaExtension):
         context.graphql_document = parse_document(context.query, self.max_tokens)
         yield
 
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        document, schema = context.graphql_document, context.schema._schema
+        if document is not None:
+            check_arguments(document, schema, context.variables)
+            context.pre_execution_errors = _validated(schema, document, context.validation_rules)
+        yield
+
+
+_validated = lru_cache(maxsize=256)(validate_document)
+"""Strawberry's validation of a document, remembered for the last 256 documents."""
+
 
 def _extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
-    """Extension factories: strawberry makes fresh extensions for each request.
-
-    The depth and alias rules are built once and shared: a limiter extension made per
-    request would make new rule classes each time, and the validation cache (keyed by
-    the rules) would never hit.
-    """
-    limits = [
+    """The schema's extension factory: :class:`RequestChecks` with ``settings``' limits."""
+    limits = (
         *QueryDepthLimiter(max_depth=settings.graphql_max_depth).validation_rules,
         *MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases).validation_rules,
-    ]
-    return [
-        partial(ParseOnce, settings.graphql_max_tokens),
-        CheckArguments,
-        partial(AddValidationRules, limits),
-        partial(ValidationCache, maxsize=256),
-    ]
+    )
+    return [partial(RequestChecks, settings.graphql_max_tokens, limits)]
 
 
 class SchemaCache:
