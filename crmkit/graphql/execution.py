@@ -114,10 +114,22 @@ by graphql-core)."""
 
 
 def _short_path(field: GraphQLField, field_details: FieldDetailsList) -> _Leaf | _Rows | None:
-    """The plan for ``field`` if it takes the short path, else None."""
-    if not field.extensions.get(DIRECT_FIELD) or field.resolve is None:
+    """The plan for ``field`` if it takes the short path, else None: worked out once per
+    field of the schema (kept in its extensions), whatever the request."""
+    if any(details.node.arguments for details in field_details):
         return None
-    if field.args or any(details.node.arguments for details in field_details):
+    plan = field.extensions.get(_PLAN, _UNPLANNED)
+    if plan is _UNPLANNED:
+        plan = field.extensions[_PLAN] = _field_plan(field)
+    return cast(_Leaf | _Rows | None, plan)
+
+
+_PLAN = "crmkit_short_path"
+_UNPLANNED = object()
+
+
+def _field_plan(field: GraphQLField) -> _Leaf | _Rows | None:
+    if not field.extensions.get(DIRECT_FIELD) or field.resolve is None or field.args:
         return None
     graphql_type: GraphQLOutputType = field.type
     non_null = is_non_null_type(graphql_type)
@@ -144,23 +156,17 @@ def _short_path(field: GraphQLField, field_details: FieldDetailsList) -> _Leaf |
 
 
 def _enum_names(leaf: GraphQLLeafType) -> tuple[type | None, dict[Any, str]]:
-    """A strawberry enum's members and the names its type gives them, worked out once
-    per type: its ``coerce_output_value`` searches the enum's values for every value it
-    outputs. Each member's name is the first whose value equals the member's, as that
-    search answers."""
+    """A strawberry enum's members and the names its type gives them: its
+    ``coerce_output_value`` searches the enum's values for every value it outputs. Each
+    member's name is the first whose value equals the member's, as that search answers."""
     members = getattr(leaf, "wrapped_cls", None)
     if not isinstance(leaf, GraphQLEnumType) or members is None:
         return None, {}
-    names = _ENUM_NAMES.get(leaf)
-    if names is None:
-        names = _ENUM_NAMES[leaf] = {
-            member: next(name for name, value in leaf.values.items() if member.value == value.value)
-            for member in members
-        }
+    names = {
+        member: next(name for name, value in leaf.values.items() if member.value == value.value)
+        for member in members
+    }
     return members, names
-
-
-_ENUM_NAMES: weakref.WeakKeyDictionary[GraphQLEnumType, dict[Any, str]] = weakref.WeakKeyDictionary()
 
 
 _BUILT_IN = {scalar.name: scalar for scalar in (GraphQLString, GraphQLID, GraphQLBoolean)}
