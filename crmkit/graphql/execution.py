@@ -91,8 +91,11 @@ class _Leaf(NamedTuple):
     """The Python type whose values complete as themselves: ``passes``, for a field that
     is not a list."""
     members: type | None
-    """An enum type's Python enum, whose members ``names`` maps to their GraphQL names."""
+    """An enum type's Python enum, whose members ``names`` maps to their GraphQL names,
+    for a field that is not a list."""
     names: dict[Any, str]
+    coerce: Callable[[Any], Any]
+    """``leaf``'s ``coerce_output_value``."""
 
 
 class _Rows(NamedTuple):
@@ -147,11 +150,21 @@ def _field_plan(field: GraphQLField) -> _Leaf | _Rows | None:
     if not is_leaf_type(graphql_type):
         return None
     passes = _PASSES.get(graphql_type.name) if graphql_type is _BUILT_IN.get(graphql_type.name) else None
-    members, names = _enum_names(graphql_type)
+    members, names = (None, {}) if listed else _enum_names(graphql_type)
     read = field.resolve.read if isinstance(field.resolve, Attribute) else None
     whole = None if listed else passes
     return _Leaf(
-        field.resolve, read, graphql_type, non_null, listed, items_non_null, passes, whole, members, names
+        field.resolve,
+        read,
+        graphql_type,
+        non_null,
+        listed,
+        items_non_null,
+        passes,
+        whole,
+        members,
+        names,
+        graphql_type.coerce_output_value,
     )
 
 
@@ -185,24 +198,24 @@ def _complete(leaf: GraphQLLeafType, value: Any, non_null: bool) -> Any:
 
 
 def _leaf_value(plan: _Leaf, value: Any) -> Any:
-    """A resolved leaf's value as graphql-core completes it (the caller has passed on a
-    value of ``plan.whole``, which completes as itself)."""
-    try:
-        if not plan.listed:
-            if type(value) is plan.members:
-                return plan.names[value]
-            return _complete(plan.leaf, value, plan.non_null)
-        if value is None:
-            return _REFUSED if plan.non_null else None
-        if isinstance(value, (str, bytes, dict)):
-            return _REFUSED
-        passes = plan.passes
-        items = [
-            item if type(item) is passes else _complete(plan.leaf, item, plan.items_non_null)
-            for item in value
-        ]
-    except Exception:  # graphql-core resolves it again and locates the error
+    """A resolved leaf's value as graphql-core completes it; raises where graphql-core
+    would report an error (the caller hands the field back to it)."""
+    kind = type(value)
+    if kind is plan.whole:
+        return value
+    if kind is plan.members:
+        return plan.names[value]
+    if value is None:
+        return _REFUSED if plan.non_null else None
+    if not plan.listed:
+        coerced = plan.coerce(value)
+        return _REFUSED if coerced is None or coerced is Undefined else coerced
+    if isinstance(value, (str, bytes, dict)):
         return _REFUSED
+    passes = plan.passes
+    items = [
+        item if type(item) is passes else _complete(plan.leaf, item, plan.items_non_null) for item in value
+    ]
     return _REFUSED if _REFUSED in items else items
 
 
@@ -493,11 +506,10 @@ class DirectExecutor(StrawberryGraphQLCoreExecutionContext):
                     try:
                         read = step.read
                         value = read(source_value) if read is not None else step.resolve(source_value, info)
-                    except Exception:  # graphql-core resolves it again and locates the error
-                        value = _REFUSED
-                    else:
                         if type(value) is not step.whole:
                             value = _leaf_value(step, value)
+                    except Exception:  # graphql-core resolves it again and locates the error
+                        value = _REFUSED
                 elif step is None:
                     value = _REFUSED
                 else:
