@@ -41,12 +41,13 @@ Outcome = str | None | TransientError | PermanentError
 """What one provider call came to: the provider's id, or the failure."""
 
 
-def quiet_until(now: datetime, settings: ChannelsSettings) -> datetime | None:
-    """When quiet hours (in the tenant's time zone) end, if ``now`` falls in them."""
+def quiet_until(now: datetime, settings: ChannelsSettings, zone: str) -> datetime | None:
+    """When quiet hours end in time ``zone`` (the customer's, else the tenant's), if
+    ``now`` falls in them there."""
     start, end = settings.quiet_hours_start, settings.quiet_hours_end
     if start is None or end is None or start == end:
         return None
-    local = now.astimezone(ZoneInfo(settings.time_zone))
+    local = now.astimezone(ZoneInfo(zone))
     hour = local.hour
     inside = start <= hour < end if start < end else hour >= start or hour < end
     if not inside:
@@ -102,7 +103,7 @@ async def send_batch(ctx: crmkit.TenantContext, message_ids: list[str]) -> None:
     customers = await crmkit.customer_rows(ctx, {m.customer_id for m in messages})
     providers = await service.all_providers(ctx)
     allowed = await _allowed(ctx, messages, providers)
-    until = quiet_until(now, settings)
+    quiet: dict[str, datetime | None] = {}  # by time zone
     sent_today = await _sent_today(ctx, messages, now)
     found = await service.templates_for(
         ctx, {(m.template or "", m.channel, m.locale) for m in messages}
@@ -124,6 +125,10 @@ async def send_batch(ctx: crmkit.TenantContext, message_ids: list[str]) -> None:
             reason = f"no consent for {message.purpose} by {provider.consent_channel.value}"
             service.set_status(ctx, message, MessageStatus.SUPPRESSED, reason=reason)
             continue
+        zone = customer.time_zone or settings.time_zone
+        if zone not in quiet:
+            quiet[zone] = quiet_until(now, settings, zone)
+        until = quiet[zone]
         if until is not None:
             message.scheduled_at = until  # the sweep sends it once quiet hours end
             continue

@@ -115,6 +115,31 @@ async def test_a_withdrawal_committed_while_messages_wait_stops_them(
     )
 
 
+async def test_quiet_hours_are_the_customers_own_where_they_have_a_time_zone(
+    loopback: Loopback, clock: object
+) -> None:
+    """Monday 6 January 09:00 UTC is inside the tenant's quiet hours (08-10, in UTC): a
+    customer without a zone of their own waits; one in New York (04:00 there) is sent
+    to at once, one in Tokyo (18:00) too; one in London (09:00 GMT) waits."""
+    env = loopback.env
+    tenant = await loopback.tenant(quiet_hours_start=8, quiet_hours_end=10)
+    await template(env, tenant, "news", "sms", "News")
+    tag = f"z{uuid.uuid4().hex[:10]}"
+    zones = [None, "America/New_York", "Asia/Tokyo", "Europe/London"]
+    made = await customers(env, tenant, tag, len(zones))
+    update = """mutation($id: UUID!, $zone: String) {
+      updateCustomer(id: $id, input: {timeZone: $zone}) { id } }"""
+    for (customer, _), zone in zip(made, zones, strict=True):
+        await grant(env, tenant, customer, "SMS")
+        ok(await env.gql(update, {"id": customer, "zone": zone}, tenant=tenant))
+
+    await run_campaign(env, tenant, tag)
+    received = [loopback.gateway.sms_to(e164(phone)) for _, phone in made]
+    assert received == [[], ["News"], ["News"], []]
+    waiting = await messages(env, tenant, made[0][0])
+    assert waiting[0]["status"] == "queued"
+
+
 async def test_stop_withdraws_consent_and_the_next_campaign_suppresses_the_customer(
     loopback: Loopback,
 ) -> None:
