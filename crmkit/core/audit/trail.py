@@ -548,7 +548,8 @@ def _append(session: Session) -> None:
     On PostgreSQL the append's statement also inserts the outbox events still unflushed
     (:func:`take_unflushed`): taken out of the session before the last flush, put back
     for commit's flush if the transaction has no audit event of their tenant."""
-    emitted = take_unflushed(session) if session.get_bind().dialect.name == "postgresql" else []
+    bind = session.bind  # None for a session of several binds: its events are flushed
+    emitted = take_unflushed(session) if bind is not None and bind.dialect.name == "postgresql" else []
     session.flush()  # before_commit runs before commit's own flush: collect everything first
     pending: list[Entry] = session.info.pop(PENDING, [])
     if not pending:
