@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from crmkit.core.audit.chain import checkpoint, verify
-from crmkit.core.audit.models import AuditEvent, AuditJournal
+from crmkit.core.audit.models import AuditEvent, AuditHead, AuditJournal
 from crmkit.core.audit.trail import UnauditedWrite, canonical, hashed_fields, link_hash, note, seal
 from crmkit.core.customers import service
 from crmkit.core.customers.models import Customer, CustomerKind, LifecycleStage
@@ -419,6 +419,19 @@ async def test_an_emitted_event_is_written_once_whether_or_not_the_append_writes
     written = await env.events(tenant, "customer_updated")
     assert [e.data["changed"] for e in written] == [["email"], ["phone"], ["notes"], ["tags"]]
     assert (written[1].id, written[1].occurred_at) == (row.id, row.created_at)  # set by emit
+    assert (await verify(env.platform.db, tenant, env.platform.audit_signer)).ok
+
+
+async def test_a_tenants_first_audited_transaction_writes_its_events_once(env: Env) -> None:
+    """No chain head yet: the append finds none and the head is created after it, its
+    outbox events kept."""
+    tenant = await env.tenant()
+    async with env.platform.db.tenant_session(tenant) as session:
+        assert await session.scalar(select(func.count()).select_from(AuditHead)) == 0
+    async with env.platform.tenant_scope(tenant) as scope:
+        await service.create_customer(scope.ctx, kind=CustomerKind.PERSON, given_name="First")
+    assert len(await env.events(tenant, "customer_created")) == 1
+    assert sorted(e.action for e in await events(env, tenant)) == ["customer_keys.create", "customers.create"]
     assert (await verify(env.platform.db, tenant, env.platform.audit_signer)).ok
 
 
