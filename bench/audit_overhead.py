@@ -154,12 +154,13 @@ max: audited/plain 0.72 / 0.87 / 0.97 in updates/s (before 0.78 / 0.80 / 0.95), 
 0.85 / 0.92 / 0.97 (0.80 / 0.85 / 0.94); one tenant/spread 0.92 / 1.02 / 1.07 (0.89 /
 0.96 / 1.17); encrypted/plain (``--floor`` as it is now, three runs) 0.94 / 0.99 / 1.05,
 CPU 0.95 / 0.96 / 0.96. In one process, blocks of 40 updates rotated between plain,
-audited with the outbox INSERT of its own and audited as now, two runs of 120 s (91 and
-94 rotations): medians of the paired ratios 0.80 and 0.83 before, 0.875 and 0.88 now in
-updates/s (quartiles 0.70-0.91 and 0.74-1.04 before, 0.77-1.01 and 0.77-1.09 now), 0.85
-and 0.87 before, 0.92 and 0.95 now in CPU. The round trip saved was 0.4-0.5 ms of CPU
-per update (5.80 -> 5.29 ms and 5.36 -> 4.97; plain 4.95 and 4.75): the ORM's INSERT,
-its send to the socket included (a sixth of a sampled update's CPU is sends).
+audited with the outbox INSERT of its own and audited as now, three runs of 120 s (91,
+94 and 138 rotations), min / median / max of the medians of the paired ratios:
+0.78 / 0.80 / 0.83 before, 0.86 / 0.875 / 0.88 now in updates/s (quartiles 0.69-1.04
+before, 0.76-1.09 now), 0.82 / 0.85 / 0.87 before, 0.91 / 0.92 / 0.95 now in CPU. The
+round trip saved was 0.4-0.55 ms of CPU per update (5.80 -> 5.29 ms, 5.36 -> 4.97,
+5.48 -> 4.93; plain 4.95, 4.75, 4.47): the ORM's INSERT, its send to the socket
+included (a sixth of a sampled update's CPU is sends).
 
 What is left, short of 0.9 in updates/s: thread CPU per audited update, in blocks
 alternated with plain ones, the audit's Python 0.19 ms (the append's parameters 0.07,
