@@ -2,10 +2,10 @@
 
 :func:`emit` adds the event to the current transaction, so the change and its events
 commit together or not at all. A flush inserts it, or on PostgreSQL, if none did before
-commit, the audit trail's append (:func:`take_unflushed`). After commit the relay hands them to the job queue
-(:meth:`crmkit.jobs.runner.JobRunner.relay_committed`). An event that can never be
-dispatched (its type is no longer declared, its data is not an object) is marked dead
-once, with ``dead_at``, and never queued again.
+commit, the audit trail's append (:func:`take_unflushed`). After commit the relay hands
+them to the job queue (:meth:`crmkit.jobs.runner.JobRunner.relay_committed`). An event
+that can never be dispatched (its type is no longer declared, its data is not an
+object) is marked dead once, with ``dead_at``, and never queued again.
 """
 
 from __future__ import annotations
@@ -88,6 +88,7 @@ def emit(ctx: TenantContext, type: str, subject_type: str, subject_id: Any, **da
     The event commits with the change that caused it, or not at all; after commit the
     job queue hands it to the enabled plugins' handlers and subscribed apps. A type no
     installed event hookspec declares raises :class:`UndeclaredEvent` here, at the call.
+    The row returned has its ``id`` and ``created_at`` (the event's ``occurred_at``) at once.
     """
     check_declared(ctx, type)
     row = OutboxEvent(
