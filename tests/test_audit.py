@@ -12,6 +12,7 @@ import rfc8785
 import sqlalchemy
 from crmkit_notes.models import Note
 from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 from crmkit.core.audit.chain import checkpoint, verify
@@ -20,6 +21,7 @@ from crmkit.core.audit.trail import UnauditedWrite, canonical, hashed_fields, li
 from crmkit.core.customers import service
 from crmkit.core.customers.models import Customer, CustomerKind, LifecycleStage
 from crmkit.core.events import OutboxEvent, emit
+from crmkit.db import uuid7
 from crmkit.testing import Env, StatementCounter
 
 ADD_NOTE = 'mutation($id: UUID!) { addNote(customerId: $id, body: "Secret plan: call on Monday") { id } }'
@@ -298,6 +300,37 @@ async def test_bulk_updates_of_a_plugin_table_record_ids_and_field_names(env: En
         ([notes[1]], ["author"]),
     ]
     assert all(e.target_type == "Note" for e in updates)
+    assert (await verify(env.platform.db, tenant, env.platform.audit_signer)).ok
+
+
+async def test_bulk_inserts_record_the_rows_they_inserted(env: Env) -> None:
+    """Many parameter sets, multi-row values() and ON CONFLICT DO NOTHING with the
+    caller's own returning(): one create event per statement, naming the rows inserted
+    (not those skipped), the caller's result intact; a returning() without the key is
+    refused rather than left unaudited."""
+    tenant = await env.tenant("notes")
+    customer = uuid.UUID((await env.create_customer(tenant, givenName="Ina"))["id"])
+    ids = sorted(uuid7() for _ in range(6))
+    row = {"tenant_id": tenant, "customer_id": customer, "author": "bulk", "body": b"sealed elsewhere"}
+    insert_ = postgresql.insert if env.platform.db.engine.dialect.name == "postgresql" else sqlite.insert
+    async with env.platform.tenant_scope(tenant) as scope:
+        session = scope.session
+        await session.execute(sqlalchemy.insert(Note), [{**row, "id": ids[0]}, {**row, "id": ids[1]}])
+        await session.execute(sqlalchemy.insert(Note).values([{**row, "id": ids[2]}]))
+        by_table = [{**row, "id": ids[4]}, {**row, "id": ids[5]}]
+        await session.execute(sqlalchemy.insert(Note.__table__), by_table)
+        again = insert_(Note).on_conflict_do_nothing(index_elements=["tenant_id", "id"]).returning(Note.id)
+        written = await session.scalars(again, [{**row, "id": ids[0]}, {**row, "id": ids[3]}])
+        assert list(written) == [ids[3]]
+        with pytest.raises(UnauditedWrite, match="must return its key"):
+            await session.execute(sqlalchemy.insert(Note).returning(Note.author), [{**row, "id": uuid7()}])
+    creates = [e for e in await events(env, tenant) if e.action == "notes.create"]
+    assert [(e.target_ids, e.fields) for e in creates] == [
+        ([str(ids[0]), str(ids[1])], ["author", "body", "customer_id", "id", "tenant_id"]),
+        ([str(ids[2])], ["author", "body", "customer_id", "id", "tenant_id"]),
+        ([str(ids[4]), str(ids[5])], ["author", "body", "customer_id", "id", "tenant_id"]),
+        ([str(ids[3])], ["author", "body", "customer_id", "id", "tenant_id"]),
+    ]
     assert (await verify(env.platform.db, tenant, env.platform.audit_signer)).ok
 
 

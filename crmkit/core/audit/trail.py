@@ -2,9 +2,9 @@
 plugin alike, in the transaction that makes it; no plugin writes audit code.
 
 ``before_flush`` notes which rows change and the *names* of the changed fields;
-``do_orm_execute`` does the same for bulk ``update()`` and ``delete()`` statements,
-whose rows the session never loads: it adds ``RETURNING`` of their primary keys and
-notes one event per statement naming every row it changed. ``before_commit``, after
+``do_orm_execute`` does the same for bulk ``insert()``, ``update()`` and ``delete()``
+statements, whose rows the session never loads: it has them return their primary keys
+and notes one event per statement naming every row it inserted or changed. ``before_commit``, after
 the last flush, appends them (and any reads of personal data the request noted) to
 the tenant's hash chain as the transaction's last statement: it takes the chain
 head's row lock and inserts every event of the transaction (a trigger advances the
@@ -32,7 +32,7 @@ import hashlib
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -196,12 +196,21 @@ def _bulk_target(state: ORMExecuteState) -> Mapper[Any] | None:
     return mapper if _audited(mapper.class_) else None
 
 
-def _set_fields(mapper: Mapper[Any], statement: Any) -> list[str]:
-    """The fields a bulk UPDATE sets. A model that translates storage columns into the
-    fields they carry (``audited_fields``) needs the rows for it, which a bulk statement
-    never loads: setting such columns in bulk is refused rather than recorded wrongly."""
-    # ``_values`` is where SQLAlchemy keeps the SET clause (the ORM reads it there too)
-    names = sorted({key if isinstance(key, str) else key.key for key in statement._values or ()})
+def _set_fields(mapper: Mapper[Any], state: ORMExecuteState) -> list[str]:
+    """The fields a bulk UPDATE sets, or a bulk INSERT gives its rows. A model that
+    translates storage columns into the fields they carry (``audited_fields``) needs the
+    rows for it, which a bulk statement never loads: setting such columns in bulk is
+    refused rather than recorded wrongly."""
+    statement: Any = state.statement
+    # ``_values`` is where SQLAlchemy keeps the SET clause or an INSERT's one row (the
+    # ORM reads it there too), ``_multi_values`` an INSERT's rows; an INSERT's rows sent
+    # as many parameter sets are those parameters
+    keys: Iterable[Any] = statement._values or ()
+    if state.is_insert and not keys:
+        rows = statement._multi_values[0] if statement._multi_values else state.parameters
+        first = rows[0] if isinstance(rows, list | tuple) and rows else rows
+        keys = first or ()
+    names = sorted({key if isinstance(key, str) else key.key for key in keys})
     translate = getattr(mapper.class_, "audited_fields", None)
     if translate is not None and translate(mapper.class_manager.new_instance(), names) != names:
         raise UnauditedWrite(
@@ -211,25 +220,37 @@ def _set_fields(mapper: Mapper[Any], statement: Any) -> list[str]:
     return names
 
 
-def _record_bulk(state: ORMExecuteState) -> Result[Any] | None:
-    """``do_orm_execute``: run a bulk UPDATE or DELETE of audited rows with ``RETURNING``
-    of their primary keys, and note one event naming them, in the same transaction.
+AUDITED_BY_CALLER = "crmkit_audited_by_caller"
+"""An execution option: the caller records this bulk INSERT's audit event itself (the
+importer's one event per batch, naming the rows of every table it wrote)."""
 
-    An ORM statement gets its keys from the session's own ``synchronize_session="fetch"``
-    (which also keeps loaded objects in step); a table statement from ``return_defaults``.
-    Either way the caller's result is unchanged (``rowcount``, its own ``returning()``).
+
+def _record_bulk(state: ORMExecuteState) -> Result[Any] | None:
+    """``do_orm_execute``: run a bulk INSERT, UPDATE or DELETE of audited rows with
+    ``RETURNING`` of their primary keys, and note one event naming them, in the same
+    transaction.
+
+    An ORM update or delete gets its keys from the session's own
+    ``synchronize_session="fetch"`` (which also keeps loaded objects in step); a table
+    statement and an INSERT from ``return_defaults``, or an INSERT from its own
+    ``returning()``. Either way the caller's result is unchanged (``rowcount``, its own
+    ``returning()``).
     """
-    if not (state.is_update or state.is_delete):
+    if not (state.is_update or state.is_delete or state.is_insert):
         return None
     mapper = _bulk_target(state)
     if mapper is None:
         return None
     table = cast(Table, mapper.local_table)
+    if state.is_insert:
+        return (
+            None if state.execution_options.get(AUDITED_BY_CALLER) else _record_insert(state, mapper, table)
+        )
     verb = "update" if state.is_update else "delete"
     what = f"a bulk {verb} of {mapper.class_.__name__}"
     if state.is_executemany:
         raise UnauditedWrite(f"{what} with many parameter sets cannot be audited; run one statement per set")
-    fields = _set_fields(mapper, state.statement) if state.is_update else []
+    fields = _set_fields(mapper, state) if state.is_update else []
     if state.is_orm_statement:
         result = state.invoke_statement(execution_options={"synchronize_session": "fetch"})
     elif state.statement.returning_column_descriptions:  # type: ignore[attr-defined]
@@ -243,13 +264,77 @@ def _record_bulk(state: ORMExecuteState) -> Result[Any] | None:
         raise UnauditedWrite(
             f"{what} cannot return the keys of its rows on this database (joins another table?)"
         )
-    by_tenant: dict[uuid.UUID, list[str]] = defaultdict(list)
-    for row in cursor.returned_defaults_rows or ():  # None when no row matched
-        key = {c.key: row._mapping[c] for c in table.primary_key}
-        by_tenant[key["tenant_id"]].append(_row_id(key))
-    for tenant_id, ids in by_tenant.items():
-        note(state.session, tenant_id, f"{table.name}.{verb}", mapper.class_.__name__, ids, fields)
+    keys = [
+        {c.key: row._mapping[c] for c in table.primary_key} for row in cursor.returned_defaults_rows or ()
+    ]
+    _note_rows(state, mapper, table, verb, keys, fields)  # no rows: none matched
     return result
+
+
+def _record_insert(state: ORMExecuteState, mapper: Mapper[Any], table: Table) -> Result[Any]:
+    """A bulk INSERT of audited rows (many parameter sets, multi-row ``values()``,
+    ``ON CONFLICT DO NOTHING``): one ``create`` event naming the rows it inserted.
+
+    A table statement's keys are those the driver reports inserted (its result
+    unchanged; with ``ON CONFLICT`` it cannot tell which were skipped, so it is refused). A
+    model's come from its ``returning()``, which must then hold the primary key (the
+    tenant may be left out: it is the session's); one without ``returning()`` is given
+    one of the key, whose rows its result then holds."""
+    what = f"a bulk insert of {mapper.class_.__name__}"
+    fields = _set_fields(mapper, state)
+    statement: Any = state.statement
+    primary = [c.key for c in table.primary_key]
+    if not state.is_orm_statement:
+        if statement.returning_column_descriptions or getattr(statement, "_post_values_clause", None):
+            raise UnauditedWrite(
+                f"{what} by its table cannot also use returning() or ON CONFLICT: name the model instead"
+            )
+        result = state.invoke_statement()
+        cursor = result if isinstance(result, CursorResult) else cast(IteratorResult[Any], result).raw
+        assert isinstance(cursor, CursorResult)
+        keys = cursor.inserted_primary_key_rows
+        if any(key is None for key in keys):
+            raise UnauditedWrite(f"{what} by its table did not report its rows' keys: name the model instead")
+        inserted = [dict(zip(primary, key, strict=True)) for key in keys if key is not None]
+        _note_rows(state, mapper, table, "create", inserted, fields)
+        return result
+    if not statement.returning_column_descriptions:
+        statement = statement.returning(*(getattr(mapper.class_, key) for key in primary))
+    frozen = state.invoke_statement(statement=statement).freeze()
+    answer = frozen()
+    names = list(answer.keys())
+    missing = [key for key in primary if key not in names and key != "tenant_id"]
+    if missing:
+        raise UnauditedWrite(
+            f"{what} with returning() must return its key ({', '.join(missing)}) to be audited"
+        )
+    rows = [
+        {"tenant_id": state.session.info.get("tenant_id"), **dict(zip(names, row, strict=True))}
+        for row in answer
+    ]
+    _note_rows(state, mapper, table, "create", rows, fields)
+    return frozen()
+
+
+def _note_rows(
+    state: ORMExecuteState,
+    mapper: Mapper[Any],
+    table: Table,
+    verb: str,
+    keys: Sequence[Mapping[str, Any]],
+    fields: list[str],
+) -> None:
+    """One event per tenant naming the rows (their primary keys) a bulk statement wrote."""
+    by_tenant: dict[uuid.UUID, list[str]] = defaultdict(list)
+    primary = [c.key for c in table.primary_key]
+    for key in keys:
+        by_tenant[key["tenant_id"]].append(_row_id({name: key[name] for name in primary}))
+    for tenant_id, ids in by_tenant.items():
+        if tenant_id is None:
+            raise UnauditedWrite(
+                f"a bulk {verb} of {mapper.class_.__name__} outside a tenant cannot be audited"
+            )
+        note(state.session, tenant_id, f"{table.name}.{verb}", mapper.class_.__name__, ids, fields)
 
 
 _SAFE_INTEGER = 2**53

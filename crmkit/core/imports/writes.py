@@ -19,9 +19,13 @@ from typing import Any, cast
 from sqlalchemy import JSON, Column, Enum, Table, insert, text
 from sqlalchemy.dialects import postgresql, sqlite
 
+from crmkit.core.audit.trail import AUDITED_BY_CALLER
 from crmkit.db import TenantSession
 
 PG = postgresql.dialect()
+BY_CALLER = {AUDITED_BY_CALLER: True}
+"""The importer records one audit event per batch itself: its INSERTs are not audited
+statement by statement (on PostgreSQL they are text, which the trail never parses)."""
 
 
 def table_of(model: type) -> Table:
@@ -68,7 +72,7 @@ async def insert_new(
         statement, params = _unnest(table, rows, f" ON CONFLICT (tenant_id, {key}) DO NOTHING RETURNING id")
         return set(await session.scalars(statement, params))
     upsert = sqlite.insert(table).on_conflict_do_nothing(index_elements=["tenant_id", key])
-    return set(await session.scalars(upsert.returning(table.c.id), rows))
+    return set(await session.scalars(upsert.returning(table.c.id).execution_options(**BY_CALLER), rows))
 
 
 async def insert_all(session: TenantSession, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -78,4 +82,4 @@ async def insert_all(session: TenantSession, table: Table, rows: list[dict[str, 
     if on_postgres(session):
         await session.execute(*_unnest(table, rows))
     else:
-        await session.execute(insert(table), rows)
+        await session.execute(insert(table).execution_options(**BY_CALLER), rows)
