@@ -337,4 +337,4 @@ def _record(
                 ctx, message, MessageStatus.SENT, provider_id=outcome, sent_at=now, error=None
             )
     for delay, waiting in retries.items():
-        service.queued(ctx, waiting, defer_seconds=delay)
+        service.queued(ctx, [message.id for message in waiting], defer_seconds=delay)

@@ -21,6 +21,7 @@ import crmkit
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from crmkit_channels import templates
 from crmkit_channels.models import FINAL, Campaign, Message, MessageStatus, Template
@@ -258,7 +259,7 @@ async def request_message(
     )
     ctx.session.add(message)
     await ctx.session.flush()
-    queued(ctx, [message])
+    queued(ctx, [message.id])
     return message
 
 
@@ -292,16 +293,16 @@ class MessageLike(Protocol):
 
 
 def queued(
-    ctx: crmkit.TenantContext, messages: Sequence[MessageLike], defer_seconds: float = 0
+    ctx: crmkit.TenantContext, message_ids: Sequence[uuid.UUID], defer_seconds: float = 0
 ) -> None:
     """Announce queued messages: after commit the handler queues their send jobs."""
-    if messages:
+    if message_ids:
         crmkit.emit(
             ctx,
             "channels_messages_queued",
             "Message",
-            messages[0].id,
-            message_ids=[str(m.id) for m in messages],
+            message_ids[0],
+            message_ids=[str(i) for i in message_ids],
             defer_seconds=defer_seconds,
         )
 
@@ -442,31 +443,39 @@ async def expand_campaign(ctx: crmkit.TenantContext, campaign_id: str, after: st
         after=uuid.UUID(after) if after else None,
         limit=BATCH,
     )
-    keys = {f"campaign:{campaign.id}:{i}:{campaign.channel}": i for i in customer_ids}
-    taken = set(
-        await ctx.session.scalars(
-            select(Message.idempotency_key).where(Message.idempotency_key.in_(list(keys)))
-        )
-    )
-    new = [
-        Message(
-            customer_id=customer_id,
-            campaign_id=campaign.id,
-            channel=campaign.channel,
-            purpose=campaign.purpose,
-            template=campaign.template,
-            locale=campaign.locale,
-            idempotency_key=key,
-            requested_by=campaign.created_by,
-            unmask=campaign.unmask,
-            variables=None,
-        )
-        for key, customer_id in keys.items()
-        if key not in taken
+    rows = [
+        {
+            "tenant_id": ctx.tenant_id,
+            "id": crmkit.uuid7(),
+            "customer_id": customer_id,
+            "campaign_id": campaign.id,
+            "channel": campaign.channel,
+            "purpose": campaign.purpose,
+            "template": campaign.template,
+            "locale": campaign.locale,
+            "idempotency_key": f"campaign:{campaign.id}:{customer_id}:{campaign.channel}",
+            "requested_by": campaign.created_by,
+            "unmask": campaign.unmask,
+        }
+        for customer_id in customer_ids
     ]
-    ctx.session.add_all(new)
-    await ctx.session.flush()
-    queued(ctx, new)
+    # one statement for the batch (audited as one event naming its messages), the
+    # messages a repeated expansion made already skipped by their idempotency key
+    dialect = ctx.session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    new = (
+        list(
+            await ctx.session.scalars(
+                insert(Message)
+                .on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
+                .returning(Message.id),
+                rows,
+            )
+        )
+        if rows
+        else []
+    )
+    queued(ctx, sorted(new))
     if len(customer_ids) == BATCH:
         await ctx.jobs.enqueue(
             "channels.expand_campaign",
