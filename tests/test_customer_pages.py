@@ -67,6 +67,7 @@ async def test_rows_by_id_are_the_tenants_own_living_customers(
     ids = [uuid.UUID(c["id"]) for c in (ada, bob, eve)] + [uuid.uuid4()]
     async with env.platform.tenant_scope(mine) as scope:
         await rights.erase_customer(scope.hooks.ctx, ids[1])
+    await env.drain()  # the erasure's event handled: no job's statement counted below
     async with env.platform.tenant_scope(mine) as scope:
         expected = await crmkit.get_customers(scope.hooks.ctx, ids)
         sql_statements.clear()
