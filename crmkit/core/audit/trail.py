@@ -231,10 +231,9 @@ def _record_bulk(state: ORMExecuteState) -> Result[Any] | None:
     transaction.
 
     An ORM update or delete gets its keys from the session's own
-    ``synchronize_session="fetch"`` (which also keeps loaded objects in step); a table
-    statement and an INSERT from ``return_defaults``, or an INSERT from its own
-    ``returning()``. Either way the caller's result is unchanged (``rowcount``, its own
-    ``returning()``).
+    ``synchronize_session="fetch"`` (which also keeps loaded objects in step), a table
+    update or delete from ``return_defaults``: either way the caller's result is
+    unchanged (``rowcount``, its own ``returning()``). An INSERT: :func:`_record_insert`.
     """
     if not (state.is_update or state.is_delete or state.is_insert):
         return None
